@@ -1,0 +1,75 @@
+"""`optmem chat`: a REPL on a memory database, optionally talking to an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from optmem.config import MemoryConfig
+from optmem.memory import OpticalMemory
+
+HELP = """commands:
+  /context [query]   show the context that would be sent now
+  /recall QUERY      the pages most related to QUERY, read back to text
+  /pages             the pages and their tiers
+  /help              this text
+  /quit              leave (also Ctrl-D)
+anything else is a user turn (answered by --llm when given)"""
+
+
+def ask_llm(url: str, model: str, messages: list[dict], timeout: float = 120.0) -> str:
+    """One chat completion from an OpenAI-compatible server; returns the reply text."""
+    body = json.dumps({"model": model, "messages": messages, "temperature": 0}).encode("utf-8")
+    request = urllib.request.Request(url.rstrip("/") + "/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        reply = json.load(response)
+    return reply["choices"][0]["message"]["content"]
+
+
+def run_chat(db: Path, conversation: str, config: MemoryConfig, llm_url: str | None = None, model: str = "default",
+             stdin=sys.stdin, stdout=sys.stdout) -> int:
+    say = lambda *a: print(*a, file=stdout, flush=True)  # noqa: E731
+    with OpticalMemory.open(db, conversation=conversation, config=config) as mem:
+        say(f"optmem chat on {db} [{conversation}], {len(mem.history())} turns so far. /help for commands.")
+        for raw in stdin:
+            line = raw.rstrip("\n")
+            if not line.strip():
+                continue
+            command, _, arg = line.partition(" ")
+            if command in ("/quit", "/exit"):
+                break
+            if command == "/help":
+                say(HELP)
+            elif command == "/pages":
+                for p in mem.pages():
+                    say(f"  page {p.id if p.id is not None else '(open)'}: turns {p.first_turn}-{p.last_turn}, "
+                        f"{p.tier or 'out of context'}, age {p.age:g}, {p.positions} positions")
+            elif command == "/recall":
+                if not arg:
+                    say("usage: /recall QUERY")
+                    continue
+                for r in mem.recall(arg, k=3):
+                    say(f"  page {r.page} ({r.tier or 'out of context'}, score {r.score:.2f}, {r.source}): {r.text[:300]}")
+            elif command == "/context":
+                ctx = mem.context(query=arg or None)
+                say(f"  {ctx.positions} of {ctx.budget} positions:")
+                for s in ctx.segments:
+                    label = f"{s.tier} page {s.page_seq}" if s.kind == "page" else s.kind
+                    say(f"    {label:<18} {s.positions:>5}")
+            elif command.startswith("/"):
+                say(f"unknown command {command}; /help lists them")
+            else:
+                mem.add("user", line)
+                if llm_url:
+                    try:
+                        reply = ask_llm(llm_url, model, mem.context(query=line).to_messages())
+                    except (urllib.error.URLError, KeyError, ValueError) as e:
+                        say(f"[llm error: {e}]")
+                        continue
+                    mem.add("assistant", reply)
+                    say(reply)
+    return 0

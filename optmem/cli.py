@@ -1,0 +1,140 @@
+"""`optmem` command line: demo, chat, inspect, render, config, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with MemoryConfig settings (default: built-in defaults)")
+
+
+def _load(args):
+    from optmem.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_demo(args) -> int:
+    from optmem.demo import run_demo
+
+    run_demo(out_dir=args.out, turns=args.turns, config=_load(args), seed=args.seed)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from optmem.chat import run_chat
+
+    return run_chat(db=args.db, conversation=args.conversation, config=_load(args), llm_url=args.llm, model=args.model)
+
+
+def cmd_inspect(args) -> int:
+    from optmem.memory import OpticalMemory
+    from optmem.report import write_report
+    from optmem.store import Store
+
+    store = Store.open(args.db)
+    names = store.conversations()
+    store.close()
+    if args.conversation:
+        names = [args.conversation]
+    if not names:
+        print(f"{args.db}: no conversations", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        with OpticalMemory.open(args.db, conversation=name, config=_load(args), create=False) as mem:
+            path = write_report(mem, args.out / f"{_safe(name)}.html", query=args.query)
+            print(f"{name}: {len(mem.pages())} pages -> {path}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from renderers import RenderConfig, render_pages
+    from renderers.export import export_pages
+
+    text = args.file.read_text(encoding="utf-8", errors="replace")
+    config = RenderConfig.model_validate(json.loads(args.render_config)) if args.render_config else RenderConfig()
+    pages = render_pages(text, config)
+    written = export_pages(pages, args.out)
+    print(f"{args.file}: {len(pages)} pages, {len(written)} files in {args.out}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    cfg = _load(args)
+    if args.show:
+        sys.stdout.write(cfg.to_toml())
+    return 0
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "conversation"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optmem", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="ingest a long built-in conversation and show what optical memory does with it")
+    p.add_argument("--out", type=Path, default=Path("optmem-demo"), help="directory for the database and the HTML report")
+    p.add_argument("--turns", type=int, default=600, help="length of the built-in conversation")
+    p.add_argument("--seed", type=int, default=7)
+    _config_arg(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("chat", help="a REPL on a memory database (/context, /recall, /pages)")
+    p.add_argument("db", type=Path)
+    p.add_argument("--conversation", default="default")
+    p.add_argument("--llm", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    p.add_argument("--model", default="default", help="model name sent to --llm")
+    _config_arg(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("inspect", help="write an HTML report for a database")
+    p.add_argument("db", type=Path)
+    p.add_argument("--conversation", help="only this conversation (default: all)")
+    p.add_argument("--query", help="also show the context assembled for this query")
+    p.add_argument("--out", type=Path, default=Path("optmem-report"))
+    _config_arg(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("render", help="render a text file to pages: PNG per tier + layout JSON")
+    p.add_argument("file", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--render-config", help='RenderConfig as JSON, e.g. \'{"font_px": 24}\'')
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("config", help="print the effective configuration")
+    p.add_argument("--show", action="store_true", help="print it as TOML")
+    _config_arg(p)
+    p.set_defaults(func=cmd_config)
+
+    try:
+        from optmem.bench.cli import register
+    except ImportError:  # benchmarks are optional extras of the CLI
+        register = None
+    if register is not None:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ValidationError as e:
+        print(f"optmem: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, KeyError) as e:
+        print(f"optmem: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

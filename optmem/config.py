@@ -1,0 +1,145 @@
+"""Every knob of optmem as pydantic models, loadable from and printable as TOML.
+
+Models are frozen and forbid unknown keys, so a typo in a TOML file is a validation error that
+names the field instead of a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from optmem.modes import TIER_NAMES
+from renderers import RenderConfig
+
+Tier = Literal["gundam", "large", "base", "small", "tiny"]
+Role = Literal["user", "assistant", "system", "tool"]
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TierStep(_Model):
+    """A page whose age is below ``until`` (and at or above the previous step's) is held at ``tier``."""
+
+    tier: Tier
+    until: float = Field(gt=0)
+
+
+class ScheduleConfig(_Model):
+    """The forgetting schedule: page age → tier, sharpest first.
+
+    ``age_unit`` says how age is measured: ``pages`` sealed after this one, ``turns`` added after
+    the page's last turn, or ``seconds`` of wall-clock time since its last turn. Past the last
+    step a page either leaves the context but stays recallable (``evict``) or is deleted with its
+    archived text (``delete``).
+    """
+
+    age_unit: Literal["pages", "turns", "seconds"] = "pages"
+    steps: tuple[TierStep, ...] = (
+        TierStep(tier="large", until=2),
+        TierStep(tier="base", until=6),
+        TierStep(tier="small", until=16),
+        TierStep(tier="tiny", until=48),
+    )
+    after_last: Literal["evict", "delete"] = "evict"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ScheduleConfig":
+        if not self.steps:
+            raise ValueError("steps: at least one tier step is needed")
+        ranks = [TIER_NAMES.index(s.tier) for s in self.steps]
+        if any(b <= a for a, b in zip(ranks, ranks[1:])):
+            raise ValueError("steps: tiers must go from sharper to blurrier, each at most once "
+                             f"(order {TIER_NAMES}), got {[s.tier for s in self.steps]}")
+        untils = [s.until for s in self.steps]
+        if any(b <= a for a, b in zip(untils, untils[1:])):
+            raise ValueError(f"steps: 'until' must increase step by step, got {untils}")
+        return self
+
+    @classmethod
+    def paper(cls) -> "ScheduleConfig":
+        """DeepSeek-OCR's Fig. 13: 1 hour Gundam, 1 day Large, 1 week Base, 1 month Small, 1 year Tiny."""
+        return cls(age_unit="seconds", steps=(
+            TierStep(tier="gundam", until=HOUR),
+            TierStep(tier="large", until=DAY),
+            TierStep(tier="base", until=7 * DAY),
+            TierStep(tier="small", until=30 * DAY),
+            TierStep(tier="tiny", until=365 * DAY),
+        ))
+
+
+class ReexpandConfig(_Model):
+    """How pages are read back into text when a query needs them."""
+
+    engine: Literal["ppocr-strips", "tesseract", "model"] = "ppocr-strips"
+    max_pages: int = Field(default=2, ge=0, description="pages re-expanded into text per context()")
+    model_dir: Path | None = Field(default=None, description="local DeepSeek-OCR weights for engine='model'")
+
+
+class RetrievalConfig(_Model):
+    enabled: bool = True
+    top_k: int = Field(default=3, ge=1)
+    min_score: float = Field(default=0.3, ge=-1, le=1)
+    chunk_chars: int = Field(default=600, ge=100, description="pages are embedded in chunks of about this many characters")
+
+
+class LedgerConfig(_Model):
+    """The verbatim guard: exact strings of in-context pages kept as text beside the page."""
+
+    enabled: bool = True
+    max_strings_per_page: int = Field(default=24, ge=1)
+
+
+class MemoryConfig(_Model):
+    recent_turns: int = Field(default=8, ge=0, description="the newest k turns stay text")
+    budget: int = Field(default=8192, ge=16, description="decoder positions a context may use")
+    archive: Literal["verbatim", "optical"] = "verbatim"
+    max_turn_chars: int = Field(default=2_000_000, ge=1)
+    schedule: ScheduleConfig = ScheduleConfig()
+    render: RenderConfig = RenderConfig()
+    reexpand: ReexpandConfig = ReexpandConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    ledger: LedgerConfig = LedgerConfig()
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "MemoryConfig":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        return cls.model_validate(data)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read at all (missing, not TOML). Bad values raise ValidationError."""
+
+
+def load_config(config: "MemoryConfig | str | Path | dict | None") -> MemoryConfig:
+    if config is None:
+        return MemoryConfig()
+    if isinstance(config, MemoryConfig):
+        return config
+    if isinstance(config, dict):
+        return MemoryConfig.model_validate(config)
+    return MemoryConfig.from_toml(config)
+
+
+__all__ = [
+    "ConfigError", "LedgerConfig", "MemoryConfig", "ReexpandConfig", "RetrievalConfig",
+    "ScheduleConfig", "TierStep", "ValidationError", "load_config",
+]

@@ -1,0 +1,511 @@
+"""OpticalMemory: the object a chat loop holds.
+
+``add`` stores a turn and ages the conversation: turns past the newest k are packed into the open
+page (laid out on every add, drawn only when sealed or shown), full pages are sealed, stored at the
+tier their age calls for and moved down the tiers as they age. ``context`` assembles recent turns,
+re-expanded pages and page images inside a hard budget.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from optmem.assembler import Context, Expansion, MemoryPage, RecentTurn, assemble
+from optmem.config import MemoryConfig, load_config
+from optmem.ledger import extract_exact_strings
+from optmem.modes import TIER_NAMES, tier_side, tier_slots
+from optmem.schedule import page_age, tier_for_age
+from optmem.store import PageRow, Store, TurnRow
+from optmem.tokens import count_tokens
+from renderers import Line, TurnInput, downsample, draw_page, encode_png, layout_pages
+
+ROLES = ("user", "assistant", "system", "tool")
+CHUNK_ID_STRIDE = 1024  # vector id = page id * stride + chunk number
+
+
+class InvalidTurn(ValueError):
+    """A turn that cannot be stored: unknown role, undecodable bytes, too long."""
+
+
+class PinError(ValueError):
+    """A pin that cannot be honoured (pages are never sharpened once blurred)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    id: int
+    role: str
+    text: str | None
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    id: int | None  # None for the open page, which is not sealed yet
+    first_turn: int
+    last_turn: int
+    tier: str | None  # None: out of the context (still recallable)
+    age: float
+    positions: int
+    sealed: bool
+    pinned: str | None
+
+
+@dataclass(frozen=True)
+class Recall:
+    page: int
+    tier: str | None
+    text: str
+    score: float
+    source: Literal["verbatim", "ocr"]
+
+
+@lru_cache(maxsize=65536)
+def _count(text: str) -> int:
+    return count_tokens(text)
+
+
+def _epoch(timestamp: datetime | float | int | None) -> float:
+    if timestamp is None:
+        return time.time()
+    if isinstance(timestamp, datetime):
+        return timestamp.timestamp()
+    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool) and math.isfinite(timestamp):
+        return float(timestamp)
+    raise InvalidTurn(f"timestamp must be a datetime, a finite number of seconds or None, got {timestamp!r}")
+
+
+def _header_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def chunk_text(text: str, size: int) -> list[str]:
+    """Cut text into pieces of about ``size`` characters at whitespace, so every piece fits the
+    embedder's window (MiniLM reads 256 word pieces) and nothing on a page goes unindexed."""
+    chunks, start, n = [], 0, len(text)
+    while start < n:
+        end = min(n, start + size)
+        if end < n:
+            cut = text.rfind(" ", start + size // 2, end)
+            end = cut + 1 if cut > start else end
+        piece = text[start:end].strip()
+        if piece:
+            chunks.append(piece)
+        start = end
+    return chunks or [""]
+
+
+class OpticalMemory:
+    def __init__(self, store: Store, conversation_id: int, name: str, config: MemoryConfig, *, owns_store: bool):
+        self._store = store
+        self._conv = conversation_id
+        self.conversation = name
+        self.config = config
+        self._owns_store = owns_store
+        self._open_image: tuple[tuple, Image.Image, tuple[Line, ...]] | None = None
+        # (open page start, last turn laid out on it, bottom pixel of its last line): lets add()
+        # skip re-laying out the whole open page while new turns surely fit (see _still_fits).
+        self._open_fill: tuple[tuple[int, int], int, int] | None = None
+        self._sealed_since_schedule = True
+        self._index = None  # VectorIndex over this conversation's chunks, built on first use
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, conversation: str = "default", config: MemoryConfig | str | Path | dict | None = None,
+             *, create: bool = True) -> "OpticalMemory":
+        """Open (or create) ``conversation`` in the database at ``path`` (``":memory:"`` works)."""
+        if not isinstance(conversation, str) or not conversation:
+            raise ValueError("conversation must be a non-empty string")
+        cfg = load_config(config)
+        store = Store.open(path)
+        try:
+            conv = store.conversation_id(conversation, create=create)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, conv, conversation, cfg, owns_store=True)
+
+    def close(self) -> None:
+        if self._index is not None and len(self._index):
+            self._store.put_vector_index(self._conv, len(self._index), self._index.to_bytes())
+        if self._owns_store:
+            self._store.close()
+
+    def __enter__(self) -> "OpticalMemory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def add(self, role: str, text: str | bytes, timestamp: datetime | float | None = None) -> int:
+        """Store a turn; returns its id (1, 2, 3 ... within the conversation)."""
+        if role not in ROLES:
+            raise InvalidTurn(f"role must be one of {ROLES}, got {role!r}")
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InvalidTurn(f"turn text is not valid UTF-8 (byte {e.start}: {e.reason})") from None
+        if not isinstance(text, str):
+            raise InvalidTurn(f"turn text must be str or UTF-8 bytes, got {type(text).__name__}")
+        if len(text) > self.config.max_turn_chars:
+            raise InvalidTurn(f"turn has {len(text)} characters, over max_turn_chars={self.config.max_turn_chars}")
+        ts = _epoch(timestamp)
+        with self._store.write():
+            seq = self._store.add_turn(self._conv, role, text, ts)
+            self._pack(seq)
+            self._apply_schedule()
+        return seq
+
+    def pin(self, page_id: int, tier: str | None) -> None:
+        """Hold a sealed page at ``tier`` whatever its age (None unpins). Pages are never sharpened:
+        pin a page before it ages past the tier you want."""
+        if tier is not None and tier not in TIER_NAMES:
+            raise PinError(f"unknown tier {tier!r}; expected one of {TIER_NAMES}")
+        with self._store.write():
+            row = self._store.page(self._conv, page_id)
+            if tier is not None and tier_side(tier) > tier_side(row.image_tier):
+                raise PinError(f"page {page_id} is stored at {row.image_tier}; it cannot be pinned at the sharper {tier}")
+            self._store.pin_page(self._conv, page_id, tier)
+            self._sealed_since_schedule = True
+            self._apply_schedule()
+
+    def _memory_turns(self, first: int, last: int, first_char: int) -> tuple[list[TurnInput], list[float]]:
+        rows = self._store.turns(self._conv, first, last)
+        inputs = [TurnInput(r.role, r.text or "", number=r.seq, timestamp=_header_time(r.timestamp),
+                            start=first_char if i == 0 else 0) for i, r in enumerate(rows)]
+        return inputs, [r.timestamp for r in rows]
+
+    def _pack(self, newest: int) -> None:
+        """Age turns past the newest k into the open page, sealing every page that filled up."""
+        last_memory_turn = newest - self.config.recent_turns
+        if last_memory_turn < 1:
+            return
+        start = self._store.open_page_start(self._conv)
+        if start is None:
+            start = (1, 0)
+            self._store.set_open_page_start(self._conv, start)
+        if self._still_fits(start, last_memory_turn):
+            return
+        inputs, timestamps = self._memory_turns(start[0], last_memory_turn, start[1])
+        layouts = layout_pages(inputs, self.config.render)
+        for layout in layouts[:-1]:
+            self._seal(layout, inputs, timestamps, newest)
+        turn_index, char = layouts[-1].start
+        next_start = (inputs[turn_index].number, char)
+        self._open_fill = (next_start, last_memory_turn, _content_bottom(layouts[-1]))
+        if len(layouts) == 1:
+            return
+        self._sealed_since_schedule = True
+        self._store.set_open_page_start(self._conv, next_start)
+        if self.config.archive == "optical" and next_start[0] > 1:
+            # Turns wholly on sealed pages now live only in the images.
+            self._store.drop_turn_texts(self._conv, 1, next_start[0] - 1)
+
+    def _still_fits(self, start: tuple[int, int], last_memory_turn: int) -> bool:
+        """Whether the turns aged since the last full layout surely still fit on the open page.
+
+        Laying out the whole open page on every add would cost a page layout per turn. Pagination
+        is greedy, so appending turns never moves the lines already placed: it is enough to lay out
+        the new turns alone and check that their height fits under the open page's last line, with
+        two lines to spare for rounding. When in doubt the caller lays out the whole page.
+        """
+        if self._open_fill is None or self._open_fill[0] != start:
+            return False
+        _, laid_out, bottom = self._open_fill
+        if laid_out >= last_memory_turn:
+            return laid_out == last_memory_turn
+        inputs, _ = self._memory_turns(laid_out + 1, last_memory_turn, 0)
+        layouts = layout_pages(inputs, self.config.render)
+        if len(layouts) != 1:
+            return False
+        cfg = self.config.render
+        height = _content_bottom(layouts[0]) - cfg.margin_px
+        new_bottom = bottom + cfg.turn_gap_px + height
+        if new_bottom > cfg.page_px - cfg.margin_px - 2 * round(cfg.font_px * cfg.line_spacing):
+            return False
+        self._open_fill = (start, last_memory_turn, new_bottom)
+        return True
+
+    def _seal(self, layout, inputs: Sequence[TurnInput], timestamps: Sequence[float], newest: int) -> None:
+        page = draw_page(layout, self.config.render)
+        (ti0, c0), (ti1, c1) = layout.start, layout.end
+        if c1 == 0:  # the page ends where turn ti1 - 1 ended
+            ti1 -= 1
+            c1 = len(inputs[ti1].text)
+        first, last = (inputs[ti0].number, c0), (inputs[ti1].number, c1)
+        tier = self.config.schedule.steps[0].tier
+        image_tier = tier
+        png = page.png if tier_side(tier) == page.side else page.at(tier).png
+        source = page.source_text
+        body = "\n".join(inputs[seg.turn_index].text[seg.start:seg.end] for seg in layout.segments)
+        strings = tuple(extract_exact_strings(body)[: self.config.ledger.max_strings_per_page])
+        keep_source = self.config.archive == "verbatim" or self.config.retrieval.enabled
+        self._store.add_page(
+            self._conv, first=first, last=last, sealed_after_turn=newest,
+            last_timestamp=timestamps[ti1], tier=tier,
+            layout_json=json.dumps([_line_json(line) for line in page.lines], ensure_ascii=False),
+            source_text=source if keep_source else None, text_tokens=_count(source),
+            ledger=strings, ledger_tokens=0, png=png, image_tier=image_tier)
+
+    def _apply_schedule(self) -> None:
+        """Move every in-context page to the tier its age calls for (one transaction per add)."""
+        schedule = self.config.schedule
+        if schedule.age_unit == "pages" and not self._sealed_since_schedule:
+            return  # ages in pages only move when a page is sealed
+        self._sealed_since_schedule = False
+        pages = self._store.pages(self._conv, in_context_only=True)
+        if not pages:
+            return
+        newest = self._store.last_turn(self._conv)
+        now = self._store.last_timestamp(self._conv) or 0.0
+        total = self._store.page_count(self._conv)
+        for row in pages:
+            age = page_age(schedule, pages_after=total - row.seq, turns_after=newest - row.last_turn,
+                           seconds_since=now - row.last_timestamp)
+            wanted = row.pinned_tier or tier_for_age(age, schedule)
+            if wanted is None:
+                if schedule.after_last == "delete":
+                    self._delete_page(row)
+                else:
+                    self._store.set_page_tier(self._conv, row.id, None)
+                continue
+            image_side = tier_side(row.image_tier)
+            if tier_side(wanted) > image_side:
+                wanted = row.image_tier  # a blurred page is never sharpened
+            if wanted == row.tier:
+                continue
+            if tier_side(wanted) < image_side:
+                png, _ = self._store.page_image(self._conv, row.id)
+                smaller = downsample(Image.open(io.BytesIO(png)), tier_side(wanted))
+                self._store.set_page_tier(self._conv, row.id, wanted, encode_png(smaller), wanted)
+            else:
+                self._store.set_page_tier(self._conv, row.id, wanted)
+
+    def _delete_page(self, row: PageRow) -> None:
+        self._store.delete_page(self._conv, row.id)
+        self._index = None
+        # The turns that lived only on this page are forgotten with it.
+        first = row.first_turn if row.first_char == 0 else row.first_turn + 1
+        last = row.last_turn - 1
+        if last >= first:
+            self._store.drop_turn_texts(self._conv, first, last)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def history(self) -> list[Turn]:
+        return [Turn(r.seq, r.role, r.text, r.timestamp) for r in self._store.turns(self._conv)]
+
+    def pages(self) -> list[PageInfo]:
+        schedule = self.config.schedule
+        newest = self._store.last_turn(self._conv)
+        now = self._store.last_timestamp(self._conv) or 0.0
+        total = self._store.page_count(self._conv)
+        infos = []
+        for row in self._store.pages(self._conv):
+            age = page_age(schedule, pages_after=total - row.seq, turns_after=newest - row.last_turn,
+                           seconds_since=now - row.last_timestamp)
+            infos.append(PageInfo(row.id, row.first_turn, row.last_turn, row.tier, age,
+                                  tier_slots(row.tier) if row.tier else 0, True, row.pinned_tier))
+        open_page = self._open_page()
+        if open_page is not None:
+            infos.append(PageInfo(None, open_page.first_turn, open_page.last_turn, open_page.tier, 0.0,
+                                  tier_slots(open_page.tier), False, None))
+        return infos
+
+    def _open_page(self) -> MemoryPage | None:
+        last_memory_turn = self._store.last_turn(self._conv) - self.config.recent_turns
+        start = self._store.open_page_start(self._conv)
+        if start is None or start[0] > last_memory_turn:
+            return None
+        tier = self.config.schedule.steps[0].tier
+        key = (start, last_memory_turn)
+        source_strings: tuple[str, ...] = ()
+        if self.config.ledger.enabled:
+            turns = self._store.turns(self._conv, start[0], last_memory_turn)
+            text = "\n".join((t.text or "")[start[1]:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
+            source_strings = tuple(extract_exact_strings(text)[: self.config.ledger.max_strings_per_page])
+        return MemoryPage(page_id=0, page_seq=self._store.page_count(self._conv) + 1, tier=tier,
+                          first_turn=start[0], last_turn=last_memory_turn, ledger=source_strings,
+                          load_image=lambda t, key=key: self._open_page_image(key, t))
+
+    def _open_page_image(self, key: tuple, tier: str) -> Image.Image:
+        if self._open_image is None or self._open_image[0] != key:
+            start, last = key
+            inputs, _ = self._memory_turns(start[0], last, start[1])
+            page = draw_page(layout_pages(inputs, self.config.render)[0], self.config.render)
+            self._open_image = (key, page.image, page.lines)
+        image = self._open_image[1]
+        return image if tier_side(tier) == image.width else downsample(image, tier_side(tier))
+
+    def page_image(self, page_id: int) -> Image.Image:
+        """A sealed page as stored now: at its current tier (or its last one, once out of context)."""
+        png, _ = self._store.page_image(self._conv, page_id)
+        image = Image.open(io.BytesIO(png))
+        image.load()
+        return image
+
+    def read_page(self, page_id: int) -> str:
+        """Read a sealed page back from its stored image with the configured OCR engine, whatever
+        the archive policy: what the page still says at the tier it has faded to."""
+        return self._ocr(self._store.page(self._conv, page_id))
+
+    def _page_image(self, page_id: int, tier: str) -> Image.Image:
+        image = self.page_image(page_id)
+        return image if tier_side(tier) == image.width else downsample(image, tier_side(tier))
+
+    def context(self, query: str | None = None, budget: int | None = None) -> Context:
+        """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory
+        pages as images, within ``budget`` decoder positions (default: config.budget)."""
+        budget = self.config.budget if budget is None else budget
+        if not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"budget must be a positive int, got {budget!r}")
+        newest = self._store.last_turn(self._conv)
+        first_recent = max(1, newest - self.config.recent_turns + 1)
+        recent = [RecentTurn(r.seq, r.role, r.text or "") for r in self._store.turns(self._conv, first_recent, newest)]
+
+        rows = {r.id: r for r in self._store.pages(self._conv, in_context_only=True)}
+        expansions: list[Expansion] = []
+        if query and self.config.retrieval.enabled and self.config.reexpand.max_pages > 0:
+            for page_id, score in self._search(query, self.config.reexpand.max_pages):
+                if score < self.config.retrieval.min_score:
+                    break
+                row = rows.get(page_id) or self._store.page(self._conv, page_id)
+                rows[page_id] = row
+                text, source, tier = self._reexpand(row)
+                expansions.append(Expansion(page_id, text, source, tier))
+
+        ledger = self.config.ledger.enabled
+        pages = [MemoryPage(r.id, r.seq, r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
+                            lambda t, pid=r.id: self._page_image(pid, t), pinned=r.pinned_tier is not None)
+                 for r in sorted(rows.values(), key=lambda r: r.seq)]
+        open_page = self._open_page()
+        if open_page is not None:
+            pages.append(open_page)
+        return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget,
+                        ledger=self.config.ledger.enabled, count=_count)
+
+    def recall(self, query: str, k: int = 3) -> list[Recall]:
+        """The k sealed pages most related to ``query``, read back to text at their current tier."""
+        if not self.config.retrieval.enabled:
+            raise RuntimeError("retrieval is disabled in this memory's config (retrieval.enabled = false)")
+        results = []
+        for page_id, score in self._search(query, k):
+            row = self._store.page(self._conv, page_id)
+            text, source, _ = self._reexpand(row)
+            results.append(Recall(page_id, row.tier, text, score, source))
+        return results
+
+    # -- re-expansion and retrieval ---------------------------------------------------------------
+
+    def _reexpand(self, row: PageRow) -> tuple[str, Literal["verbatim", "ocr"], str]:
+        if self.config.archive == "verbatim":
+            text = self._store.page_source_text(self._conv, row.id)
+            if text is not None:
+                return text, "verbatim", row.image_tier
+        return self._ocr(row), "ocr", row.image_tier
+
+    def _ocr(self, row: PageRow) -> str:
+        engine_name = self.config.reexpand.engine
+        cached = self._store.cached_text(self._conv, row.id, row.image_tier, engine_name)
+        if cached is not None:
+            return cached
+        image = self.page_image(row.id)
+        scale = image.width / self.config.render.page_px
+        lines = [_line_from_json(d, scale) for d in self._store.page_layout(self._conv, row.id)]
+        text = self._engine().read(image, lines)
+        self._store.put_cached_text(self._conv, row.id, row.image_tier, engine_name, text)
+        return text
+
+    def _engine(self):
+        from optmem.reexpand import get_engine
+
+        cfg = self.config.reexpand
+        if cfg.engine == "model":
+            from optmem.codec import load_ocr_model
+
+            return get_engine("model", model=load_ocr_model(cfg.model_dir))
+        return get_engine(cfg.engine)
+
+    def _search(self, query: str, k: int) -> list[tuple[int, float]]:
+        index = self._vector_index()
+        if index is None or not len(index):
+            return []
+        from optmem.retrieval import default_embedder
+
+        vector = default_embedder().encode([query])[0]
+        best: dict[int, float] = {}
+        for vid, score in index.search(vector, k * 8):
+            page_id = int(vid) // CHUNK_ID_STRIDE
+            if score > best.get(page_id, -2.0):
+                best[page_id] = float(score)
+        return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+    def _vector_index(self):
+        """This conversation's faiss index: pages sealed since the last call are embedded first;
+        the persisted index is used when it is current, rebuilt from the stored vectors if not."""
+        from optmem.retrieval import VectorIndex, default_embedder
+
+        pending = self._store.unindexed_pages(self._conv)
+        if pending:
+            size = self.config.retrieval.chunk_chars
+            chunks = [(pid, chunk_text(text or "", size)) for pid, text in pending]
+            flat = [c for _, cs in chunks for c in cs]
+            vectors = default_embedder().encode(flat)
+            offset = 0
+            with self._store.write():
+                for pid, cs in chunks:
+                    self._store.put_embeddings(self._conv, pid, vectors[offset: offset + len(cs)],
+                                               drop_source_text=self.config.archive == "optical")
+                    offset += len(cs)
+            if self._index is not None:
+                ids = np.array([pid * CHUNK_ID_STRIDE + i for pid, cs in chunks for i in range(len(cs))], dtype=np.int64)
+                self._index.add(ids, vectors)
+        expected = self._store.embedding_count(self._conv)
+        if self._index is not None and len(self._index) == expected:
+            return self._index
+        persisted = self._store.vector_index(self._conv)
+        if persisted is not None and persisted[0] == expected:
+            self._index = VectorIndex.from_bytes(persisted[1])
+            return self._index
+        page_ids, vectors = self._store.embeddings(self._conv)
+        index = VectorIndex()
+        if len(page_ids):
+            chunk_numbers = np.zeros(len(page_ids), dtype=np.int64)
+            for i in range(1, len(page_ids)):
+                chunk_numbers[i] = chunk_numbers[i - 1] + 1 if page_ids[i] == page_ids[i - 1] else 0
+            index.add(page_ids * CHUNK_ID_STRIDE + chunk_numbers, vectors)
+        self._index = index
+        return index
+
+
+def _content_bottom(layout) -> int:
+    return max((p.line.box[3] for p in layout.placed), default=layout.margin_px)
+
+
+def _line_json(line: Line) -> dict:
+    return {"box": list(line.box), "text": line.text, "drawn": line.drawn, "span": list(line.span), "kind": line.kind}
+
+
+def _line_from_json(d: dict, scale: float) -> Line:
+    line = Line(box=tuple(d["box"]), text=d["text"], drawn=d["drawn"], span=tuple(d["span"]), kind=d["kind"])
+    if scale == 1:
+        return line
+    from renderers import scale_lines
+
+    return scale_lines([line], scale)[0]

@@ -1,0 +1,81 @@
+from PIL import Image
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from optmem.assembler import (ESCAPED_IMAGE_PLACEHOLDER, BudgetError, Expansion, MemoryPage, RecentTurn, assemble)
+from optmem.modes import TIER_NAMES, tier_side
+from optmem.tokens import count_tokens
+
+
+def _image(tier):
+    return Image.new("L", (tier_side(tier), tier_side(tier)), 255)
+
+
+def _pages(tiers, ledger=("AB-1234", "0x9f3a")):
+    return [MemoryPage(page_id=i + 1, page_seq=i + 1, tier=t, first_turn=10 * i + 1, last_turn=10 * i + 10,
+                       ledger=tuple(ledger), load_image=_image) for i, t in enumerate(tiers)]
+
+
+RECENT = [RecentTurn(101, "user", "What was the code again?"), RecentTurn(102, "assistant", "Let me check.")]
+
+
+def test_positions_are_bos_plus_slots_plus_text_tokens():
+    ctx = assemble(pages=_pages(["tiny", "small", "large"]), recent=RECENT, expansions=[], budget=8192, ledger=True)
+    kinds = [s.kind for s in ctx.segments]
+    assert kinds == ["page", "ledger", "page", "ledger", "page", "ledger", "turn", "turn"]
+    text_positions = sum(count_tokens(s.text) for s in ctx.segments if s.kind != "page")
+    assert ctx.positions == 1 + 73 + 111 + 421 + text_positions
+    assert ctx.page_tiers() == {1: "tiny", 2: "small", 3: "large"}
+
+
+def test_budget_degrades_oldest_first_and_keeps_recent_turns():
+    full = assemble(pages=_pages(["large", "large"], ledger=()), recent=RECENT, expansions=[], budget=8192, ledger=True)
+    tight = assemble(pages=_pages(["large", "large"], ledger=()), recent=RECENT, expansions=[],
+                     budget=full.positions - 1, ledger=True)
+    assert tight.page_tiers() == {1: "base", 2: "large"} and tight.positions <= full.positions - 1
+    turns_only = full.positions - 2 * 421
+    assert assemble(pages=_pages(["large", "large"], ledger=()), recent=RECENT, expansions=[],
+                    budget=turns_only, ledger=True).page_tiers() == {}
+
+
+def test_recent_turns_over_budget_is_a_clear_error():
+    with pytest.raises(BudgetError, match="newest 2 turns alone need"):
+        assemble(pages=[], recent=RECENT, expansions=[], budget=5, ledger=True)
+
+
+def test_expanded_page_replaces_its_image_in_order():
+    ctx = assemble(pages=_pages(["tiny", "tiny", None]), recent=RECENT, budget=8192, ledger=False,
+                   expansions=[Expansion(3, "the door code is 4821-XK", "verbatim", "tiny"),
+                               Expansion(2, "second page text", "ocr", "tiny")])
+    assert [(s.kind, getattr(s, "page_id", None)) for s in ctx.segments][:3] == [("page", 1), ("expanded", 2), ("expanded", 3)]
+    assert "4821-XK" in ctx.to_text()
+
+
+def test_expansion_that_does_not_fit_is_skipped_not_cut():
+    base = assemble(pages=_pages(["tiny"]), recent=RECENT, budget=8192, ledger=False, expansions=[])
+    ctx = assemble(pages=_pages(["tiny"]), recent=RECENT, budget=base.positions + 3, ledger=False,
+                   expansions=[Expansion(1, "word " * 200, "verbatim", "tiny")])
+    assert ctx.expanded_pages() == [] and ctx.positions <= base.positions + 3
+
+
+def test_to_messages_escapes_image_placeholders_and_embeds_pages():
+    recent = [RecentTurn(1, "user", "please ignore <image> this"), RecentTurn(2, "assistant", "ok <image>")]
+    ctx = assemble(pages=_pages(["tiny"], ledger=("<image>",)), recent=recent, expansions=[], budget=8192, ledger=True)
+    messages = ctx.to_messages()
+    assert messages[0]["role"] == "system"
+    parts = messages[0]["content"]
+    assert sum(p["type"] == "image_url" for p in parts) == 1
+    assert parts[[p["type"] for p in parts].index("image_url")]["image_url"]["url"].startswith("data:image/png;base64,")
+    flat = repr(messages)
+    assert "<image>" not in flat and ESCAPED_IMAGE_PLACEHOLDER in messages[1]["content"]
+    assert [m["role"] for m in messages[1:]] == ["user", "assistant"]
+
+
+@settings(max_examples=150, derandomize=True)
+@given(st.lists(st.sampled_from(TIER_NAMES), max_size=30), st.integers(0, 12_000), st.booleans())
+def test_context_never_exceeds_the_budget(tiers, extra, ledger):
+    minimum = assemble(pages=[], recent=RECENT, expansions=[], budget=10**6, ledger=ledger).positions
+    budget = minimum + extra
+    ctx = assemble(pages=_pages(tiers), recent=RECENT, expansions=[Expansion(1, "x " * 50, "verbatim", "tiny")] if tiers else [],
+                   budget=budget, ledger=ledger)
+    assert ctx.positions <= budget
