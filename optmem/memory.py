@@ -298,13 +298,13 @@ class OpticalMemory:
                 self._store.set_page_tier(self._conv, row.id, wanted)
 
     def _delete_page(self, row: PageRow) -> None:
+        """Forget a page and every turn that lived only on pages deleted so far (pages go oldest first)."""
         self._store.delete_page(self._conv, row.id)
         self._index = None
-        # The turns that lived only on this page are forgotten with it.
-        first = row.first_turn if row.first_char == 0 else row.first_turn + 1
-        last = row.last_turn - 1
-        if last >= first:
-            self._store.drop_turn_texts(self._conv, first, last)
+        remaining = self._store.pages(self._conv)
+        keep_from = remaining[0].first_turn if remaining else (self._store.open_page_start(self._conv) or (1, 0))[0]
+        if keep_from > 1:
+            self._store.drop_turn_texts(self._conv, 1, keep_from - 1)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -1,0 +1,278 @@
+"""OpticalMemory end to end on the embedded defaults (retrieval off unless a test needs it)."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from PIL import Image
+
+from optmem import BudgetError, InvalidTurn, MemoryConfig, OpticalMemory, PinError
+from optmem.demo import build_conversation
+from optmem.modes import tier_side
+from optmem.store import Store, UnknownConversation
+
+NO_RETRIEVAL = {"retrieval": {"enabled": False}}
+
+
+def config(**overrides) -> MemoryConfig:
+    data = {**NO_RETRIEVAL, **overrides}
+    return MemoryConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def conversation():
+    turns, facts = build_conversation(240, seed=3)
+    return turns, facts
+
+
+def fill(mem, turns, start=0):
+    for i, (role, text) in enumerate(turns):
+        mem.add(role, text, timestamp=1_700_000_000 + 60 * (start + i))
+
+
+def test_recent_turns_stay_text_and_older_ones_become_pages(conversation):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config(recent_turns=6)) as mem:
+        fill(mem, turns)
+        ctx = mem.context()
+        recent = [s for s in ctx.segments if s.kind == "turn"]
+        assert [s.turn_id for s in recent] == list(range(235, 241))
+        assert [s.body for s in recent] == [t for _, t in turns[-6:]]
+        pages = mem.pages()
+        sealed = [p for p in pages if p.sealed]
+        assert len(sealed) >= 10
+        # Pages cover the aged turns contiguously, in order, oldest sealed first.
+        assert sealed[0].first_turn == 1
+        for a, b in zip(sealed, sealed[1:]):
+            assert b.first_turn in (a.last_turn, a.last_turn + 1)
+        # Older pages are never sharper than newer ones under the default schedule.
+        order = ["gundam", "large", "base", "small", "tiny", None]
+        ranks = [order.index(p.tier) for p in sealed]
+        assert ranks == sorted(ranks, reverse=True)
+        assert {p.tier for p in sealed} >= {"large", "base", "small", "tiny"}
+        for p in sealed:
+            if p.tier:
+                assert mem.page_image(p.id).size == (tier_side(p.tier),) * 2
+
+
+def test_context_positions_are_exact_and_inside_the_budget(conversation):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        fill(mem, turns)
+        for budget in (8192, 4000, 2500):
+            ctx = mem.context(budget=budget)
+            assert ctx.positions <= budget
+            assert ctx.positions == 1 + sum(s.positions for s in ctx.segments)
+        tight = mem.context(budget=2500)
+        loose = mem.context(budget=8192)
+        assert sum(s.kind == "page" for s in tight.segments) < sum(s.kind == "page" for s in loose.segments)
+
+
+def test_budget_below_the_recent_turns_is_a_clear_error(conversation):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config(recent_turns=8)) as mem:
+        fill(mem, turns[:20])
+        with pytest.raises(BudgetError, match="newest 8 turns alone need"):
+            mem.context(budget=50)
+
+
+def test_optical_archive_forgets_text_but_keeps_pages(conversation):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config(archive="optical")) as mem:
+        fill(mem, turns[:120])
+        history = mem.history()
+        first_open = next(p.first_turn for p in mem.pages() if not p.sealed)
+        assert all(t.text is None for t in history[: first_open - 1])
+        assert [t.text for t in history[-8:]] == [t for _, t in turns[112:120]]
+        assert all(t.role for t in history)  # who spoke when is kept
+
+
+def test_verbatim_archive_keeps_everything(conversation):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        fill(mem, turns[:120])
+        assert [t.text for t in mem.history()] == [t for _, t in turns[:120]]
+
+
+def test_turn_schedule_and_delete_after_last(conversation):
+    turns, _ = conversation
+    schedule = {"age_unit": "turns", "steps": [{"tier": "base", "until": 30}, {"tier": "tiny", "until": 60}],
+                "after_last": "delete"}
+    with OpticalMemory.open(":memory:", "a", config(schedule=schedule)) as mem:
+        fill(mem, turns[:150])
+        pages = [p for p in mem.pages() if p.sealed]
+        newest = 150
+        for p in pages:
+            age = newest - p.last_turn
+            assert p.tier == ("base" if age < 30 else "tiny")
+        deleted_up_to = pages[0].first_turn
+        assert deleted_up_to > 1
+        assert all(t.text is None for t in mem.history()[: deleted_up_to - 2])
+
+
+def test_seconds_schedule_ages_by_conversation_clock():
+    schedule = {"age_unit": "seconds", "steps": [{"tier": "large", "until": 3600}, {"tier": "small", "until": 86400}]}
+    with OpticalMemory.open(":memory:", "a", config(schedule=schedule, recent_turns=2)) as mem:
+        long_turn = "memory " * 1500  # more than a page: seals at once
+        mem.add("user", long_turn, timestamp=0)
+        mem.add("assistant", "ok", timestamp=10)
+        mem.add("user", "later", timestamp=20)
+        mem.add("assistant", "ok", timestamp=30)
+        assert {p.tier for p in mem.pages() if p.sealed} == {"large"}
+        mem.add("user", "two hours later", timestamp=7200)
+        assert {p.tier for p in mem.pages() if p.sealed} == {"small"}
+        mem.add("user", "two days later", timestamp=2 * 86400)
+        assert {p.tier for p in mem.pages() if p.sealed} == {None}
+
+
+def test_pinned_page_holds_its_tier(conversation):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        fill(mem, turns[:60])
+        first = next(p for p in mem.pages() if p.sealed)
+        mem.pin(first.id, first.tier)
+        fill(mem, turns[60:200], start=60)
+        assert next(p for p in mem.pages() if p.id == first.id).tier == first.tier
+        later = [p for p in mem.pages() if p.sealed and p.tier == "small"][0]
+        with pytest.raises(PinError, match="cannot be pinned at the sharper large"):
+            mem.pin(later.id, "large")
+        with pytest.raises(PinError, match="unknown tier"):
+            mem.pin(later.id, "huge")
+
+
+def test_pages_are_deterministic_across_runs(conversation):
+    turns, _ = conversation
+
+    def snapshot():
+        with OpticalMemory.open(":memory:", "a", config()) as mem:
+            fill(mem, turns[:100])
+            return [(p.id, p.tier, mem.page_image(p.id).tobytes()) for p in mem.pages() if p.sealed]
+
+    assert snapshot() == snapshot()
+
+
+def test_conversations_are_isolated(tmp_path, conversation):
+    turns, _ = conversation
+    path = tmp_path / "m.db"
+    with OpticalMemory.open(path, "alice", config()) as alice:
+        fill(alice, turns[:80])
+        alice_pages = [p.id for p in alice.pages() if p.sealed]
+    with OpticalMemory.open(path, "bob", config()) as bob:
+        bob.add("user", "hello from bob")
+        assert [t.text for t in bob.history()] == ["hello from bob"]
+        assert bob.pages() == []
+        assert all(s.kind == "turn" for s in bob.context().segments)
+        for pid in alice_pages:
+            with pytest.raises(KeyError):
+                bob.page_image(pid)
+            with pytest.raises(KeyError):
+                bob.pin(pid, None)
+
+
+def test_unknown_conversation_without_create(tmp_path):
+    path = tmp_path / "m.db"
+    OpticalMemory.open(path, "alice").close()
+    with pytest.raises(UnknownConversation, match="nobody"):
+        OpticalMemory.open(path, "nobody", create=False)
+
+
+@pytest.mark.parametrize("role, text, match", [
+    ("robot", "hi", "role must be one of"),
+    ("user", b"\xff\xfe bad", "not valid UTF-8"),
+    ("user", 42, "must be str"),
+])
+def test_bad_turns_are_rejected_and_nothing_is_written(role, text, match):
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        mem.add("user", "first")
+        with pytest.raises(InvalidTurn, match=match):
+            mem.add(role, text)
+        assert [t.text for t in mem.history()] == ["first"]
+
+
+def test_empty_utf8_bytes_and_oversized_turns():
+    with OpticalMemory.open(":memory:", "a", config(max_turn_chars=1000)) as mem:
+        assert mem.add("user", "") == 1
+        assert mem.add("user", "héllo".encode()) == 2
+        with pytest.raises(InvalidTurn, match="max_turn_chars=1000"):
+            mem.add("user", "x" * 1001)
+        with pytest.raises(InvalidTurn, match="timestamp"):
+            mem.add("user", "x", timestamp=float("nan"))
+        assert [t.text for t in mem.history()] == ["", "héllo"]
+
+
+def test_huge_turn_spans_many_pages_and_exact_text_survives():
+    text = " ".join(f"word{i}" for i in range(40_000))  # ~270 kB, dozens of pages
+    with OpticalMemory.open(":memory:", "a", config(recent_turns=1)) as mem:
+        mem.add("user", text)
+        mem.add("assistant", "noted")
+        sealed = [p for p in mem.pages() if p.sealed]
+        assert len(sealed) > 20
+        assert all(p.first_turn == p.last_turn == 1 for p in sealed)
+        source = "".join(mem._store.page_source_text(mem._conv, p.id) for p in sealed)
+        assert "word0 " in source and "word39000" in source
+
+
+def test_context_messages_carry_page_images(conversation):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        fill(mem, turns[:60])
+        ctx = mem.context()
+        messages = ctx.to_messages()
+        images = [p for p in messages[0]["content"] if p["type"] == "image_url"]
+        assert len(images) == sum(s.kind == "page" for s in ctx.segments) > 0
+        page = next(s for s in ctx.segments if s.kind == "page")
+        assert page.image.size == (tier_side(page.tier),) * 2
+        assert "user:" in ctx.to_text()
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["user", "assistant"]), st.text(max_size=400)), min_size=1, max_size=40),
+       st.integers(0, 3000), st.integers(0, 4))
+def test_any_adds_any_budget_stay_inside_the_budget(adds, extra, k):
+    with OpticalMemory.open(":memory:", "p", config(recent_turns=k)) as mem:
+        for role, text in adds:
+            mem.add(role, text, timestamp=0)
+        minimum = 1 + sum(s.positions for s in mem.context(budget=10**6).segments if s.kind == "turn")
+        ctx = mem.context(budget=minimum + extra)
+        assert ctx.positions <= minimum + extra
+
+
+KILLED_WRITER = """
+import sys
+from optmem import OpticalMemory, MemoryConfig
+from optmem.demo import build_conversation
+turns, _ = build_conversation(3000, seed=11)
+cfg = MemoryConfig.model_validate({"retrieval": {"enabled": False}, "recent_turns": 2})
+with OpticalMemory.open(sys.argv[1], "crash", cfg) as mem:
+    print("ready", flush=True)
+    for i, (role, text) in enumerate(turns):
+        mem.add(role, text, timestamp=i)
+"""
+
+
+def test_a_killed_writer_leaves_a_consistent_database(tmp_path):
+    path = str(tmp_path / "crash.db")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, path], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    time.sleep(4.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with OpticalMemory.open(path, "crash", config(recent_turns=2)) as mem:
+        history = mem.history()
+        assert len(history) > 20
+        assert [t.id for t in history] == list(range(1, len(history) + 1))
+        pages = [p for p in mem.pages() if p.sealed]
+        assert pages
+        for p in pages:
+            image = mem.page_image(p.id)  # hash-checked: no torn blob
+            assert image.size == (tier_side(p.tier),) * 2
+        open_page = [p for p in mem.pages() if not p.sealed]
+        assert not open_page or open_page[0].first_turn in (pages[-1].last_turn, pages[-1].last_turn + 1)
+        n = len(history)
+        mem.add("user", "still works")  # and the memory goes on from there
+        assert mem.history()[-1].id == n + 1
