@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from itertools import zip_longest
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +34,8 @@ from optmem.tokens import count_tokens
 from renderers import Line, TurnInput, downsample, draw_page, encode_png, layout_pages
 
 ROLES = ("user", "assistant", "system", "tool")
+STOPWORDS = frozenset("""a an and are as at be by can did do does for from had has have how i in is it its me my
+of on or our that the their them they this to was we were what when where which who why will with you your""".split())
 CHUNK_ID_STRIDE = 1024  # vector id = page id * stride + chunk number
 
 
@@ -72,6 +76,13 @@ class Recall:
     source: Literal["verbatim", "ocr"]
 
 
+@dataclass(frozen=True)
+class SearchHit:
+    page_id: int
+    score: float  # cosine similarity of the page's best chunk to the query
+    best_keyword_match: bool  # the page BM25 ranks first for the query's words
+
+
 @lru_cache(maxsize=65536)
 def _count(text: str) -> int:
     return count_tokens(text)
@@ -85,6 +96,19 @@ def _epoch(timestamp: datetime | float | int | None) -> float:
     if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool) and math.isfinite(timestamp):
         return float(timestamp)
     raise InvalidTurn(f"timestamp must be a datetime, a finite number of seconds or None, got {timestamp!r}")
+
+
+def _interleave(*rankings: Sequence[int]) -> list[int]:
+    """Round-robin merge of rankings, first occurrence wins: [a1, b1, a2, b2, ...]."""
+    merged: dict[int, None] = {}
+    for row in zip_longest(*rankings):
+        merged.update((pid, None) for pid in row if pid is not None)
+    return list(merged)
+
+
+def _keywords(query: str) -> list[str]:
+    seen = dict.fromkeys(w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS)
+    return list(seen)
 
 
 def _header_time(epoch: float) -> str:
@@ -382,9 +406,10 @@ class OpticalMemory:
         rows = {r.id: r for r in self._store.pages(self._conv, in_context_only=True)}
         expansions: list[Expansion] = []
         if query and self.config.retrieval.enabled and self.config.reexpand.max_pages > 0:
-            for page_id, score in self._search(query, self.config.reexpand.max_pages):
-                if score < self.config.retrieval.min_score:
-                    break
+            for hit in self._search(query, self.config.reexpand.max_pages):
+                if hit.score < self.config.retrieval.min_score and not hit.best_keyword_match:
+                    continue
+                page_id = hit.page_id
                 row = rows.get(page_id) or self._store.page(self._conv, page_id)
                 rows[page_id] = row
                 text, source, tier = self._reexpand(row)
@@ -405,10 +430,10 @@ class OpticalMemory:
         if not self.config.retrieval.enabled:
             raise RuntimeError("retrieval is disabled in this memory's config (retrieval.enabled = false)")
         results = []
-        for page_id, score in self._search(query, k):
-            row = self._store.page(self._conv, page_id)
+        for hit in self._search(query, k):
+            row = self._store.page(self._conv, hit.page_id)
             text, source, _ = self._reexpand(row)
-            results.append(Recall(page_id, row.tier, text, score, source))
+            results.append(Recall(hit.page_id, row.tier, text, hit.score, source))
         return results
 
     # -- re-expansion and retrieval ---------------------------------------------------------------
@@ -442,19 +467,38 @@ class OpticalMemory:
             return get_engine("model", model=load_ocr_model(cfg.model_dir))
         return get_engine(cfg.engine)
 
-    def _search(self, query: str, k: int) -> list[tuple[int, float]]:
+    def _search(self, query: str, k: int) -> list["SearchHit"]:
+        """The k best pages for ``query``, each with the cosine of its best chunk.
+
+        Dense retrieval (MiniLM) and keyword retrieval (BM25 over the same chunks, verbatim archive
+        only) take turns: embeddings find paraphrases, keywords find the rare names and ids a
+        question repeats verbatim, which a small embedder blurs. Rank fusion was tried first and
+        buried keyword-only hits under pages both retrievers found mediocre.
+        """
         index = self._vector_index()
         if index is None or not len(index):
             return []
         from optmem.retrieval import default_embedder
 
         vector = default_embedder().encode([query])[0]
-        best: dict[int, float] = {}
+        cosine: dict[int, float] = {}
         for vid, score in index.search(vector, k * 8):
             page_id = int(vid) // CHUNK_ID_STRIDE
-            if score > best.get(page_id, -2.0):
-                best[page_id] = float(score)
-        return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+            if score > cosine.get(page_id, -2.0):
+                cosine[page_id] = float(score)
+        dense = sorted(cosine, key=lambda pid: (-cosine[pid], pid))
+        keyword = self._store.keyword_search(self._conv, _keywords(query), k)
+        best = _interleave(dense, keyword)[:k]
+        missing = [pid for pid in best if pid not in cosine]
+        if missing:
+            cosine.update(self._page_cosines(missing, vector))
+        top_keyword = keyword[0] if keyword else None
+        return [SearchHit(pid, cosine[pid], pid == top_keyword) for pid in best]
+
+    def _page_cosines(self, page_ids: list[int], vector: np.ndarray) -> dict[int, float]:
+        ids, vectors = self._store.embeddings(self._conv)
+        scores = vectors @ vector if len(ids) else np.zeros(0)
+        return {pid: float(scores[ids == pid].max()) if (ids == pid).any() else 0.0 for pid in page_ids}
 
     def _vector_index(self):
         """This conversation's faiss index: pages sealed since the last call are embedded first;
@@ -470,8 +514,9 @@ class OpticalMemory:
             offset = 0
             with self._store.write():
                 for pid, cs in chunks:
+                    optical = self.config.archive == "optical"
                     self._store.put_embeddings(self._conv, pid, vectors[offset: offset + len(cs)],
-                                               drop_source_text=self.config.archive == "optical")
+                                               drop_source_text=optical, lexical_chunks=() if optical else cs)
                     offset += len(cs)
             if self._index is not None:
                 ids = np.array([pid * CHUNK_ID_STRIDE + i for pid, cs in chunks for i in range(len(cs))], dtype=np.int64)

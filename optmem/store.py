@@ -81,6 +81,9 @@ CREATE TABLE vector_indexes (
     n_vectors INTEGER NOT NULL,
     blob BLOB NOT NULL
 );
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    text, page_id UNINDEXED, conversation_id UNINDEXED, tokenize = 'unicode61'
+);
 CREATE TABLE reexpand_cache (
     page_id INTEGER NOT NULL REFERENCES pages(id) ON DELETE CASCADE,
     tier TEXT NOT NULL,
@@ -346,6 +349,7 @@ class Store:
     def delete_page(self, conv: int, page_id: int) -> None:
         with self.write() as conn:
             conn.execute("DELETE FROM pages WHERE id = ? AND conversation_id = ?", (page_id, conv))
+            conn.execute("DELETE FROM chunks_fts WHERE page_id = ? AND conversation_id = ?", (page_id, conv))
             conn.execute("DELETE FROM vector_indexes WHERE conversation_id = ?", (conv,))
 
     # -- embeddings and the vector index ---------------------------------------------------------
@@ -354,12 +358,27 @@ class Store:
         return list(self._conn.execute(
             "SELECT id, source_text FROM pages WHERE conversation_id = ? AND indexed = 0 ORDER BY seq", (conv,)))
 
-    def put_embeddings(self, conv: int, page_id: int, vectors: np.ndarray, *, drop_source_text: bool) -> None:
+    def put_embeddings(self, conv: int, page_id: int, vectors: np.ndarray, *, drop_source_text: bool,
+                       lexical_chunks: Sequence[str] = ()) -> None:
+        """Store a page's chunk vectors (and, when given, its chunk texts for keyword search)."""
         with self.write() as conn:
             conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
                              [(page_id, i, conv, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for i, v in enumerate(vectors)])
+            conn.executemany("INSERT INTO chunks_fts (text, page_id, conversation_id) VALUES (?, ?, ?)",
+                             [(chunk, page_id, conv) for chunk in lexical_chunks])
             conn.execute("UPDATE pages SET indexed = 1" + (", source_text = NULL" if drop_source_text else "")
                          + " WHERE id = ? AND conversation_id = ?", (page_id, conv))
+
+    def keyword_search(self, conv: int, terms: Sequence[str], limit: int) -> list[int]:
+        """Page ids ranked by their best BM25 chunk for any of ``terms`` (each quoted: user text
+        never becomes FTS query syntax)."""
+        if not terms:
+            return []
+        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        rows = self._conn.execute(
+            "SELECT page_id FROM chunks_fts WHERE chunks_fts MATCH ? AND conversation_id = ? "
+            "ORDER BY bm25(chunks_fts), page_id LIMIT ?", (query, conv, 4 * limit))
+        return list(dict.fromkeys(r[0] for r in rows))[:limit]
 
     def embeddings(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
         """(page ids, vectors) of every chunk of the conversation, in a stable order."""

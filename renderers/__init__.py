@@ -1,0 +1,34 @@
+"""Text → square page images for optical memory (DeepSeek-OCR), deterministic to the byte.
+
+    from renderers import render_pages, layout_pages, RenderConfig
+    pages = render_pages([("user", "hi"), ("assistant", "hello")])
+    pages[0].at("tiny").image      # 512 px view, layout scaled with it
+"""
+
+from .config import RenderConfig
+from .draw import draw_layout, encode_png
+from .export import export_pages
+from .fonts import FONTS, FontError, FontMismatchError, FontNotFoundError
+from .layout import choose_font_px, layout_pages, normalize_turns
+from .page import (
+    RENDERER_VERSION,
+    TIER_SIDES,
+    GundamView,
+    Page,
+    PageView,
+    downsample,
+    draw_page,
+    gundam_grid,
+    make_page,
+    scale_lines,
+)
+from .render import iter_pages, render_pages
+from .schema import Line, PageLayout, PlacedLine, Run, Segment, TurnInput
+
+__all__ = [
+    "FONTS", "RENDERER_VERSION", "TIER_SIDES", "FontError", "FontMismatchError", "FontNotFoundError",
+    "GundamView", "Line", "Page", "PageLayout", "PageView", "PlacedLine", "RenderConfig", "Run", "Segment",
+    "TurnInput", "choose_font_px", "downsample", "draw_layout", "draw_page", "encode_png", "export_pages",
+    "gundam_grid",
+    "iter_pages", "layout_pages", "make_page", "normalize_turns", "render_pages", "scale_lines",
+]

@@ -1,0 +1,105 @@
+"""Rasterise a PageLayout and encode it as PNG; the only module that touches pixels of a page.
+
+Each (font, size, char) glyph is rasterised once by FreeType (through Pillow, BASIC layout) into a
+coverage mask and cached; a page is the max of its glyph masks placed at the layout's pen positions,
+then inked onto the background. This is 3–8× faster than one ImageDraw.text call per run on dense
+CJK pages and gives the same pen positions as the layout's measurements by construction.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import fonts
+from .metrics import metrics_for
+from .schema import PageLayout
+
+BACKGROUND = 255
+_PAD = 2  # FreeType's antialiasing may reach a pixel past getbbox; keep a margin when caching
+
+
+@lru_cache(maxsize=65536)
+def _glyph(font_key: str, size: int, ch: str) -> tuple[np.ndarray | None, int, int, float]:
+    """(coverage mask, dx, dy from the pen position on the baseline, advance) of one character."""
+    font = fonts.pil_font(font_key, size)
+    advance = font.getlength(ch)
+    left, top, right, bottom = font.getbbox(ch, anchor="ls")
+    if right <= left or bottom <= top:
+        return None, 0, 0, advance
+    w, h = right - left + 2 * _PAD, bottom - top + 2 * _PAD
+    image = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(image).text((_PAD - left, _PAD - top), ch, font=font, fill=255, anchor="ls")
+    mask = np.asarray(image)
+    if not mask.any():
+        return None, 0, 0, advance
+    return mask, left - _PAD, top - _PAD, advance
+
+
+def _stamp(cover: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
+    side_h, side_w = cover.shape
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, side_w), min(y + h, side_h)
+    if x0 >= x1 or y0 >= y1:
+        return  # wholly off the page (e.g. a stack of combining marks above the first line)
+    dst = cover[y0:y1, x0:x1]
+    np.maximum(dst, mask[y0 - y:y1 - y, x0 - x:x1 - x], out=dst)
+
+
+def coverage(layout: PageLayout) -> np.ndarray:
+    """Ink coverage (0–255) of every pixel: the union of all glyphs at their pen positions."""
+    side = layout.side
+    cover = np.zeros((side, side), dtype=np.uint8)
+    m = metrics_for(layout.font_px)
+    size, x0 = layout.font_px, layout.margin_px
+    maximum = np.maximum
+    for placed in layout.placed:
+        baseline = placed.baseline
+        for run in placed.runs:
+            font = run.font
+            kern_left = m.kern_left[font]
+            pen = x0 + run.x
+            prev = ""
+            for ch in run.text:
+                mask, dx, dy, advance = _glyph(font, size, ch)
+                if prev in kern_left:
+                    pen += m.kern(font, prev + ch)
+                if mask is not None:
+                    x, y = round(pen) + dx, baseline + dy
+                    h, w = mask.shape
+                    if x >= 0 and y >= 0 and x + w <= side and y + h <= side:
+                        dst = cover[y:y + h, x:x + w]
+                        maximum(dst, mask, out=dst)
+                    else:
+                        _stamp(cover, mask, x, y)
+                pen += advance
+                prev = ch
+    return cover
+
+
+def draw_layout(layout: PageLayout) -> Image.Image:
+    """Greyscale page: black text on white, header bands in ``layout.header_band_grey``."""
+    cover = coverage(layout)
+    page = BACKGROUND - cover  # black ink on white: 255·(1 − a/255)
+    for placed in layout.placed:
+        if placed.band is not None:
+            bx0, by0, bx1, by1 = placed.band
+            a = cover[by0:by1, bx0:bx1].astype(np.uint16)
+            page[by0:by1, bx0:bx1] = ((layout.header_band_grey * (255 - a) + 127) // 255).astype(np.uint8)
+    return Image.fromarray(page)
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """Fixed encoder settings and no metadata chunks, so equal pixels give equal bytes."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
