@@ -16,6 +16,7 @@ from typing import Literal
 
 from PIL import Image
 
+from optmem.codec.segments import ImageSegment, TextSegment
 from optmem.modes import tier_slots
 from optmem.schedule import PageCost, fit_pages
 from optmem.tokens import IMAGE_PLACEHOLDER, count_tokens
@@ -143,6 +144,11 @@ class Context:
 
     def expanded_pages(self) -> list[int]:
         return [s.page_id for s in self.segments if s.kind == "expanded"]
+
+    def codec_segments(self) -> list[TextSegment | ImageSegment]:
+        """The context as the DeepSeek-OCR codec takes it (``codec.splice(ctx.codec_segments())``):
+        one ImageSegment per page at its tier, one TextSegment per text segment, in order."""
+        return [ImageSegment(s.image, s.tier) if s.kind == "page" else TextSegment(s.text) for s in self.segments]
 
     def to_text(self) -> str:
         """Everything a text-only model can read: re-expanded pages, ledgers, recent turns.

@@ -144,6 +144,7 @@ class OpticalMemory:
         self._open_fill: tuple[tuple[int, int], int, int] | None = None
         self._sealed_since_schedule = True
         self._index = None  # VectorIndex over this conversation's chunks, built on first use
+        self._ocr_model = None  # DeepSeek-OCR codec, loaded on first use when reexpand.engine = "model"
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -462,9 +463,13 @@ class OpticalMemory:
 
         cfg = self.config.reexpand
         if cfg.engine == "model":
-            from optmem.codec import load_ocr_model
+            if cfg.model_dir is None:
+                raise ValueError("reexpand.engine = 'model' needs reexpand.model_dir: a local DeepSeek-OCR weights directory")
+            if self._ocr_model is None:
+                from optmem.codec import DeepSeekOCR
 
-            return get_engine("model", model=load_ocr_model(cfg.model_dir))
+                self._ocr_model = DeepSeekOCR.from_pretrained(cfg.model_dir)
+            return get_engine("model", model=self._ocr_model)
         return get_engine(cfg.engine)
 
     def _search(self, query: str, k: int) -> list["SearchHit"]:

@@ -1,0 +1,109 @@
+"""Retrieval and re-expansion through OpticalMemory, with the real MiniLM and PP-OCRv6 models."""
+
+import sqlite3
+
+import pytest
+
+from optmem import MemoryConfig, OpticalMemory
+from optmem.demo import build_conversation
+from optmem.reexpand import cer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def conversation():
+    return build_conversation(160, seed=7)
+
+
+def fill(mem, turns):
+    for i, (role, text) in enumerate(turns):
+        mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+
+
+@pytest.fixture(scope="module")
+def verbatim(conversation):
+    with OpticalMemory.open(":memory:", "a") as mem:
+        fill(mem, conversation[0])
+        yield mem
+
+
+def test_recall_finds_buried_facts_verbatim(conversation, verbatim):
+    _, facts = conversation
+    found = 0
+    for _, fact in facts:
+        hits = verbatim.recall(fact.question, k=3)
+        assert all(h.source == "verbatim" for h in hits)
+        found += any(fact.answer in h.text for h in hits)
+    assert found >= len(facts) - 1
+
+
+def test_context_with_a_query_re_expands_the_page_inside_the_budget(conversation, verbatim):
+    _, facts = conversation
+    _, fact = facts[0]
+    ctx = verbatim.context(query=fact.question, budget=6000)
+    assert ctx.positions <= 6000
+    expanded = [s for s in ctx.segments if s.kind == "expanded"]
+    assert expanded and any(fact.answer in s.body for s in expanded)
+    assert fact.answer in ctx.to_text()
+    # the expanded page's image is not also in the context
+    assert not set(ctx.expanded_pages()) & set(ctx.page_tiers())
+
+
+def test_optical_archive_re_expands_by_reading_the_blurred_page(conversation, verbatim):
+    turns, facts = conversation
+    with OpticalMemory.open(":memory:", "a", MemoryConfig(archive="optical")) as mem:
+        fill(mem, turns)
+        hits = mem.recall(facts[0][1].question, k=1)
+        page = next(p for p in mem.pages() if p.id == hits[0].page)
+        assert hits[0].source == "ocr" and page.tier in ("small", "tiny")
+        # The verbatim twin renders the same pages: OCR of the blurred page must read what it holds.
+        source = verbatim._store.page_source_text(verbatim._conv, page.id)
+        assert cer(source, hits[0].text) < 0.03
+        assert mem._store.cached_text(mem._conv, page.id, page.tier, "ppocr-strips") == hits[0].text
+        assert mem.history()[0].text is None  # the text itself is gone
+
+
+def test_reading_a_tiny_page_recovers_exact_ids():
+    needle = "The vault id is 7f3c9e2a-41d0-4b8e-9c11-5a2b3c4d5e6f and the PIN is 480162."
+    filler = [("user" if i % 2 == 0 else "assistant", f"Sentence number {i} about gardening, tomatoes and compost.")
+              for i in range(60)]
+    cfg = MemoryConfig.model_validate({"archive": "optical", "recent_turns": 2,
+                                       "schedule": {"steps": [{"tier": "tiny", "until": 100}]}})
+    with OpticalMemory.open(":memory:", "a", cfg) as mem:
+        mem.add("user", needle, timestamp=0)
+        fill(mem, filler)
+        first = next(p for p in mem.pages() if p.sealed)
+        assert first.tier == "tiny"
+        text = mem.read_page(first.id)
+        assert "7f3c9e2a-41d0-4b8e-9c11-5a2b3c4d5e6f" in text and "480162" in text
+        assert cer(needle, text[: len(needle) + 40][text.find("The vault"):][: len(needle)]) < 0.02
+
+
+def test_index_is_persisted_and_rebuilt_when_missing(tmp_path, conversation):
+    turns, facts = conversation
+    path = tmp_path / "m.db"
+    with OpticalMemory.open(path, "a") as mem:
+        fill(mem, turns[:120])
+        before = [h.page for h in mem.recall(facts[0][1].question, k=3)]
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT count(*) FROM vector_indexes").fetchone()[0] == 1
+    with OpticalMemory.open(path, "a") as mem:
+        assert [h.page for h in mem.recall(facts[0][1].question, k=3)] == before
+    with sqlite3.connect(path) as raw:
+        raw.execute("DELETE FROM vector_indexes")
+    with OpticalMemory.open(path, "a") as mem:
+        assert [h.page for h in mem.recall(facts[0][1].question, k=3)] == before
+
+
+def test_recall_never_crosses_conversations(tmp_path, conversation):
+    turns, facts = conversation
+    path = tmp_path / "m.db"
+    with OpticalMemory.open(path, "alice") as alice:
+        fill(alice, turns)
+        alice_pages = {p.id for p in alice.pages() if p.sealed}
+    with OpticalMemory.open(path, "bob") as bob:
+        fill(bob, [("user", "I only talk about chess openings and endgames.")] * 40)
+        for _, fact in facts:
+            for hit in bob.recall(fact.question, k=5):
+                assert hit.page not in alice_pages and fact.answer not in hit.text
