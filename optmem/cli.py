@@ -125,13 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from optmem.store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except ValidationError as e:
         print(f"optmem: invalid configuration:\n{e}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, StoreError) as e:
         print(f"optmem: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
 

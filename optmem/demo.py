@@ -144,6 +144,16 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
             recalled.append({"question": fact.question, "answer": fact.answer, "found": hit is not None,
                              "page": hit.page if hit else None, "tier": page_tier})
 
+        blurred = next((r for r in recalled if r["found"] and r["tier"] in ("small", "tiny")), None)
+        if blurred is not None:
+            started_ocr = time.perf_counter()
+            read = mem.read_page(blurred["page"])
+            exact = blurred["answer"] in read
+            say(f"\nreading page {blurred['page']} back from its {blurred['tier']} image with OCR "
+                f"({time.perf_counter() - started_ocr:.1f} s): the answer {blurred['answer']!r} is "
+                + ("read exactly" if exact else "misread (the page's verbatim ledger is what keeps ids exact)"))
+            blurred["ocr_exact"] = exact
+
         question = facts[0][1].question if facts else "what did we decide?"
         query_ctx = mem.context(query=question, budget=config.budget)
         say(f"\ncontext for {question!r}: {query_ctx.positions} positions, re-expanded pages {query_ctx.expanded_pages()}")

@@ -1,0 +1,93 @@
+"""The optmem command line: demo, inspect, render, config, chat."""
+
+import io
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from optmem.chat import run_chat
+from optmem.cli import main
+from optmem.config import MemoryConfig
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.text = 0, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img" and dict(attrs)["src"].startswith("data:image/png;base64,"):
+            self.images += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _report(path):
+    parser = _Collect()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.images, "".join(parser.text)
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_writes_a_report(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--turns", "160"]) == 0
+    out = capsys.readouterr().out
+    assert "pages per tier:" in out and "compression" in out and "planted facts recalled exactly" in out
+    images, text = _report(tmp_path / "report.html")
+    assert images >= 8 and "Context without a query" in text and "large (1280 px)" in text
+    # the same database can be inspected afterwards
+    assert main(["inspect", str(tmp_path / "demo.db"), "--out", str(tmp_path / "inspect"), "--query", "door code"]) == 0
+    images2, text2 = _report(tmp_path / "inspect" / "demo.html")
+    assert images2 == images and "Context for 'door code'" in text2
+
+
+def test_inspect_unknown_conversation_is_a_clear_error(tmp_path, capsys):
+    from optmem import OpticalMemory
+
+    OpticalMemory.open(tmp_path / "m.db", "alice").close()
+    assert main(["inspect", str(tmp_path / "m.db"), "--conversation", "nobody", "--out", str(tmp_path)]) == 2
+    assert "no conversation named 'nobody'" in capsys.readouterr().err
+
+
+def test_inspect_refuses_a_foreign_file(tmp_path, capsys):
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite" * 200)
+    assert main(["inspect", str(junk), "--out", str(tmp_path / "r")]) == 2
+    assert "not an optmem database" in capsys.readouterr().err
+
+
+def test_render_writes_tiers_and_layout(tmp_path, capsys):
+    src = tmp_path / "notes.txt"
+    src.write_text("Meeting notes.\n\n" + "The quick brown fox jumps over the lazy dog. " * 300, encoding="utf-8")
+    assert main(["render", str(src), "--out", str(tmp_path / "out")]) == 0
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert {"page-0001-large.png", "page-0001-base.png", "page-0001-small.png", "page-0001-tiny.png", "page-0001.json"} <= set(files)
+    layout = json.loads((tmp_path / "out" / "page-0001.json").read_text())
+    n_pages = sum(name.endswith(".json") for name in files)
+    assert layout["lines"] and n_pages >= 2 and f"{n_pages} pages" in capsys.readouterr().out
+
+
+def test_config_show_prints_valid_toml_and_names_bad_fields(tmp_path, capsys):
+    assert main(["config", "--show"]) == 0
+    shown = capsys.readouterr().out
+    path = tmp_path / "c.toml"
+    path.write_text(shown)
+    assert MemoryConfig.from_toml(path) == MemoryConfig()
+    path.write_text("recent_turns = -3\n")
+    assert main(["config", "--show", "--config", str(path)]) == 2
+    assert "recent_turns" in capsys.readouterr().err
+
+
+def test_chat_repl_commands(tmp_path):
+    script = "hello there\nmy locker code is 4821-XK\n/pages\n/context\n/bogus\n/help\n/quit\nnever read\n"
+    out = io.StringIO()
+    cfg = MemoryConfig.model_validate({"recent_turns": 1, "retrieval": {"enabled": False}})
+    assert run_chat(tmp_path / "c.db", "me", cfg, stdin=io.StringIO(script), stdout=out) == 0
+    text = out.getvalue()
+    assert "positions" in text and "unknown command /bogus" in text and "/recall QUERY" in text
+    from optmem import OpticalMemory
+
+    with OpticalMemory.open(tmp_path / "c.db", "me") as mem:
+        assert [t.text for t in mem.history()] == ["hello there", "my locker code is 4821-XK"]
