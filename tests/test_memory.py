@@ -276,3 +276,38 @@ def test_a_killed_writer_leaves_a_consistent_database(tmp_path):
         n = len(history)
         mem.add("user", "still works")  # and the memory goes on from there
         assert mem.history()[-1].id == n + 1
+
+
+SHARED_WRITER = """
+import sys
+from optmem import OpticalMemory, MemoryConfig
+cfg = MemoryConfig.model_validate({"retrieval": {"enabled": False}, "recent_turns": 3})
+with OpticalMemory.open(sys.argv[1], "shared", cfg) as mem:
+    for i in range(60):
+        mem.add("user", f"{sys.argv[2]} says line {i}: " + "a fairly long sentence about nothing in particular " * 4)
+"""
+
+
+def test_several_processes_share_one_conversation(tmp_path):
+    path = str(tmp_path / "shared.db")
+    OpticalMemory.open(path, "shared", config()).close()
+    procs = [subprocess.Popen([sys.executable, "-c", SHARED_WRITER, path, name]) for name in ("p", "q", "r")]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    with OpticalMemory.open(path, "shared", config(recent_turns=3)) as mem:
+        history = mem.history()
+        assert len(history) == 180 and [t.id for t in history] == list(range(1, 181))
+        for name in "pqr":
+            lines = [t.text for t in history if t.text.startswith(f"{name} says")]
+            assert [int(x.split("line ")[1].split(":")[0]) for x in lines] == list(range(60))
+        pages = mem.pages()
+        sealed = [p for p in pages if p.sealed]
+        assert sealed[0].first_turn == 1
+        for a, b in zip(pages, pages[1:]):  # contiguous cover, no turn packed twice
+            assert b.first_turn in (a.last_turn, a.last_turn + 1)
+        assert pages[-1].last_turn == 180 - 3
+        rows = mem._store.pages(mem._conv)
+        for a, b in zip(rows, rows[1:]):  # a turn split across pages continues at the exact character
+            if b.first_turn == a.last_turn:
+                assert b.first_char == a.last_char > 0
+            else:
+                assert b.first_char == 0 and a.last_char == len(history[a.last_turn - 1].text)
