@@ -17,6 +17,7 @@ from typing import Literal
 from PIL import Image
 
 from optmem.codec.segments import ImageSegment, TextSegment
+from optmem.ledger import format_ledger
 from optmem.modes import tier_slots
 from optmem.schedule import PageCost, fit_pages
 from optmem.tokens import IMAGE_PLACEHOLDER, count_tokens
@@ -32,8 +33,8 @@ def format_turn(role: str, text: str) -> str:
     return f"{role}: {text}\n"
 
 
-def format_ledger(page_seq: int, strings: Sequence[str]) -> str:
-    return f"[exact strings on memory page {page_seq}: " + " | ".join(strings) + "]\n"
+def format_page_ledger(page_seq: int, strings: Sequence[str]) -> str:
+    return f"[memory page {page_seq}, {format_ledger(strings)}]\n"
 
 
 def format_expanded(page_seq: int, first_turn: int, last_turn: int, text: str) -> str:
@@ -235,7 +236,7 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
     ledgers = {}
     for p in imaged:
         if ledger and p.ledger:
-            text = format_ledger(p.page_seq, p.ledger)
+            text = format_page_ledger(p.page_seq, p.ledger)
             ledgers[p.page_id] = LedgerSegment(p.page_id, p.ledger, text, count(text))
     costs = [PageCost(p.tier, ledgers[p.page_id].positions if p.page_id in ledgers else 0, p.pinned) for p in imaged]
     tiers = dict(zip((p.page_id for p in imaged), fit_pages(costs, budget - used)))

@@ -138,7 +138,7 @@ class OpticalMemory:
         self.conversation = name
         self.config = config
         self._owns_store = owns_store
-        self._open_image: tuple[tuple, Image.Image, tuple[Line, ...]] | None = None
+        self._open_image: tuple[tuple, Image.Image] | None = None  # (open page key, its 1280 image)
         # (open page start, last turn laid out on it, bottom pixel of its last line): lets add()
         # skip re-laying out the whole open page while new turns surely fit (see _still_fits).
         self._open_fill: tuple[tuple[int, int], int, int] | None = None
@@ -286,7 +286,7 @@ class OpticalMemory:
             last_timestamp=timestamps[ti1], tier=tier,
             layout_json=json.dumps([_line_json(line) for line in page.lines], ensure_ascii=False),
             source_text=source if keep_source else None, text_tokens=_count(source),
-            ledger=strings, ledger_tokens=0, png=png, image_tier=image_tier)
+            ledger=strings, png=png, image_tier=image_tier)
 
     def _apply_schedule(self) -> None:
         """Move every in-context page to the tier its age calls for (one transaction per add)."""
@@ -374,7 +374,7 @@ class OpticalMemory:
             start, last = key
             inputs, _ = self._memory_turns(start[0], last, start[1])
             page = draw_page(layout_pages(inputs, self.config.render)[0], self.config.render)
-            self._open_image = (key, page.image, page.lines)
+            self._open_image = (key, page.image)
         image = self._open_image[1]
         return image if tier_side(tier) == image.width else downsample(image, tier_side(tier))
 

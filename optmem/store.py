@@ -55,7 +55,6 @@ CREATE TABLE pages (
     source_text TEXT,                   -- verbatim archive (optical: NULL once indexed)
     text_tokens INTEGER NOT NULL,
     ledger TEXT NOT NULL,               -- JSON list of exact strings (verbatim guard)
-    ledger_tokens INTEGER NOT NULL,
     image BLOB NOT NULL,                -- PNG at the current (or last) tier
     image_tier TEXT NOT NULL,
     image_sha256 TEXT NOT NULL,
@@ -139,18 +138,17 @@ class PageRow:
     image_tier: str
     text_tokens: int
     ledger: tuple[str, ...]
-    ledger_tokens: int
     indexed: bool
 
 
 _PAGE_COLUMNS = ("id, seq, first_turn, first_char, last_turn, last_char, sealed_after_turn, last_timestamp, "
-                 "tier, pinned_tier, image_tier, text_tokens, ledger, ledger_tokens, indexed")
+                 "tier, pinned_tier, image_tier, text_tokens, ledger, indexed")
 
 
 def _page(row: tuple) -> PageRow:
     values = list(row)
     values[12] = tuple(json.loads(values[12]))
-    values[14] = bool(values[14])
+    values[13] = bool(values[13])
     return PageRow(*values)
 
 
@@ -283,15 +281,15 @@ class Store:
 
     def add_page(self, conv: int, *, first: tuple[int, int], last: tuple[int, int], sealed_after_turn: int,
                  last_timestamp: float, tier: str | None, layout_json: str, source_text: str, text_tokens: int,
-                 ledger: Sequence[str], ledger_tokens: int, png: bytes, image_tier: str) -> int:
+                 ledger: Sequence[str], png: bytes, image_tier: str) -> int:
         with self.write() as conn:
             seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM pages WHERE conversation_id = ?", (conv,)).fetchone()[0]
             cur = conn.execute(
                 "INSERT INTO pages (conversation_id, seq, first_turn, first_char, last_turn, last_char, sealed_after_turn, "
-                "last_timestamp, tier, layout, source_text, text_tokens, ledger, ledger_tokens, image, image_tier, image_sha256) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "last_timestamp, tier, layout, source_text, text_tokens, ledger, image, image_tier, image_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conv, seq, *first, *last, sealed_after_turn, last_timestamp, tier, layout_json, source_text,
-                 text_tokens, json.dumps(list(ledger), ensure_ascii=False), ledger_tokens, png, image_tier, sha256(png)))
+                 text_tokens, json.dumps(list(ledger), ensure_ascii=False), png, image_tier, sha256(png)))
             return cur.lastrowid
 
     def pages(self, conv: int, *, in_context_only: bool = False) -> list[PageRow]:

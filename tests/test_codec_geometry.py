@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from optmem.codec import DeepSeekOCR, DeepSeekOCRConfig
-from optmem.codec.preprocessing import PAD_COLOR, closest_tile_grid, prepare
+from optmem.codec.preprocessing import PAD_COLOR, prepare
+from renderers import gundam_grid as closest_tile_grid
 from optmem.modes import gundam_slots, mode as mode_spec
 
 

@@ -11,7 +11,7 @@ from optmem.store import NotAnOptmemDatabase, Store, TamperedData, UnknownConver
 def _page(store, conv, png=b"\x89PNG fake", first=(1, 0), last=(2, 5)):
     return store.add_page(conv, first=first, last=last, sealed_after_turn=10, last_timestamp=1.0, tier="large",
                           layout_json="[]", source_text="hello world", text_tokens=2, ledger=["AB-1234"],
-                          ledger_tokens=5, png=png, image_tier="large")
+                          png=png, image_tier="large")
 
 
 def test_turns_are_numbered_per_conversation(tmp_path):

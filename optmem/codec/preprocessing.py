@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageOps
 
 from optmem.modes import GUNDAM_GLOBAL_SIDE, TILE_SIDE, mode as mode_spec
+from renderers import gundam_grid  # DeepSeek-OCR's find_closest_aspect_ratio, shared with page.gundam()
 
 PAD_COLOR = (127, 127, 127)  # int(0.5 * 255): the normalisation mean, so padding becomes ~0
 _BICUBIC = Image.Resampling.BICUBIC
@@ -61,29 +62,10 @@ def pad(image: Image.Image, side: int) -> Image.Image:
     return ImageOps.pad(image, (side, side), method=_BICUBIC, color=PAD_COLOR)
 
 
-def closest_tile_grid(width: int, height: int, min_num: int, max_num: int, tile: int = TILE_SIDE) -> tuple[int, int]:
-    """DeepSeek-OCR's ``find_closest_aspect_ratio``: (n_wide, n_high) closest to w/h, ties go to
-    the larger grid while the image area exceeds half the tiled area."""
-    ratios = sorted(
-        {(i, j) for n in range(min_num, max_num + 1) for i in range(1, n + 1) for j in range(1, n + 1)
-         if min_num <= i * j <= max_num},
-        key=lambda r: r[0] * r[1],
-    )
-    aspect = width / height
-    area = width * height
-    best, best_diff = (1, 1), float("inf")
-    for r in ratios:
-        diff = abs(aspect - r[0] / r[1])
-        if diff < best_diff:
-            best, best_diff = r, diff
-        elif diff == best_diff and area > 0.5 * tile * tile * r[0] * r[1]:
-            best = r
-    return best
-
-
 def dynamic_preprocess(image: Image.Image, min_num: int, max_num: int, tile: int = TILE_SIDE):
     """Squash to (tile*nw, tile*nh) and cut row-major tiles; returns (tiles, (nw, nh))."""
-    nw, nh = closest_tile_grid(image.size[0], image.size[1], min_num, max_num, tile)
+    # The caller has already handled images small enough for the global view alone.
+    nw, nh = gundam_grid(image.size[0], image.size[1], min_num, max_num, tile)
     resized = image.resize((tile * nw, tile * nh), _BICUBIC)
     tiles = [
         resized.crop(((i % nw) * tile, (i // nw) * tile, (i % nw + 1) * tile, (i // nw + 1) * tile))
