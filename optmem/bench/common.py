@@ -1,0 +1,157 @@
+"""What every benchmark shares: run metadata, result files, progress bars, markdown tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+DEFAULT_SEED = 1234
+DEFAULT_OUT = Path("benchmarks") / "results"
+# The shared benchmark data lives beside the repository, never inside it.
+DEFAULT_DATA = Path("..") / "shared" / "data"
+
+
+def default_data(*parts: str) -> Path:
+    return DEFAULT_DATA.joinpath(*parts)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else "unknown"
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # torch is a dependency; keep metadata collection from failing anyway
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            total_kb = int(fh.readline().split()[1])
+        info["memory_gib"] = round(total_kb / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return info
+
+
+def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = ""):
+    """tqdm to stderr, so stdout stays the tables; silenced by OPTMEM_BENCH_NO_PROGRESS=1."""
+    from tqdm import tqdm
+
+    return tqdm(
+        iterable, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True,
+        disable=os.environ.get("OPTMEM_BENCH_NO_PROGRESS") == "1",
+    )
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@dataclass
+class Report:
+    """One benchmark run: config + results + the markdown a person reads."""
+
+    name: str
+    config: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+    def add(self, title: str, body: str) -> None:
+        self.sections.append(f"## {title}\n\n{body}\n")
+
+    def write(self, out_dir: Path, *, quick: bool, figures: dict[str, Any] | None = None) -> dict[str, Path]:
+        """Write ``<name>[_quick].md`` and ``.json`` (+ PNGs) under ``out_dir``; return the paths."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{self.name}_quick" if quick else self.name
+        meta = {
+            "benchmark": self.name,
+            "quick": quick,
+            "finished_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "commit": git_commit(),
+            "machine": machine(),
+            "argv": sys.argv,
+        }
+        paths: dict[str, Path] = {}
+        for key, fig in (figures or {}).items():
+            png = out_dir / f"{stem}_{key}.png"
+            fig.savefig(png, dpi=110, bbox_inches="tight")
+            paths[f"png:{key}"] = png
+            self.figures.append(png.name)
+        payload = {"meta": meta, "config": self.config, "results": self.results, "figures": self.figures}
+        json_path = out_dir / f"{stem}.json"
+        json_path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n", encoding="utf-8")
+        md = [f"# optmem bench {self.name}{' (--quick)' if quick else ''}\n"]
+        md.append(
+            f"- commit: `{meta['commit']}`\n- finished: {meta['finished_utc']}\n"
+            f"- machine: {meta['machine'].get('platform')}, {meta['machine'].get('cpus')} CPUs, "
+            f"Python {meta['machine'].get('python')}\n"
+        )
+        md.extend(self.sections)
+        md.extend(f"![{name}]({name})\n" for name in self.figures)
+        md.append("## Config\n\n```json\n" + json.dumps(self.config, indent=2, sort_keys=True, default=_jsonable) + "\n```\n")
+        md_path = out_dir / f"{stem}.md"
+        md_path.write_text("\n".join(md), encoding="utf-8")
+        paths["md"], paths["json"] = md_path, json_path
+        return paths
+
+
+def new_figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else float("nan")

@@ -1,0 +1,275 @@
+"""`optmem bench locomo`: real multi-session dialogue (LoCoMo).
+
+Each conversation is ingested in order with its session timestamps; then, for every question,
+each system builds its context at the same budget and is scored without a model: evidence recall
+(the annotated evidence turns present as text or re-expanded text; and present at least as an
+in-context page, by tier), answer containment (the normalised answer occurs in the text view),
+and positions used against the whole conversation's tokens. Category 5 (adversarial, no answer
+in the conversation) is reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import baselines, systems
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, progress
+from .haystack import load_locomo, locomo_turns
+from .scoring import answer_contained, normalize_answer
+
+SYSTEMS = ("window", "retrieval", "optmem", "full")
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+@dataclass
+class LocomoConfig:
+    data: Path = field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
+    conversations: Sequence[int] | None = None  # indices into the file; None = all
+    max_sessions: int | None = None  # keep only the first N sessions of each conversation
+    max_questions: int | None = None  # per conversation, evenly spaced in file order
+    systems: Sequence[str] = SYSTEMS
+    archive: str = "verbatim"
+    budget: int = 8192
+    seed: int = DEFAULT_SEED
+    memory_config: Any = None
+    llm: str | None = None
+    llm_model: str = "default"
+
+    def validate(self) -> None:
+        bad = [s for s in self.systems if s not in SYSTEMS]
+        if bad or not self.systems:
+            raise ValueError(f"systems: unknown or empty {bad or list(self.systems)}; choose from {SYSTEMS}")
+        if self.archive not in ("verbatim", "optical"):
+            raise ValueError(f"archive: must be 'verbatim' or 'optical', got {self.archive!r}")
+        if self.budget < 64:
+            raise ValueError(f"budget: must be >= 64 positions, got {self.budget}")
+
+
+QUICK = dict(conversations=(0,), max_sessions=14, max_questions=20)
+
+
+def _evidence_ids(evidence: Sequence[str]) -> list[str]:
+    # A few LoCoMo annotations pack several ids in one string ("D8:6; D9:17").
+    return [e for item in evidence for e in re.split(r"[;,\s]+", str(item)) if e]
+
+
+def token_f1(prediction: str, answer: str) -> float:
+    """LoCoMo's answer F1 over normalised tokens (for --llm answers)."""
+    p, g = normalize_answer(prediction).split(), normalize_answer(answer).split()
+    common = sum((Counter(p) & Counter(g)).values())
+    if not p or not g or common == 0:
+        return 0.0
+    prec, rec = common / len(p), common / len(g)
+    return 2 * prec * rec / (prec + rec)
+
+
+def _session_of(dia_id: str) -> int:
+    return int(dia_id.split(":")[0].lstrip("D"))
+
+
+def run(cfg: LocomoConfig) -> dict:
+    cfg.validate()
+    data = load_locomo(cfg.data)
+    picks = list(cfg.conversations) if cfg.conversations is not None else list(range(len(data)))
+    for i in picks:
+        if not 0 <= i < len(data):
+            raise ValueError(f"conversations: index {i} out of range 0..{len(data) - 1}")
+    mem_cfg = systems.memory_config(cfg.memory_config, budget=cfg.budget, archive=cfg.archive)
+    embedder = None
+    if "retrieval" in cfg.systems:
+        from .embed import get_embedder
+
+        embedder = get_embedder()
+    llm = None
+    if cfg.llm:
+        from .llm import LLMClient
+
+        llm = LLMClient(cfg.llm, model=cfg.llm_model)
+
+    questions, convs = [], []
+    for ci in picks:
+        sample = data[ci]
+        turns = locomo_turns(sample)
+        if cfg.max_sessions is not None:
+            turns = [t for t in turns if _session_of(t.dia_id) <= cfg.max_sessions]
+        index = {t.dia_id: i for i, t in enumerate(turns)}
+        qa_index = {id(q): i for i, q in enumerate(sample["qa"])}
+        qa = [q for q in sample["qa"] if all(e in index for e in _evidence_ids(q.get("evidence", [])))
+              and _evidence_ids(q.get("evidence", []))]
+        if cfg.max_questions is not None and len(qa) > cfg.max_questions:
+            # Evenly spaced through the file: its questions run roughly in session order.
+            step = len(qa) / cfg.max_questions
+            qa = [qa[int(i * step)] for i in range(cfg.max_questions)]
+        costs = baselines.turn_costs(turns)
+        conv = {"conversation": sample.get("sample_id", str(ci)), "turns": len(turns), "text_tokens": sum(costs),
+                "questions": len(qa)}
+        emb = embedder.encode([t.text for t in turns]) if embedder else None
+        orun = None
+        if "optmem" in cfg.systems:
+            orun = systems.ingest(turns, mem_cfg, conversation=conv["conversation"])
+            conv["optmem_ingest_s"] = round(orun.ingest_s, 2)
+            conv["optmem_pages"] = len(orun.memory.pages())
+        convs.append(conv)
+        q_emb = embedder.encode([q["question"] for q in qa]) if (embedder and qa) else None
+        try:
+            for qi, q in enumerate(progress(qa, desc=f"locomo {conv['conversation']}")):
+                ev = [index[e] for e in _evidence_ids(q["evidence"])]
+                answer = q.get("answer", q.get("adversarial_answer", ""))
+                # Results name questions by their index in the file, never by their text: the data
+                # (CC BY-NC) stays out of anything that may be committed.
+                rec = {"conversation": conv["conversation"], "qa_index": qa_index[id(q)], "category": q["category"],
+                       "evidence": _evidence_ids(q["evidence"]), "systems": {}}
+                for system in cfg.systems:
+                    if system == "optmem":
+                        v = systems.view(orun, q["question"], cfg.budget, system)
+                        locs = [v.locate(orun.turn_ids[i]) for i in ev]
+                        res = {"positions": v.positions, "context_s": round(v.context_s, 3),
+                               "evidence": [loc["text"] or (f"page:{loc['page_tier']}" if loc["page_tier"] else None)
+                                            for loc in locs],
+                               "evidence_text": sum(loc["text"] is not None for loc in locs) / len(ev),
+                               "evidence_page": sum(loc["text"] is not None or loc["page_tier"] is not None
+                                                    for loc in locs) / len(ev)}
+                    else:
+                        if system == "window":
+                            v = baselines.sliding_window(turns, q["question"], cfg.budget, costs)
+                        elif system == "retrieval":
+                            v = baselines.text_retrieval(turns, q["question"], cfg.budget, recent=mem_cfg.recent_turns,
+                                                         embeddings=emb, query_embedding=q_emb[qi], costs=costs)
+                        else:
+                            v = baselines.full_text(turns, q["question"], costs)
+                        present = set(v.turns)
+                        share = sum(i in present for i in ev) / len(ev)
+                        res = {"positions": v.positions, "evidence_text": share, "evidence_page": share}
+                    res["answer_contained"] = answer_contained(str(answer), v.text) if q["category"] != 5 else None
+                    if llm:
+                        from .llm import context_messages, text_messages
+
+                        msgs = context_messages(v.context, q["question"]) if system == "optmem" else text_messages(v.text)
+                        reply = llm.chat(msgs)
+                        res["llm_answer"], res["llm_f1"] = reply, token_f1(reply, str(answer))
+                    rec["systems"][system] = res
+                questions.append(rec)
+        finally:
+            if orun is not None:
+                orun.memory.close()
+    return {"conversations": convs, "questions": questions, "summary": summarise(questions, cfg.systems)}
+
+
+def _pct(xs: list[float]) -> float | None:
+    return round(100.0 * sum(xs) / len(xs), 1) if xs else None
+
+
+def summarise(questions: list[dict], names: Sequence[str]) -> dict:
+    rows: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    where: dict[str, int] = Counter()
+    for q in questions:
+        groups = [str(q["category"])] + (["1-4"] if q["category"] != 5 else [])
+        for name, r in q["systems"].items():
+            for g in groups:
+                d = rows[g][name]
+                d["evidence_text"].append(r["evidence_text"])
+                d["evidence_page"].append(r["evidence_page"])
+                d["positions"].append(r["positions"])
+                if r["answer_contained"] is not None:
+                    d["answer_contained"].append(float(r["answer_contained"]))
+                if "llm_f1" in r:
+                    d["llm_f1"].append(r["llm_f1"])
+            if name == "optmem" and q["category"] != 5:
+                for e in r["evidence"]:
+                    where[e or "absent"] += 1
+    out: dict[str, Any] = {"by_category": {}, "optmem_evidence_where": dict(where)}
+    for g, per in rows.items():
+        out["by_category"][g] = {
+            name: {"n": len(d["positions"]), "evidence_text": _pct(d["evidence_text"]),
+                   "evidence_page": _pct(d["evidence_page"]), "answer_contained": _pct(d["answer_contained"]),
+                   "mean_positions": round(sum(d["positions"]) / len(d["positions"])),
+                   **({"llm_f1": _pct(d["llm_f1"])} if d["llm_f1"] else {})}
+            for name, d in per.items()}
+    return out
+
+
+def render_report(cfg: LocomoConfig, out: dict, report: Report) -> dict:
+    summ, names = out["summary"], list(cfg.systems)
+    for group, title in (("1-4", "categories 1–4"), ("5", "category 5 (adversarial), reported apart")):
+        per = summ["by_category"].get(group)
+        if not per:
+            continue
+        rows = [[n, per[n]["n"], per[n]["evidence_text"], per[n]["evidence_page"], per[n]["answer_contained"],
+                 per[n]["mean_positions"]] for n in names if n in per]
+        report.add(f"Evidence recall per system at budget {cfg.budget}, {title}",
+                   "evidence as text: share of evidence turns present as text (recent turn or re-expanded page); "
+                   "at least as page: also counting turns present only as an in-context page image.\n\n"
+                   + md_table(["system", "questions", "evidence as text %", "at least as page %",
+                               "answer contained %", "mean positions"], rows))
+    cats = sorted((g for g in summ["by_category"] if g.isdigit()), key=int)
+    rows = [[f"{g} {CATEGORIES.get(int(g), '')}", *[summ["by_category"][g].get(n, {}).get("evidence_text") for n in names]]
+            for g in cats]
+    report.add("Evidence as text (%) by category", md_table(["category", *names], rows))
+    if summ["optmem_evidence_where"]:
+        total = sum(summ["optmem_evidence_where"].values())
+        report.add("optmem: where the evidence turns are (categories 1–4)",
+                   md_table(["where", "turns", "share %"],
+                            [[k, v, round(100 * v / total, 1)] for k, v in sorted(summ["optmem_evidence_where"].items())]))
+    report.add("Conversations", md_table(["conversation", "turns", "text tokens", "questions", "optmem pages", "optmem ingest s"],
+                                         [[c["conversation"], c["turns"], c["text_tokens"], c["questions"],
+                                           c.get("optmem_pages", "-"), c.get("optmem_ingest_s", "-")] for c in out["conversations"]]))
+    return {}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=default_data("locomo", "locomo5_dev.json"), help="LoCoMo JSON")
+    p.add_argument("--quick", action="store_true", help="the first 14 sessions of conversation 0, 20 questions spread over them")
+    p.add_argument("--conversations", type=int, nargs="+", help="conversation indices in the file")
+    p.add_argument("--max-sessions", type=int)
+    p.add_argument("--max-questions", type=int)
+    p.add_argument("--systems", nargs="+", choices=SYSTEMS)
+    p.add_argument("--archive", choices=("verbatim", "optical"), default="verbatim")
+    p.add_argument("--budget", type=int, default=8192)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML")
+    p.add_argument("--llm", help="OpenAI-compatible base URL: also score the model's answers (token F1)")
+    p.add_argument("--llm-model", default="default")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+def config_from_args(args: argparse.Namespace) -> LocomoConfig:
+    preset = QUICK if args.quick else {}
+    return LocomoConfig(
+        data=args.data, conversations=args.conversations or preset.get("conversations"),
+        max_sessions=args.max_sessions or preset.get("max_sessions"),
+        max_questions=args.max_questions or preset.get("max_questions"),
+        systems=tuple(args.systems or SYSTEMS), archive=args.archive, budget=args.budget, seed=args.seed,
+        memory_config=args.config, llm=args.llm, llm_model=args.llm_model)
+
+
+def config_record(cfg: LocomoConfig) -> dict:
+    rec = asdict(cfg)
+    rec["memory_config"] = systems.memory_config(cfg.memory_config, budget=cfg.budget,
+                                                 archive=cfg.archive).model_dump(mode="json")
+    return rec
+
+
+def main_args(args: argparse.Namespace) -> dict[str, Path]:
+    cfg = config_from_args(args)
+    t0 = time.perf_counter()
+    out = run(cfg)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    report = Report("locomo", config_record(cfg), results=out)
+    figs = render_report(cfg, out, report)
+    paths = report.write(args.out, quick=args.quick, figures=figs)
+    print("\n".join(report.sections))
+    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
+    p = argparse.ArgumentParser(prog="optmem bench locomo", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main_args(p.parse_args(argv))

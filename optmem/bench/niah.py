@@ -1,0 +1,318 @@
+"""`optmem bench niah`: needle in a haystack, made for conversations and forgetting.
+
+A haystack conversation (Paul Graham essays cut into alternating turns, or LoCoMo dialogue) of a
+given length in text tokens gets one needle in the turn ``age`` turns before the last; the
+question comes last. Every system builds what it would put in front of the model at the same
+position budget, and RULER's ``string_match_all`` scores that text. For optmem the run also
+records where the needle's turn sits: recent text, re-expanded text, the verbatim ledger, or only
+a page image (at which tier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import baselines, systems
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, progress
+from .haystack import HAYSTACKS, DialogTurn, essay_turns, insert_sentence, load_essays, load_locomo, locomo_haystack
+from .needles import NEEDLE_KINDS, make_needle
+from .scoring import string_match_all
+
+SYSTEMS = ("window", "retrieval", "optmem-optical", "optmem-verbatim", "full")
+OPTMEM_ARCHIVE = {"optmem-optical": "optical", "optmem-verbatim": "verbatim"}
+AGE_CLASSES = ("text", "gundam", "large", "base", "small", "tiny", "evicted")
+
+FULL = dict(lengths=(8_000, 32_000, 128_000, 512_000), ages=(2, 16, 64, 256, 1024),
+            needles=NEEDLE_KINDS, haystacks=HAYSTACKS)
+# Quick: one conversation half again the default budget, so the window cannot hold it all; a needle
+# the verbatim ledger covers (number) and one only the page image holds (the San Francisco sentence).
+QUICK = dict(lengths=(12_000,), ages=(20, 60), needles=("word-number", "sf"), haystacks=("pg",))
+
+
+@dataclass
+class NiahConfig:
+    lengths: Sequence[int] = FULL["lengths"]
+    ages: Sequence[int] = FULL["ages"]
+    needles: Sequence[str] = FULL["needles"]
+    haystacks: Sequence[str] = FULL["haystacks"]
+    systems: Sequence[str] = SYSTEMS
+    budget: int = 8192
+    seed: int = DEFAULT_SEED
+    essays: Path = field(default_factory=lambda: default_data("pg_essays"))
+    locomo: Path = field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
+    memory_config: Any = None  # MemoryConfig | TOML path | None (defaults)
+    llm: str | None = None
+    llm_model: str = "default"
+
+    def validate(self) -> None:
+        for name, values, allowed in (("needles", self.needles, NEEDLE_KINDS), ("haystacks", self.haystacks, HAYSTACKS),
+                                      ("systems", self.systems, SYSTEMS)):
+            bad = [v for v in values if v not in allowed]
+            if bad or not values:
+                raise ValueError(f"{name}: unknown or empty {bad or values}; choose from {allowed}")
+        if any(n < 1000 for n in self.lengths):
+            raise ValueError(f"lengths: each must be >= 1000 text tokens, got {list(self.lengths)}")
+        if any(a < 0 for a in self.ages):
+            raise ValueError(f"ages: turn ages must be >= 0, got {list(self.ages)}")
+        if self.budget < 64:
+            raise ValueError(f"budget: must be >= 64 positions, got {self.budget}")
+
+
+def _haystack(cfg: NiahConfig, kind: str, length: int) -> list[DialogTurn]:
+    rng = random.Random(f"{cfg.seed}|haystack|{kind}|{length}")
+    if kind == "pg":
+        return essay_turns(load_essays(cfg.essays), length, rng)
+    return locomo_haystack(load_locomo(cfg.locomo), length)
+
+
+def _plant(base: list[DialogTurn], needle, age: int, rng: random.Random) -> tuple[list[DialogTurn], int, list[int]]:
+    turns = list(base)
+    idx = len(turns) - 1 - age
+    turns[idx] = replace(turns[idx], text=insert_sentence(turns[idx].text, needle.sentence, rng))
+    others = [i for i in range(len(turns)) if i != idx]
+    spots = rng.sample(others, min(len(needle.distractors), len(others)))
+    for i, sentence in zip(spots, needle.distractors):
+        turns[i] = replace(turns[i], text=insert_sentence(turns[i].text, sentence, rng))
+    return turns, idx, sorted(spots)
+
+
+def _where(text: str, golds: Sequence[str], ov: systems.OptmemView) -> list[str]:
+    """Which kinds of text segment hold every gold string (for optmem's breakdown)."""
+    kinds = []
+    for seg in ov.context.segments:
+        body = getattr(seg, "text", None)
+        if body and seg.kind != "query" and string_match_all(body, golds) == 1.0:
+            kinds.append(seg.kind if seg.kind != "expanded" else f"expanded:{seg.source}")
+    return sorted(set(kinds))
+
+
+def run(cfg: NiahConfig) -> dict:
+    cfg.validate()
+    from .embed import get_embedder
+
+    llm = None
+    if cfg.llm:
+        from .llm import LLMClient
+
+        llm = LLMClient(cfg.llm, model=cfg.llm_model)
+    base_mem_cfg = systems.memory_config(cfg.memory_config, budget=cfg.budget)
+    recent_k = base_mem_cfg.recent_turns
+    embedder = get_embedder() if "retrieval" in cfg.systems else None
+
+    grid = [(h, n, k, a) for h in cfg.haystacks for n in cfg.lengths for k in cfg.needles for a in cfg.ages]
+    samples, skipped = [], []
+    bar = progress(total=len(grid), desc="niah")
+    cache: dict[tuple[str, int], tuple[list[DialogTurn], list[int], Any]] = {}
+    for hay, length, kind, age in grid:
+        if (hay, length) not in cache:
+            cache.clear()
+            turns0 = _haystack(cfg, hay, length)
+            emb0 = embedder.encode([t.text for t in turns0]) if embedder else None
+            cache[(hay, length)] = (turns0, baselines.turn_costs(turns0), emb0)
+        base, base_costs, base_emb = cache[(hay, length)]
+        if age >= len(base):
+            skipped.append({"haystack": hay, "length": length, "needle": kind, "age": age,
+                            "why": f"conversation has only {len(base)} turns"})
+            bar.update(1)
+            continue
+        rng = random.Random(f"{cfg.seed}|needle|{hay}|{length}|{kind}|{age}")
+        needle = make_needle(kind, rng)
+        turns, idx, spots = _plant(base, needle, age, rng)
+        changed = [idx, *spots]
+        costs = list(base_costs)
+        for i, c in zip(changed, baselines.turn_costs([turns[i] for i in changed])):
+            costs[i] = c
+        q = needle.question
+        sample = {"haystack": hay, "length": length, "needle": kind, "age": age, "turns": len(turns),
+                  "needle_turn": idx, "text_tokens": sum(costs), "systems": {}}
+        for system in cfg.systems:
+            if system == "full":
+                v = baselines.full_text(turns, q, costs)
+                res = {"positions": v.positions}
+            elif system == "window":
+                v = baselines.sliding_window(turns, q, cfg.budget, costs)
+                res = {"positions": v.positions, "needle_as_text": idx in v.turns}
+            elif system == "retrieval":
+                emb = base_emb.copy()
+                emb[changed] = embedder.encode([turns[i].text for i in changed])
+                v = baselines.text_retrieval(turns, q, cfg.budget, recent=recent_k, embeddings=emb,
+                                             query_embedding=embedder.encode([q])[0], costs=costs)
+                res = {"positions": v.positions, "needle_as_text": idx in v.turns}
+            else:
+                mem_cfg = systems.memory_config(base_mem_cfg, archive=OPTMEM_ARCHIVE[system])
+                orun = systems.ingest(turns, mem_cfg)
+                try:
+                    v = systems.view(orun, q, cfg.budget, system)
+                    loc = v.locate(orun.turn_ids[idx])
+                    where = loc["text"] or (f"page:{loc['page_tier']}" if loc["page_tier"] else "absent")
+                    res = {"positions": v.positions, "needle_as_text": loc["text"], "needle_page_tier": loc["page_tier"],
+                           "needle_where": where,
+                           "age_class": systems.scheduled_tier(orun, orun.turn_ids[idx]),
+                           "found_in": _where(v.text, needle.golds, v),
+                           "ingest_s": round(orun.ingest_s, 3), "context_s": round(v.context_s, 3)}
+                    if llm:
+                        from .llm import context_messages
+
+                        answer = llm.chat(context_messages(v.context, q))
+                        res["llm_answer"], res["llm_score"] = answer, string_match_all(answer, needle.golds)
+                finally:
+                    orun.memory.close()
+            res["score"] = string_match_all(v.text, needle.golds)
+            if llm and system in ("window", "retrieval", "full"):
+                from .llm import text_messages
+
+                answer = llm.chat(text_messages(v.text))
+                res["llm_answer"], res["llm_score"] = answer, string_match_all(answer, needle.golds)
+            sample["systems"][system] = res
+        sample["age_class"] = next((sample["systems"][s]["age_class"] for s in OPTMEM_ARCHIVE if s in sample["systems"]), None)
+        samples.append(sample)
+        bar.update(1)
+    bar.close()
+    return {"samples": samples, "skipped": skipped, "summary": summarise(samples, cfg.systems)}
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return round(100.0 * sum(xs) / len(xs), 1) if xs else None
+
+
+def summarise(samples: list[dict], system_names: Sequence[str]) -> dict:
+    by_class: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    by_len_age: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    positions: dict[str, list[int]] = defaultdict(list)
+    page_tiers: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    found: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for s in samples:
+        for name, r in s["systems"].items():
+            by_class[s["age_class"] or "n/a"][name].append(r["score"])
+            by_len_age[(s["haystack"], s["length"], s["age"])][name].append(r["score"])
+            positions[name].append(r["positions"])
+            if name in OPTMEM_ARCHIVE:
+                page_tiers[name][r["needle_where"]] += 1
+                for where in r["found_in"] or ["nowhere"]:
+                    found[name][where] += 1
+    return {
+        "recall_by_age_class": {c: {n: _mean(v) for n, v in d.items()} for c, d in by_class.items()},
+        "n_by_age_class": {c: len(next(iter(d.values()))) for c, d in by_class.items()},
+        "recall_by_length_age": [{"haystack": k[0], "length": k[1], "age": k[2], **{n: _mean(v) for n, v in d.items()}}
+                                 for k, d in sorted(by_len_age.items())],
+        "mean_positions": {n: round(sum(v) / len(v)) for n, v in positions.items()},
+        "needle_where": {n: dict(d) for n, d in page_tiers.items()},
+        "needle_found_in": {n: dict(d) for n, d in found.items()},
+        "systems": list(system_names),
+    }
+
+
+def _average_haystacks(rows: list[dict], names: Sequence[str]) -> list[dict]:
+    by_age: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_age[r["age"]].append(r)
+    out = []
+    for age in sorted(by_age):
+        rs = by_age[age]
+        out.append({"age": age, **{n: (sum(r[n] for r in rs if r.get(n) is not None) / max(1, sum(r.get(n) is not None for r in rs))
+                                       if any(r.get(n) is not None for r in rs) else None) for n in names}})
+    return out
+
+
+def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
+    summ, names = out["summary"], list(cfg.systems)
+    classes = [c for c in AGE_CLASSES + ("n/a",) if c in summ["recall_by_age_class"]]
+    rows = [[c, summ["n_by_age_class"][c], *[summ["recall_by_age_class"][c].get(n) for n in names]] for c in classes]
+    report.add(f"Needle recall (string_match_all, %) by where the needle sits in optmem, budget {cfg.budget}",
+               "Rows: the needle's age class under optmem's schedule (recent text, or the tier its page is stored "
+               "at). Every system sees the same conversations.\n\n"
+               + md_table(["needle age class", "n", *names], rows))
+    rows = [[r["haystack"], r["length"], r["age"], *[r.get(n) for n in names]] for r in summ["recall_by_length_age"]]
+    report.add("Recall by haystack × conversation length (text tokens) × needle age (turns ago)",
+               md_table(["haystack", "length", "age", *names], rows))
+    report.add("Positions used (mean)", md_table(["system", "positions"], [[n, summ["mean_positions"][n]] for n in names]))
+    om = [n for n in names if n in OPTMEM_ARCHIVE]
+    if om:
+        tiers = sorted({t for n in om for t in summ["needle_where"][n]})
+        report.add("optmem: where the needle's turn is in the context (samples)",
+                   "turn: a recent text turn; expanded:*: its page re-expanded to text (verbatim archive or OCR); "
+                   "page:<tier>: only its page image, at that tier (the ledger may still carry exact strings); "
+                   "absent: not in the context at all.\n\n"
+                   + md_table(["system", *tiers], [[n, *[summ["needle_where"][n].get(t, 0) for t in tiers]] for n in om]))
+        wheres = sorted({w for n in om for w in summ["needle_found_in"][n]})
+        report.add("optmem: text segments that hold the whole answer (samples; a sample can count in several)",
+                   md_table(["system", *wheres], [[n, *[summ["needle_found_in"][n].get(w, 0) for w in wheres]] for n in om]))
+    if out["skipped"]:
+        report.add("Skipped grid points", md_table(["haystack", "length", "needle", "age", "why"],
+                                                   [[s["haystack"], s["length"], s["needle"], s["age"], s["why"]] for s in out["skipped"]]))
+    fig, axes = new_figure(len(cfg.lengths), width=5.0)
+    for ax, length in zip(axes, cfg.lengths):
+        # Averaged over haystacks (the table above has them apart).
+        pts = _average_haystacks([r for r in summ["recall_by_length_age"] if r["length"] == length], names)
+        for i, n in enumerate(names):
+            # Systems often tie at 0 or 100: a small vertical offset keeps every line visible.
+            off = (i - (len(names) - 1) / 2) * 1.5
+            ys = [None if r.get(n) is None else r[n] + off for r in pts]
+            ax.plot([r["age"] for r in pts], ys, marker="osD^v"[i % 5], label=n, alpha=0.85)
+        ax.set_xscale("symlog", linthresh=4)
+        ax.set_title(f"{length:,} text tokens, budget {cfg.budget}")
+        ax.set_xlabel("needle age (turns ago)")
+        ax.set_ylabel("string_match_all (%), lines offset ±3 to stay visible")
+        ax.set_ylim(-5, 105)
+    axes[0].legend(fontsize=8)
+    return {"recall": fig}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="one 12k conversation, 2 ages, 2 needle kinds (CI smoke run)")
+    p.add_argument("--lengths", type=int, nargs="+", help="conversation lengths in text tokens")
+    p.add_argument("--ages", type=int, nargs="+", help="needle ages in turns before the last turn")
+    p.add_argument("--needles", nargs="+", choices=NEEDLE_KINDS)
+    p.add_argument("--haystacks", nargs="+", choices=HAYSTACKS)
+    p.add_argument("--systems", nargs="+", choices=SYSTEMS)
+    p.add_argument("--budget", type=int, default=8192)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
+    p.add_argument("--locomo", type=Path, default=default_data("locomo", "locomo5_dev.json"))
+    p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML (schedule, render, ...)")
+    p.add_argument("--llm", help="OpenAI-compatible base URL: also score the model's answers")
+    p.add_argument("--llm-model", default="default")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+def config_from_args(args: argparse.Namespace) -> NiahConfig:
+    preset = QUICK if args.quick else FULL
+    return NiahConfig(
+        lengths=tuple(args.lengths or preset["lengths"]), ages=tuple(args.ages or preset["ages"]),
+        needles=tuple(args.needles or preset["needles"]), haystacks=tuple(args.haystacks or preset["haystacks"]),
+        systems=tuple(args.systems or SYSTEMS), budget=args.budget, seed=args.seed, essays=args.essays,
+        locomo=args.locomo, memory_config=args.config, llm=args.llm, llm_model=args.llm_model)
+
+
+def config_record(cfg: NiahConfig) -> dict:
+    from dataclasses import asdict
+
+    rec = asdict(cfg)
+    rec["memory_config"] = systems.memory_config(cfg.memory_config, budget=cfg.budget).model_dump(mode="json")
+    return rec
+
+
+def main_args(args: argparse.Namespace) -> dict[str, Path]:
+    cfg = config_from_args(args)
+    t0 = time.perf_counter()
+    out = run(cfg)
+    report = Report("niah", config_record(cfg), results=out)
+    figs = render_report(cfg, out, report)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    paths = report.write(args.out, quick=args.quick, figures=figs)
+    print("\n".join(report.sections))
+    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
+    p = argparse.ArgumentParser(prog="optmem bench niah", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main_args(p.parse_args(argv))

@@ -1,0 +1,210 @@
+"""`optmem bench scale`: ingest rate, database size, context latency and peak memory against the
+number of turns (1k, 10k, 100k), each in a fresh on-disk database."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, percentile, progress
+from .haystack import essay_turns, load_essays
+
+FULL_COUNTS = (1_000, 10_000, 100_000)
+QUICK_COUNTS = (40, 120, 240)
+
+
+@dataclass
+class ScaleConfig:
+    counts: Sequence[int] = FULL_COUNTS
+    repeats: int = 20  # context() calls per measurement
+    seed: int = DEFAULT_SEED
+    essays: Path = field(default_factory=lambda: default_data("pg_essays"))
+    memory_config: Any = None
+    min_turn_tokens: int = 20
+    max_turn_tokens: int = 120
+
+    def validate(self) -> None:
+        if not self.counts or any(c < 10 for c in self.counts):
+            raise ValueError(f"counts: each must be >= 10 turns, got {list(self.counts)}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats: must be >= 1, got {self.repeats}")
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+class PeakRSS:
+    """Samples this process's resident set every 20 ms while in the ``with`` block."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.start = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def _db_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def measure(n_turns: int, turns, queries: Sequence[str], cfg: ScaleConfig, workdir: Path) -> dict:
+    from optmem import OpticalMemory
+
+    from .systems import memory_config
+
+    mem_cfg = memory_config(cfg.memory_config)
+    db = workdir / f"scale_{n_turns}.db"
+    with PeakRSS() as rss:
+        mem = OpticalMemory.open(db, conversation="scale", config=mem_cfg)
+        try:
+            t0 = time.perf_counter()
+            for t in progress(turns[:n_turns], desc=f"scale ingest {n_turns}"):
+                mem.add(t.role, t.text)
+            ingest_s = time.perf_counter() - t0
+            no_query = []
+            for _ in range(cfg.repeats):
+                t0 = time.perf_counter()
+                mem.context()
+                no_query.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            mem.context(queries[0])  # embeds every page not yet indexed: reported on its own
+            first_query_s = time.perf_counter() - t0
+            with_query = []
+            for i in range(cfg.repeats):
+                t0 = time.perf_counter()
+                mem.context(queries[1 + i % (len(queries) - 1)])
+                with_query.append(time.perf_counter() - t0)
+            pages = len(mem.pages())
+        finally:
+            mem.close()
+    return {
+        "turns": n_turns, "pages": pages, "ingest_s": round(ingest_s, 3),
+        "turns_per_s": round(n_turns / ingest_s, 2), "db_bytes": _db_bytes(db),
+        "context_p50_ms": round(1000 * percentile(no_query, 50), 2), "context_p95_ms": round(1000 * percentile(no_query, 95), 2),
+        "query_first_ms": round(1000 * first_query_s, 1),
+        "query_p50_ms": round(1000 * percentile(with_query, 50), 2), "query_p95_ms": round(1000 * percentile(with_query, 95), 2),
+        "rss_start_mib": round(rss.start / 2**20, 1), "rss_peak_mib": round(rss.peak / 2**20, 1),
+        "rss_growth_mib": round((rss.peak - rss.start) / 2**20, 1),
+    }
+
+
+def run(cfg: ScaleConfig, workdir: Path | None = None) -> dict:
+    cfg.validate()
+    rng = random.Random(f"{cfg.seed}|scale")
+    n = max(cfg.counts)
+    # Chat-sized turns: each turn's token count is drawn between min and max; the essays wrap around.
+    essays = load_essays(cfg.essays)
+    turns = []
+    while len(turns) < n:
+        turns += essay_turns(essays, 200_000, rng, min_tokens=cfg.min_turn_tokens, max_tokens=cfg.max_turn_tokens)
+    turns = turns[:n]
+    queries = [rng.choice(turns).text.split(". ")[0][:200] for _ in range(cfg.repeats + 1)]
+    # Load the embedder before timing: "first query" is then the embedding of every page, not the model load.
+    from .embed import get_embedder
+
+    get_embedder().encode(["warm up"])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="optmem-scale-", dir=workdir) as tmp:
+        for count in sorted(cfg.counts):
+            rows.append(measure(count, turns, queries, cfg, Path(tmp)))
+            for leftover in Path(tmp).glob("*"):
+                leftover.unlink()
+    return {"rows": rows}
+
+
+COLUMNS = (("turns", "turns"), ("pages", "pages"), ("turns_per_s", "ingest turns/s"), ("db_bytes", "DB bytes"),
+           ("context_p50_ms", "context p50 ms"), ("context_p95_ms", "context p95 ms"),
+           ("query_first_ms", "first query ms"), ("query_p50_ms", "query p50 ms"), ("query_p95_ms", "query p95 ms"),
+           ("rss_peak_mib", "peak RSS MiB"), ("rss_growth_mib", "RSS growth MiB"))
+
+
+def render_report(cfg: ScaleConfig, out: dict, report: Report) -> dict:
+    rows = out["rows"]
+    report.add("Scaling", "context: `context()` without a query; query: `context(query)` after the first query "
+               "(which embeds all pages and is shown apart). RSS: resident set of the benchmark process.\n\n"
+               + md_table([h for _, h in COLUMNS], [[r[k] for k, _ in COLUMNS] for r in rows]))
+    from matplotlib.ticker import NullFormatter
+
+    fig, axes = new_figure(4, width=4.2)
+    x = [r["turns"] for r in rows]
+    panels = ((("turns_per_s", "ingest turns/s"),), (("db_bytes", "DB bytes"),),
+              (("context_p50_ms", "no query p50"), ("context_p95_ms", "no query p95"),
+               ("query_p50_ms", "query p50"), ("query_p95_ms", "query p95")),
+              (("rss_peak_mib", "peak RSS MiB"), ("rss_growth_mib", "RSS growth MiB")))
+    titles = ("ingest rate", "database size", "context latency (ms)", "memory (MiB)")
+    for ax, series, title in zip(axes, panels, titles):
+        for key, label in series:
+            ys = [max(r[key], 1e-3) for r in rows]
+            ax.plot(x, ys, marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [f"{v:,}" for v in x])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("turns")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    return {"loglog": fig}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help=f"{', '.join(map(str, QUICK_COUNTS))} turns, 5 repeats")
+    p.add_argument("--counts", type=int, nargs="+", help="turn counts (default 1000 10000 100000)")
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
+    p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+def config_from_args(args: argparse.Namespace) -> ScaleConfig:
+    return ScaleConfig(counts=tuple(args.counts or (QUICK_COUNTS if args.quick else FULL_COUNTS)),
+                       repeats=args.repeats or (5 if args.quick else 20), seed=args.seed, essays=args.essays,
+                       memory_config=args.config)
+
+
+def main_args(args: argparse.Namespace) -> dict[str, Path]:
+    from .systems import memory_config
+
+    cfg = config_from_args(args)
+    t0 = time.perf_counter()
+    out = run(cfg)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    rec = asdict(cfg)
+    rec["memory_config"] = memory_config(cfg.memory_config).model_dump(mode="json")
+    report = Report("scale", rec, results=out)
+    figs = render_report(cfg, out, report)
+    paths = report.write(args.out, quick=args.quick, figures=figs)
+    print("\n".join(report.sections))
+    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
+    p = argparse.ArgumentParser(prog="optmem bench scale", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main_args(p.parse_args(argv))

@@ -1,0 +1,199 @@
+"""`optmem bench schedule`: tune forgetting through config.
+
+Runs the needle test and LoCoMo for each schedule of a small grid given in a TOML file and prints
+recall against the positions each context used, so a schedule can be picked by its cost. The
+sliding window at the same budget is run once as the reference row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import locomo as locomo_bench
+from . import niah as niah_bench
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure
+
+EXAMPLE = Path("benchmarks") / "schedules.example.toml"
+_BENCH_KEYS = {"budget", "niah_lengths", "niah_ages", "niah_needles", "niah_haystacks",
+               "locomo_conversations", "locomo_max_sessions", "locomo_max_questions"}
+
+
+class ScheduleGridError(ValueError):
+    """The schedules TOML is malformed (names the offending key or entry)."""
+
+
+@dataclass
+class GridEntry:
+    name: str
+    config: Any  # MemoryConfig
+
+
+@dataclass
+class ScheduleBenchConfig:
+    entries: list[GridEntry]
+    bench: dict = field(default_factory=dict)
+    essays: Path = field(default_factory=lambda: default_data("pg_essays"))
+    locomo: Path = field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
+    seed: int = DEFAULT_SEED
+    run_niah: bool = True
+    run_locomo: bool = True
+
+
+def load_grid(path: Path) -> tuple[dict, list[GridEntry]]:
+    """Read ``[bench]`` settings and ``[[schedules]]`` entries (``name`` + ``config``, a partial
+    MemoryConfig). A bad MemoryConfig value raises pydantic's ValidationError naming the field."""
+    from optmem.config import MemoryConfig
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScheduleGridError(f"schedules file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScheduleGridError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"bench", "schedules"}
+    if unknown:
+        raise ScheduleGridError(f"{path}: unknown top-level keys {sorted(unknown)}; expected [bench] and [[schedules]]")
+    bench = data.get("bench", {})
+    bad = set(bench) - _BENCH_KEYS
+    if bad:
+        raise ScheduleGridError(f"{path}: unknown [bench] keys {sorted(bad)}; allowed {sorted(_BENCH_KEYS)}")
+    entries = []
+    for i, item in enumerate(data.get("schedules", [])):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ScheduleGridError(f"{path}: schedules[{i}] needs a non-empty 'name'")
+        extra = set(item) - {"name", "config"}
+        if extra:
+            raise ScheduleGridError(f"{path}: schedules[{i}] ({item['name']}): unknown keys {sorted(extra)}")
+        cfg = MemoryConfig.model_validate(item.get("config", {}))
+        entries.append(GridEntry(item["name"], cfg))
+    if not entries:
+        raise ScheduleGridError(f"{path}: no [[schedules]] entries")
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise ScheduleGridError(f"{path}: schedule names must be unique, got {names}")
+    return bench, entries
+
+
+# --quick runs every schedule, so each gets a smaller grid than the niah/locomo quick runs.
+QUICK_NIAH = dict(niah_bench.QUICK, needles=("sf",))
+QUICK_LOCOMO = dict(conversations=(0,), max_sessions=6, max_questions=8)
+
+
+def _niah_cfg(cfg: ScheduleBenchConfig, quick: bool, systems: Sequence[str], mem_cfg: Any, budget: int):
+    # --quick always runs the niah quick grid; otherwise [bench] keys, then these defaults.
+    b = {} if quick else cfg.bench
+    preset = QUICK_NIAH if quick else dict(lengths=(32_000,), ages=(2, 16, 64, 128),
+                                                  needles=("word-number", "uuid-uuid", "sf"), haystacks=("pg",))
+    return niah_bench.NiahConfig(
+        lengths=tuple(b.get("niah_lengths", preset["lengths"])), ages=tuple(b.get("niah_ages", preset["ages"])),
+        needles=tuple(b.get("niah_needles", preset["needles"])),
+        haystacks=tuple(b.get("niah_haystacks", preset["haystacks"])), systems=tuple(systems), budget=budget,
+        seed=cfg.seed, essays=cfg.essays, locomo=cfg.locomo, memory_config=mem_cfg)
+
+
+def _locomo_cfg(cfg: ScheduleBenchConfig, quick: bool, systems: Sequence[str], mem_cfg: Any, budget: int):
+    b = {} if quick else cfg.bench
+    preset = QUICK_LOCOMO if quick else dict(conversations=(0,), max_sessions=None, max_questions=60)
+    return locomo_bench.LocomoConfig(
+        data=cfg.locomo, conversations=tuple(b.get("locomo_conversations", preset["conversations"])),
+        max_sessions=b.get("locomo_max_sessions", preset["max_sessions"]),
+        max_questions=b.get("locomo_max_questions", preset["max_questions"]),
+        systems=tuple(systems), archive=mem_cfg.archive, budget=budget, seed=cfg.seed, memory_config=mem_cfg)
+
+
+def _row(name: str, system: str, niah_out: dict | None, locomo_out: dict | None) -> dict:
+    row: dict[str, Any] = {"schedule": name}
+    if niah_out is not None:
+        scores = [s["systems"][system]["score"] for s in niah_out["samples"]]
+        pos = [s["systems"][system]["positions"] for s in niah_out["samples"]]
+        row["niah_recall"] = round(100 * sum(scores) / len(scores), 1) if scores else None
+        row["niah_positions"] = round(sum(pos) / len(pos)) if pos else None
+    if locomo_out is not None:
+        per = locomo_out["summary"]["by_category"].get("1-4", {}).get(system)
+        if per:
+            row.update(locomo_evidence_text=per["evidence_text"], locomo_evidence_page=per["evidence_page"],
+                       locomo_answer=per["answer_contained"], locomo_positions=per["mean_positions"])
+    return row
+
+
+def run(cfg: ScheduleBenchConfig, quick: bool) -> dict:
+    budget_default = cfg.bench.get("budget", 8192)
+    rows = []
+    first = cfg.entries[0].config
+    ref_budget = first.budget if "budget" not in cfg.bench else budget_default
+    n_ref = _niah_cfg(cfg, quick, ["window"], first, ref_budget) if cfg.run_niah else None
+    l_ref = _locomo_cfg(cfg, quick, ["window"], first, ref_budget) if cfg.run_locomo else None
+    rows.append(_row(f"sliding window (reference, budget {ref_budget})", "window",
+                     niah_bench.run(n_ref) if n_ref else None, locomo_bench.run(l_ref) if l_ref else None))
+    for e in cfg.entries:
+        budget = cfg.bench.get("budget", e.config.budget)
+        system = "optmem-optical" if e.config.archive == "optical" else "optmem-verbatim"
+        n_out = niah_bench.run(_niah_cfg(cfg, quick, [system], e.config, budget)) if cfg.run_niah else None
+        l_out = locomo_bench.run(_locomo_cfg(cfg, quick, ["optmem"], e.config, budget)) if cfg.run_locomo else None
+        row = _row(e.name, system, n_out, None)
+        row.update({k: v for k, v in _row(e.name, "optmem", None, l_out).items() if k != "schedule"})
+        row["budget"] = budget
+        row["config"] = e.config.model_dump(mode="json", include={"recent_turns", "archive", "schedule"})
+        rows.append(row)
+    return {"rows": rows}
+
+
+HEADERS = (("schedule", "schedule"), ("niah_recall", "NIAH recall %"), ("niah_positions", "NIAH positions"),
+           ("locomo_evidence_text", "LoCoMo evidence as text %"), ("locomo_evidence_page", "… at least as page %"),
+           ("locomo_answer", "answer contained %"), ("locomo_positions", "LoCoMo positions"))
+
+
+def render_report(out: dict, report: Report) -> dict:
+    report.add("Recall against positions used, per schedule",
+               md_table([h for _, h in HEADERS], [[r.get(k, "-") for k, _ in HEADERS] for r in out["rows"]]))
+    fig, axes = new_figure(2, width=5.5)
+    for ax, (rk, pk, title) in zip(axes, (("niah_recall", "niah_positions", "NIAH"),
+                                          ("locomo_evidence_text", "locomo_positions", "LoCoMo evidence as text"))):
+        for r in out["rows"]:
+            if r.get(rk) is not None and r.get(pk) is not None:
+                ax.scatter([r[pk]], [r[rk]], label=r["schedule"])
+        ax.set_xlabel("positions used (mean)")
+        ax.set_ylabel("recall (%)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    return {"recall_vs_positions": fig}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("schedules", nargs="?", type=Path, default=EXAMPLE, help=f"grid TOML (default {EXAMPLE})")
+    p.add_argument("--quick", action="store_true", help="the niah and locomo --quick grids for every schedule")
+    p.add_argument("--only", choices=("niah", "locomo"), help="run one of the two benchmarks")
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
+    p.add_argument("--locomo", type=Path, default=default_data("locomo", "locomo5_dev.json"))
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+def main_args(args: argparse.Namespace) -> dict[str, Path]:
+    bench, entries = load_grid(args.schedules)
+    cfg = ScheduleBenchConfig(entries=entries, bench=bench, essays=args.essays, locomo=args.locomo, seed=args.seed,
+                              run_niah=args.only in (None, "niah"), run_locomo=args.only in (None, "locomo"))
+    t0 = time.perf_counter()
+    out = run(cfg, args.quick)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    rec = {"schedules_file": str(args.schedules), "bench": bench, "only": args.only, "seed": args.seed,
+           "entries": [{"name": e.name, "config": e.config.model_dump(mode="json")} for e in entries]}
+    report = Report("schedule", rec, results=out)
+    figs = render_report(out, report)
+    paths = report.write(args.out, quick=args.quick, figures=figs)
+    print("\n".join(report.sections))
+    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
+    p = argparse.ArgumentParser(prog="optmem bench schedule", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main_args(p.parse_args(argv))
