@@ -7,8 +7,9 @@ Pages: dense 1280-px chat pages from the renderer (English: Paul Graham essays c
 of 20–200 words; Chinese: the chat sentences below, drawn with a fixed seed). Each page is read at
 every tier (large 1280, base 1024, small 640, tiny 512) by:
 
-- ppocr-strips: PP-OCRv6 recogniser on the renderer's line strips (default settings, and with
-  ``width_scale=0.8``, the speed knob);
+- ppocr-strips: PP-OCRv6 recogniser on the renderer's line strips (default settings: strips run
+  concurrently on every usable core; the same on one thread, whose CPU seconds are the cost without
+  threading overhead; and with ``width_scale=0.8``, the speed knob);
 - tesseract ``--psm 6`` on the whole page, when the binary is installed.
 
 Wall seconds are the time of one read (after a warm-up read of the same page for ppocr-strips);
@@ -143,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     # Only full pages: the last page of a text is partly filled.
     docs = {"en": render_pages(english_turns(args.essays))[:-1][:keep],
             "zh": render_pages(chinese_turns())[:-1][:keep]}
-    strips, narrow = PPOCRStripEngine(), PPOCRStripEngine(width_scale=0.8)
+    strips, single, narrow = PPOCRStripEngine(), PPOCRStripEngine(threads=1), PPOCRStripEngine(width_scale=0.8)
     engines: list[tuple[str, dict, int]] = [
-        ("ppocr-strips", {"en": strips, "zh": strips}, args.pages),
+        (f"ppocr-strips ({strips.threads} threads)", {"en": strips, "zh": strips}, args.pages),
+        ("ppocr-strips 1 thread", {"en": single, "zh": single}, args.pages),
         ("ppocr-strips w0.8", {"en": narrow, "zh": narrow}, args.pages),
     ]
     if TesseractEngine.available():
@@ -173,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(" | ".join(map(str, rows[-1])), flush=True)
 
     report = Report("reexpand_speed", config={"pages": args.pages, "tesseract_pages": args.tesseract_pages,
-                                               "essays": str(args.essays), "tiers": TIERS})
+                                               "essays": str(args.essays), "tiers": TIERS,
+                                               "ppocr_threads": strips.threads})
     report.results["reads"] = results
     load_after = os.getloadavg()
     report.results["load_average_1_5_15"] = {"before": load_before, "after": load_after}

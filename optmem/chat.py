@@ -31,7 +31,8 @@ def ask_llm(url: str, model: str, messages: list[dict], timeout: float = 120.0) 
 
 
 def run_chat(db: Path, conversation: str, config: MemoryConfig, llm_url: str | None = None, model: str = "default",
-             stdin=sys.stdin, stdout=sys.stdout) -> int:
+             stdin=None, stdout=None) -> int:
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     say = lambda *a: print(*a, file=stdout, flush=True)  # noqa: E731
     with OpticalMemory.open(db, conversation=conversation, config=config) as mem:
         say(f"optmem chat on {db} [{conversation}], {len(mem.history())} turns so far. /help for commands.")

@@ -81,7 +81,7 @@ class ReexpandConfig(_Model):
     """How pages are read back into text when a query needs them."""
 
     engine: Literal["ppocr-strips", "tesseract", "model"] = "ppocr-strips"
-    max_pages: int = Field(default=2, ge=0, description="pages re-expanded into text per context()")
+    max_pages: int = Field(default=4, ge=0, description="most pages re-expanded into text per context(), budget permitting")
     model_dir: Path | None = Field(default=None, description="local DeepSeek-OCR weights for engine='model'")
 
 

@@ -98,7 +98,7 @@ def build_conversation(turns: int, seed: int) -> tuple[list[tuple[str, str]], li
 
 
 def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None, seed: int = 7,
-             stream=sys.stdout) -> dict:
+             stream=None) -> dict:
     from optmem.report import write_report
 
     config = config or MemoryConfig()
@@ -108,6 +108,7 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     conversation, facts = build_conversation(turns, seed)
+    stream = stream or sys.stdout  # looked up per call, so redirected stdout is honoured
     say = lambda *a: print(*a, file=stream, flush=True)  # noqa: E731
 
     say(f"optmem demo: {turns} turns, {len(facts)} planted facts, database {db}")

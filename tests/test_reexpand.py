@@ -117,6 +117,21 @@ def test_ppocr_lines_side_scales_full_size_lines(en_page):
 
 
 @pytest.mark.slow
+def test_ppocr_threads_and_batches_do_not_change_the_text(en_page):
+    # Strips run concurrently and in width order; the texts must still land on their own lines
+    # and not depend on the thread count. Batched runs pad strips to a common width, which may
+    # change a character, so they are held to the CER bound rather than equality.
+    view = en_page.at("small")
+    lines = view.lines[:12]
+    one = PPOCRStripEngine(threads=1).recognize_strips(view.image, lines)
+    two = PPOCRStripEngine(threads=2).recognize_strips(view.image, lines)
+    assert one == two
+    assert sum(map(len, one)) > 500
+    batched = PPOCRStripEngine(threads=2, batch_size=4).recognize_strips(view.image, lines)
+    assert cer("\n".join(one), "\n".join(batched)) < 0.01
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not TesseractEngine.available(), reason="tesseract binary not installed")
 def test_tesseract_reads_a_light_page():
     from renderers import render_pages
@@ -179,6 +194,8 @@ def test_ppocr_bad_arguments():
         PPOCRStripEngine(pad=2.0)
     with pytest.raises(ValueError, match="width_scale"):
         PPOCRStripEngine(width_scale=0.1)
+    with pytest.raises(ValueError, match="threads"):
+        PPOCRStripEngine(threads=0)
 
 
 # --- joining lines from the layout ------------------------------------------------------------
