@@ -299,9 +299,9 @@ class OpticalMemory:
             return
         newest = self._store.last_turn(self._conv)
         now = self._store.last_timestamp(self._conv) or 0.0
-        total = self._store.page_count(self._conv)
+        newest_page = self._store.last_page_seq(self._conv)
         for row in pages:
-            age = page_age(schedule, pages_after=total - row.seq, turns_after=newest - row.last_turn,
+            age = page_age(schedule, pages_after=newest_page - row.seq, turns_after=newest - row.last_turn,
                            seconds_since=now - row.last_timestamp)
             wanted = row.pinned_tier or tier_for_age(age, schedule)
             if wanted is None:
@@ -340,10 +340,10 @@ class OpticalMemory:
         schedule = self.config.schedule
         newest = self._store.last_turn(self._conv)
         now = self._store.last_timestamp(self._conv) or 0.0
-        total = self._store.page_count(self._conv)
+        newest_page = self._store.last_page_seq(self._conv)
         infos = []
         for row in self._store.pages(self._conv):
-            age = page_age(schedule, pages_after=total - row.seq, turns_after=newest - row.last_turn,
+            age = page_age(schedule, pages_after=newest_page - row.seq, turns_after=newest - row.last_turn,
                            seconds_since=now - row.last_timestamp)
             infos.append(PageInfo(row.id, row.first_turn, row.last_turn, row.tier, age,
                                   tier_slots(row.tier) if row.tier else 0, True, row.pinned_tier))
@@ -365,7 +365,7 @@ class OpticalMemory:
             turns = self._store.turns(self._conv, start[0], last_memory_turn)
             text = "\n".join((t.text or "")[start[1]:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
             source_strings = tuple(extract_exact_strings(text)[: self.config.ledger.max_strings_per_page])
-        return MemoryPage(page_id=0, page_seq=self._store.page_count(self._conv) + 1, tier=tier,
+        return MemoryPage(page_id=0, page_seq=self._store.last_page_seq(self._conv) + 1, tier=tier,
                           first_turn=start[0], last_turn=last_memory_turn, ledger=source_strings,
                           load_image=lambda t, key=key: self._open_page_image(key, t))
 

@@ -61,7 +61,7 @@ CREATE TABLE pages (
     indexed INTEGER NOT NULL DEFAULT 0,
     UNIQUE (conversation_id, seq)
 );
-CREATE INDEX pages_in_context ON pages (conversation_id, tier);
+CREATE INDEX pages_in_context ON pages (conversation_id, seq) WHERE tier IS NOT NULL;
 CREATE TABLE open_pages (
     conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id),
     first_turn INTEGER NOT NULL,
@@ -304,8 +304,9 @@ class Store:
             raise UnknownPage(f"no page {page_id} in this conversation")
         return _page(row)
 
-    def page_count(self, conv: int) -> int:
-        return self._conn.execute("SELECT count(*) FROM pages WHERE conversation_id = ?", (conv,)).fetchone()[0]
+    def last_page_seq(self, conv: int) -> int:
+        """Number of the newest sealed page (pages are numbered 1, 2, 3 ... and deleted oldest first)."""
+        return self._conn.execute("SELECT coalesce(max(seq), 0) FROM pages WHERE conversation_id = ?", (conv,)).fetchone()[0]
 
     def page_image(self, conv: int, page_id: int) -> tuple[bytes, str]:
         """PNG bytes of the page at its stored tier, checked against the hash written with it."""

@@ -311,3 +311,14 @@ def test_several_processes_share_one_conversation(tmp_path):
                 assert b.first_char == a.last_char > 0
             else:
                 assert b.first_char == 0 and a.last_char == len(history[a.last_turn - 1].text)
+
+
+def test_page_ages_stay_right_after_old_pages_are_deleted(conversation):
+    turns, _ = conversation
+    schedule = {"age_unit": "pages", "steps": [{"tier": "large", "until": 2}, {"tier": "tiny", "until": 4}],
+                "after_last": "delete"}
+    with OpticalMemory.open(":memory:", "a", config(schedule=schedule)) as mem:
+        fill(mem, turns[:200])
+        sealed = [p for p in mem.pages() if p.sealed]
+        assert [p.tier for p in sealed] == ["tiny", "tiny", "large", "large"]
+        assert [p.age for p in sealed] == [3, 2, 1, 0]
