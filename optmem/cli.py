@@ -115,12 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_config)
 
-    try:
-        from optmem.bench.cli import register
-    except ImportError:  # benchmarks are optional extras of the CLI
-        register = None
-    if register is not None:
-        register(sub)
+    from optmem.bench.cli import register
+
+    register(sub)
     return parser
 
 

@@ -191,11 +191,20 @@ class OpticalMemory:
         if len(text) > self.config.max_turn_chars:
             raise InvalidTurn(f"turn has {len(text)} characters, over max_turn_chars={self.config.max_turn_chars}")
         ts = _epoch(timestamp)
-        with self._store.write():
-            seq = self._store.add_turn(self._conv, role, text, ts)
-            self._pack(seq)
-            self._apply_schedule()
+        try:
+            with self._store.write():
+                seq = self._store.add_turn(self._conv, role, text, ts)
+                self._pack(seq)
+                self._apply_schedule()
+        except BaseException:
+            self._forget_caches()  # they may describe writes that were just rolled back
+            raise
         return seq
+
+    def _forget_caches(self) -> None:
+        self._open_fill = None
+        self._open_image = None
+        self._sealed_since_schedule = True
 
     def pin(self, page_id: int, tier: str | None) -> None:
         """Hold a sealed page at ``tier`` whatever its age (None unpins). Pages are never sharpened:
@@ -238,9 +247,9 @@ class OpticalMemory:
             return
         self._sealed_since_schedule = True
         self._store.set_open_page_start(self._conv, next_start)
-        if self.config.archive == "optical" and next_start[0] > 1:
-            # Turns wholly on sealed pages now live only in the images.
-            self._store.drop_turn_texts(self._conv, 1, next_start[0] - 1)
+        if self.config.archive == "optical" and next_start[0] > start[0]:
+            # Turns wholly on sealed pages now live only in the images (earlier ones already do).
+            self._store.drop_turn_texts(self._conv, start[0], next_start[0] - 1)
 
     def _still_fits(self, start: tuple[int, int], last_memory_turn: int) -> bool:
         """Whether the turns aged since the last full layout surely still fit on the open page.

@@ -322,3 +322,25 @@ def test_page_ages_stay_right_after_old_pages_are_deleted(conversation):
         sealed = [p for p in mem.pages() if p.sealed]
         assert [p.tier for p in sealed] == ["tiny", "tiny", "large", "large"]
         assert [p.age for p in sealed] == [3, 2, 1, 0]
+
+
+def test_a_failed_add_leaves_no_trace(conversation, monkeypatch):
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        fill(mem, turns[:40])
+        before = (mem.history(), mem.pages())
+
+        def boom(*args, **kwargs):
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(mem, "_apply_schedule", boom)
+        with pytest.raises(RuntimeError, match="disk full"):
+            mem.add("user", "this turn must not half-exist " * 30)
+        monkeypatch.undo()
+        assert (mem.history(), mem.pages()) == before
+        mem.add("user", "a different turn")  # the cached open-page state was dropped with the rollback
+        assert mem.history()[-1].text == "a different turn"
+        fill(mem, turns[40:80], start=40)
+        pages = mem.pages()
+        for a, b in zip(pages, pages[1:]):
+            assert b.first_turn in (a.last_turn, a.last_turn + 1)
