@@ -62,7 +62,9 @@ class Embedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # a 90 MB local load needs no bar in the user's terminal
             path = self.model_dir or _model_dir()
             # use_safetensors: the weights may only come from safetensors, never a pickle.
             model = AutoModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
