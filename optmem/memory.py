@@ -29,7 +29,7 @@ from optmem.config import MemoryConfig, load_config
 from optmem.ledger import extract_exact_strings
 from optmem.modes import TIER_NAMES, tier_side, tier_slots
 from optmem.schedule import page_age, tier_for_age
-from optmem.store import PageRow, Store, TurnRow
+from optmem.store import PageRow, Store
 from optmem.tokens import count_tokens
 from renderers import Line, TurnInput, downsample, draw_page, encode_png, layout_pages
 

@@ -1,6 +1,5 @@
 """OpticalMemory end to end on the embedded defaults (retrieval off unless a test needs it)."""
 
-import io
 import os
 import signal
 import subprocess
@@ -9,12 +8,11 @@ import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from PIL import Image
 
 from optmem import BudgetError, InvalidTurn, MemoryConfig, OpticalMemory, PinError
 from optmem.demo import build_conversation
 from optmem.modes import tier_side
-from optmem.store import Store, UnknownConversation
+from optmem.store import UnknownConversation
 
 NO_RETRIEVAL = {"retrieval": {"enabled": False}}
 

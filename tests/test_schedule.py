@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
-from optmem.config import ScheduleConfig, TierStep
+from optmem.config import ScheduleConfig
 from optmem.modes import TIER_NAMES, tier_slots
 from optmem.schedule import PageCost, blurrier, fit_pages, page_age, page_positions, tier_for_age
 

@@ -22,15 +22,26 @@ def default_data(*parts: str) -> Path:
     return DEFAULT_DATA.joinpath(*parts)
 
 
-def git_commit(cwd: Path | None = None) -> str:
+def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
-        )
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """HEAD, with ``+dirty`` when tracked files differ from it: the code a run is about to use."""
+    sha = (_git("rev-parse", "HEAD", cwd=cwd) or "").strip()
+    if len(sha) != 40:
         return "unknown"
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) == 40 else "unknown"
+    dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    return sha + ("+dirty" if dirty else "")
+
+
+# Taken when the benchmark starts, not when it writes its results: a long run must not be
+# credited to commits made while it ran.
+COMMIT_AT_START = git_commit()
 
 
 def machine() -> dict[str, Any]:
@@ -113,7 +124,7 @@ class Report:
             "benchmark": self.name,
             "quick": quick,
             "finished_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-            "commit": git_commit(),
+            "commit": COMMIT_AT_START,
             "machine": machine(),
             "argv": sys.argv,
         }
@@ -138,6 +149,13 @@ class Report:
         md_path = out_dir / f"{stem}.md"
         md_path.write_text("\n".join(md), encoding="utf-8")
         paths["md"], paths["json"] = md_path, json_path
+        return paths
+
+    def publish(self, out_dir: Path, *, quick: bool, figures: dict[str, Any] | None = None) -> dict[str, Path]:
+        """Write the files, print the tables to stdout and where they went to stderr."""
+        paths = self.write(out_dir, quick=quick, figures=figures)
+        print("\n".join(self.sections))
+        print(f"wrote {paths['md']} and {paths['json']} in {self.results.get('wall_s')} s", file=sys.stderr)
         return paths
 
 

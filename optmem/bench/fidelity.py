@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -279,10 +278,7 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     rec["render"] = memory_config(cfg.memory_config).render.model_dump(mode="json")
     report = Report("fidelity", rec, results=out)
     figs = render_report(cfg, out, report)
-    paths = report.write(args.out, quick=args.quick, figures=figs)
-    print("\n".join(report.sections))
-    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
-    return paths
+    return report.publish(args.out, quick=args.quick, figures=figs)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -263,10 +262,7 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     report = Report("locomo", config_record(cfg), results=out)
     figs = render_report(cfg, out, report)
-    paths = report.write(args.out, quick=args.quick, figures=figs)
-    print("\n".join(report.sections))
-    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
-    return paths
+    return report.publish(args.out, quick=args.quick, figures=figs)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:

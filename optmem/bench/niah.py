@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -306,10 +305,7 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     report = Report("niah", config_record(cfg), results=out)
     figs = render_report(cfg, out, report)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    paths = report.write(args.out, quick=args.quick, figures=figs)
-    print("\n".join(report.sections))
-    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
-    return paths
+    return report.publish(args.out, quick=args.quick, figures=figs)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import threading
 import time
@@ -198,10 +197,7 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     rec["memory_config"] = memory_config(cfg.memory_config).model_dump(mode="json")
     report = Report("scale", rec, results=out)
     figs = render_report(cfg, out, report)
-    paths = report.write(args.out, quick=args.quick, figures=figs)
-    print("\n".join(report.sections))
-    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
-    return paths
+    return report.publish(args.out, quick=args.quick, figures=figs)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:

@@ -8,7 +8,6 @@ sliding window at the same budget is run once as the reference row.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -187,10 +186,7 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
            "entries": [{"name": e.name, "config": e.config.model_dump(mode="json")} for e in entries]}
     report = Report("schedule", rec, results=out)
     figs = render_report(out, report)
-    paths = report.write(args.out, quick=args.quick, figures=figs)
-    print("\n".join(report.sections))
-    print(f"wrote {paths['md']} and {paths['json']} in {out['wall_s']} s", file=sys.stderr)
-    return paths
+    return report.publish(args.out, quick=args.quick, figures=figs)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
