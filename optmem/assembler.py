@@ -53,7 +53,7 @@ class TurnSegment:
 
 @dataclass(frozen=True)
 class PageSegment:
-    page_id: int
+    page_id: int  # 0 for the open page: turns past the recent k, not sealed yet
     page_seq: int
     tier: str
     first_turn: int

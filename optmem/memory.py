@@ -65,6 +65,7 @@ class PageInfo:
     positions: int
     sealed: bool
     pinned: str | None
+    text_tokens: int | None = None  # DeepSeek tokens of the text on the page (sealed pages)
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ class OpticalMemory:
             age = page_age(schedule, pages_after=newest_page - row.seq, turns_after=newest - row.last_turn,
                            seconds_since=now - row.last_timestamp)
             infos.append(PageInfo(row.id, row.first_turn, row.last_turn, row.tier, age,
-                                  tier_slots(row.tier) if row.tier else 0, True, row.pinned_tier))
+                                  tier_slots(row.tier) if row.tier else 0, True, row.pinned_tier, row.text_tokens))
         open_page = self._open_page()
         if open_page is not None:
             infos.append(PageInfo(None, open_page.first_turn, open_page.last_turn, open_page.tier, 0.0,

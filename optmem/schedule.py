@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from optmem.config import ScheduleConfig
 from optmem.modes import TIER_NAMES, tier_slots
 
-BLURRIEST = TIER_NAMES[-1]
-
 
 def tier_for_age(age: float, schedule: ScheduleConfig) -> str | None:
     """Tier for a page of this age, or None once it is past the last step."""
@@ -40,10 +38,6 @@ def blurrier(tier: str) -> str | None:
     """The next tier down, or None below the blurriest."""
     i = TIER_NAMES.index(tier)
     return TIER_NAMES[i + 1] if i + 1 < len(TIER_NAMES) else None
-
-
-def is_sharper_or_equal(a: str, b: str) -> bool:
-    return TIER_NAMES.index(a) <= TIER_NAMES.index(b)
 
 
 @dataclass(frozen=True)
