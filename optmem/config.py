@@ -112,14 +112,7 @@ class MemoryConfig(_Model):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "MemoryConfig":
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        return cls.model_validate(data)
+        return cls.model_validate(read_toml(path))
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
@@ -127,6 +120,16 @@ class MemoryConfig(_Model):
 
 class ConfigError(ValueError):
     """A config file that cannot be read at all (missing, not TOML). Bad values raise ValidationError."""
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
 def load_config(config: "MemoryConfig | str | Path | dict | None") -> MemoryConfig:

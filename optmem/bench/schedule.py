@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,15 +46,13 @@ class ScheduleBenchConfig:
 def load_grid(path: Path) -> tuple[dict, list[GridEntry]]:
     """Read ``[bench]`` settings and ``[[schedules]]`` entries (``name`` + ``config``, a partial
     MemoryConfig). A bad MemoryConfig value raises pydantic's ValidationError naming the field."""
-    from optmem.config import MemoryConfig
+    from optmem.config import ConfigError, MemoryConfig, read_toml
 
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScheduleGridError(f"schedules file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScheduleGridError(f"{path}: not valid TOML: {exc}") from None
+        data = read_toml(path, "schedules file")
+    except ConfigError as exc:
+        raise ScheduleGridError(str(exc)) from None
     unknown = set(data) - {"bench", "schedules"}
     if unknown:
         raise ScheduleGridError(f"{path}: unknown top-level keys {sorted(unknown)}; expected [bench] and [[schedules]]")
