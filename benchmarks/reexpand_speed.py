@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from optmem.bench.common import Report, md_table  # noqa: E402
 from optmem.reexpand import PPOCRStripEngine, TesseractEngine, cer, precision  # noqa: E402
+from render_speed import english_turns  # noqa: E402  (same folder: the English haystack both scripts page)
 from renderers import render_pages  # noqa: E402
 
 TIERS = ("large", "base", "small", "tiny")
@@ -71,19 +72,6 @@ for _ in range(3):
 print(json.dumps({"load_wall_s": load_wall, "load_cpu_s": load_cpu,
                   "encode100_wall_s": min(walls), "encode100_cpu_s": min(cpus)}))
 """
-
-
-def english_turns(essays: Path, words: int = 12_000) -> list[tuple[str, str]]:
-    texts = [p.read_text(encoding="utf-8") for p in sorted(essays.glob("*.txt"))]
-    if not texts:
-        raise FileNotFoundError(f"no *.txt essays under {essays}")
-    flat = " ".join(re.sub(r"\s+", " ", t) for t in texts).split(" ")[:words]
-    rng, turns, i = random.Random(0), [], 0
-    while i < len(flat):
-        n = rng.randint(20, 200)
-        turns.append(("user" if len(turns) % 2 == 0 else "assistant", " ".join(flat[i:i + n])))
-        i += n
-    return turns
 
 
 def chinese_turns(n_chars: int = 12_000) -> list[tuple[str, str]]:
@@ -142,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--pages must be >= 1 and --tesseract-pages >= 0")
     keep = max(args.pages, args.tesseract_pages)
     # Only full pages: the last page of a text is partly filled.
-    docs = {"en": render_pages(english_turns(args.essays))[:-1][:keep],
+    docs = {"en": render_pages(english_turns(args.essays, 12_000))[:-1][:keep],
             "zh": render_pages(chinese_turns())[:-1][:keep]}
     strips, single, narrow = PPOCRStripEngine(), PPOCRStripEngine(threads=1), PPOCRStripEngine(width_scale=0.8)
     engines: list[tuple[str, dict, int]] = [

@@ -53,6 +53,8 @@ ZH_SENTENCES = [
 
 def english_turns(essays: Path, max_words: int = 60_000) -> list[tuple[str, str]]:
     texts = [p.read_text(encoding="utf-8") for p in sorted(essays.glob("*.txt"))]
+    if not texts:
+        raise FileNotFoundError(f"no *.txt essays under {essays}")
     words = " ".join(re.sub(r"\s+", " ", t) for t in texts).split(" ")[:max_words]
     rng, turns, i = random.Random(0), [], 0
     while i < len(words):
