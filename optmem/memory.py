@@ -66,6 +66,7 @@ class PageInfo:
     sealed: bool
     pinned: str | None
     text_tokens: int | None = None  # DeepSeek tokens of the text on the page (sealed pages)
+    image_tier: str | None = None  # resolution of the stored image; an evicted page keeps its last one
 
 
 @dataclass(frozen=True)
@@ -356,11 +357,12 @@ class OpticalMemory:
             age = page_age(schedule, pages_after=newest_page - row.seq, turns_after=newest - row.last_turn,
                            seconds_since=now - row.last_timestamp)
             infos.append(PageInfo(row.id, row.first_turn, row.last_turn, row.tier, age,
-                                  tier_slots(row.tier) if row.tier else 0, True, row.pinned_tier, row.text_tokens))
+                                  tier_slots(row.tier) if row.tier else 0, True, row.pinned_tier, row.text_tokens,
+                                  row.image_tier))
         open_page = self._open_page()
         if open_page is not None:
             infos.append(PageInfo(None, open_page.first_turn, open_page.last_turn, open_page.tier, 0.0,
-                                  tier_slots(open_page.tier), False, None))
+                                  tier_slots(open_page.tier), False, None, image_tier=open_page.tier))
         return infos
 
     def _open_page(self) -> MemoryPage | None:

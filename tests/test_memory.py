@@ -55,7 +55,8 @@ def test_recent_turns_stay_text_and_older_ones_become_pages(conversation):
         assert {p.tier for p in sealed} >= {"large", "base", "small", "tiny"}
         for p in sealed:
             if p.tier:
-                assert mem.page_image(p.id).size == (tier_side(p.tier),) * 2
+                assert p.image_tier == p.tier
+            assert mem.page_image(p.id).size == (tier_side(p.image_tier),) * 2
 
 
 def test_context_positions_are_exact_and_inside_the_budget(conversation):
@@ -111,6 +112,18 @@ def test_turn_schedule_and_delete_after_last(conversation):
         deleted_up_to = pages[0].first_turn
         assert deleted_up_to > 1
         assert all(t.text is None for t in mem.history()[: deleted_up_to - 2])
+
+
+def test_an_evicted_page_keeps_its_last_image(conversation):
+    turns, _ = conversation
+    schedule = {"age_unit": "pages", "steps": [{"tier": "large", "until": 1}, {"tier": "small", "until": 2}]}
+    with OpticalMemory.open(":memory:", "a", config(schedule=schedule)) as mem:
+        fill(mem, turns[:150])
+        sealed = [p for p in mem.pages() if p.sealed]
+        assert [p.tier for p in sealed[-2:]] == ["small", "large"]
+        assert sealed[0].tier is None and sealed[0].image_tier == "small" and sealed[0].positions == 0
+        assert mem.page_image(sealed[0].id).size == (640, 640)
+        assert sealed[0].id not in {s.page_id for s in mem.context().segments if s.kind == "page"}
 
 
 def test_seconds_schedule_ages_by_conversation_clock():
@@ -268,7 +281,8 @@ def test_a_killed_writer_leaves_a_consistent_database(tmp_path):
         assert pages
         for p in pages:
             image = mem.page_image(p.id)  # hash-checked: no torn blob
-            assert image.size == (tier_side(p.tier),) * 2
+            assert image.size == (tier_side(p.image_tier),) * 2
+            assert p.tier is None or p.tier == p.image_tier
         open_page = [p for p in mem.pages() if not p.sealed]
         assert not open_page or open_page[0].first_turn in (pages[-1].last_turn, pages[-1].last_turn + 1)
         n = len(history)

@@ -57,6 +57,25 @@ def test_paraphrased_queries_find_their_passage_first(embedder, passage_vectors)
         assert 0.0 < top_score <= 1.0 + 1e-5
 
 
+@pytest.mark.slow
+def test_remembered_vectors_are_reused_and_bounded(passage_vectors):
+    e = Embedder()
+    e.remember(3)
+    first = e.encode(PASSAGES[:3])
+    np.testing.assert_allclose(first, passage_vectors[:3], atol=1e-5)
+    calls = []
+    real = e._encode_into
+    e._encode_into = lambda texts, out: (calls.append(list(texts)), real(texts, out))
+    again = e.encode([PASSAGES[2], PASSAGES[3], PASSAGES[0]])
+    assert calls == [[PASSAGES[3]]]  # only the text not remembered is embedded
+    np.testing.assert_array_equal(again[[0, 2]], first[[2, 0]])
+    assert len(e._memo) == 3 and PASSAGES[1] not in e._memo  # least recently used went first
+    e.remember(0)
+    assert not e._memo
+    with pytest.raises(ValueError, match="max_texts"):
+        e.remember(-1)
+
+
 def test_embedder_rejects_bad_input():
     e = Embedder()
     with pytest.raises(TypeError, match="sequence of strings"):
