@@ -42,6 +42,7 @@ def git_commit(cwd: Path | None = None) -> str:
 # Taken when the benchmark starts, not when it writes its results: a long run must not be
 # credited to commits made while it ran.
 COMMIT_AT_START = git_commit()
+LOAD_AT_START = os.getloadavg()  # the machine may be shared: timings are read against its load
 
 
 def machine() -> dict[str, Any]:
@@ -127,6 +128,8 @@ class Report:
             "commit": COMMIT_AT_START,
             "machine": machine(),
             "argv": sys.argv,
+            "load_average": {"start": [round(x, 2) for x in LOAD_AT_START],
+                             "finish": [round(x, 2) for x in os.getloadavg()]},
         }
         paths: dict[str, Path] = {}
         for key, fig in (figures or {}).items():
@@ -142,6 +145,9 @@ class Report:
             f"- commit: `{meta['commit']}`\n- finished: {meta['finished_utc']}\n"
             f"- machine: {meta['machine'].get('platform')}, {meta['machine'].get('cpus')} CPUs, "
             f"Python {meta['machine'].get('python')}\n"
+            f"- load average (1/5/15 min) at start {meta['load_average']['start']}, at finish "
+            f"{meta['load_average']['finish']}: above {meta['machine'].get('cpus')} the machine was shared "
+            "and wall-clock figures are upper bounds\n"
         )
         md.extend(self.sections)
         md.extend(f"![{name}]({name})\n" for name in self.figures)

@@ -103,7 +103,7 @@ def run(cfg: NiahConfig) -> dict:
         llm = LLMClient(cfg.llm, model=cfg.llm_model)
     base_mem_cfg = systems.memory_config(cfg.memory_config, budget=cfg.budget)
     recent_k = base_mem_cfg.recent_turns
-    embedder = get_embedder() if "retrieval" in cfg.systems else None
+    embedder = get_embedder()  # optmem's own lazy chunk embedding goes through it too
 
     grid = [(h, n, k, a) for h in cfg.haystacks for n in cfg.lengths for k in cfg.needles for a in cfg.ages]
     samples, skipped = [], []
@@ -113,7 +113,7 @@ def run(cfg: NiahConfig) -> dict:
         if (hay, length) not in cache:
             cache.clear()
             turns0 = _haystack(cfg, hay, length)
-            emb0 = embedder.encode([t.text for t in turns0]) if embedder else None
+            emb0 = embedder.encode([t.text for t in turns0]) if "retrieval" in cfg.systems else None
             cache[(hay, length)] = (turns0, baselines.turn_costs(turns0), emb0)
         base, base_costs, base_emb = cache[(hay, length)]
         if age >= len(base):
