@@ -7,9 +7,9 @@ Pages: dense 1280-px chat pages from the renderer (English: Paul Graham essays c
 of 20–200 words; Chinese: the chat sentences below, drawn with a fixed seed). Each page is read at
 every tier (large 1280, base 1024, small 640, tiny 512) by:
 
-- ppocr-strips: PP-OCRv6 recogniser on the renderer's line strips (default settings: strips run
-  concurrently on every usable core; the same on one thread, whose CPU seconds are the cost without
-  threading overhead; and with ``width_scale=0.8``, the speed knob);
+- ppocr-strips: PP-OCRv6 recogniser on the renderer's line strips, on onnxruntime and (when the
+  ``openvino`` extra is installed) OpenVINO: strips run concurrently on every usable core, and the
+  same on one thread, whose CPU seconds are the cost without threading overhead;
 - tesseract ``--psm 6`` on the whole page, when the binary is installed.
 
 Wall seconds are the time of one read (after a warm-up read of the same page for ppocr-strips);
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from optmem.bench.common import Report, md_table  # noqa: E402
-from optmem.reexpand import PPOCRStripEngine, TesseractEngine, cer, precision  # noqa: E402
+from optmem.reexpand import PPOCRStripEngine, TesseractEngine, _openvino_available, cer, precision  # noqa: E402
 from render_speed import english_turns  # noqa: E402  (same folder: the English haystack both scripts page)
 from renderers import render_pages  # noqa: E402
 
@@ -132,12 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     # Only full pages: the last page of a text is partly filled.
     docs = {"en": render_pages(english_turns(args.essays, 12_000))[:-1][:keep],
             "zh": render_pages(chinese_turns())[:-1][:keep]}
-    strips, single, narrow = PPOCRStripEngine(), PPOCRStripEngine(threads=1), PPOCRStripEngine(width_scale=0.8)
-    engines: list[tuple[str, dict, int]] = [
-        (f"ppocr-strips ({strips.threads} threads)", {"en": strips, "zh": strips}, args.pages),
-        ("ppocr-strips 1 thread", {"en": single, "zh": single}, args.pages),
-        ("ppocr-strips w0.8", {"en": narrow, "zh": narrow}, args.pages),
-    ]
+    backends = ["onnxruntime"] + (["openvino"] if _openvino_available() else [])
+    engines: list[tuple[str, dict, int]] = []
+    for backend in backends:
+        for threads in (None, 1):
+            engine = PPOCRStripEngine(backend=backend, threads=threads)
+            label = f"ppocr-strips {engine.backend_in_use}, {engine.threads} thread{'s' if engine.threads > 1 else ''}"
+            engines.append((label, {"en": engine, "zh": engine}, args.pages))
     if TesseractEngine.available():
         # One language pack per text, as a deployment that knows its language would run it.
         engines.append(("tesseract psm6", {"en": TesseractEngine(languages="eng"),
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report("reexpand_speed", config={"pages": args.pages, "tesseract_pages": args.tesseract_pages,
                                                "essays": str(args.essays), "tiers": TIERS,
-                                               "ppocr_threads": strips.threads})
+                                               "ppocr_backends": backends})
     report.results["reads"] = results
     load_after = os.getloadavg()
     report.results["load_average_1_5_15"] = {"before": load_before, "after": load_after}

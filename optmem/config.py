@@ -81,6 +81,8 @@ class ReexpandConfig(_Model):
     """How pages are read back into text when a query needs them."""
 
     engine: Literal["ppocr-strips", "tesseract", "model"] = "ppocr-strips"
+    ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(
+        default="auto", description="runtime for ppocr-strips; auto: OpenVINO when installed (faster), else onnxruntime")
     max_pages: int = Field(default=4, ge=0, description="most pages re-expanded into text per context(), budget permitting")
     model_dir: Path | None = Field(default=None, description="local DeepSeek-OCR weights for engine='model'")
 

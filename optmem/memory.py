@@ -482,6 +482,8 @@ class OpticalMemory:
 
                 self._ocr_model = DeepSeekOCR.from_pretrained(cfg.model_dir)
             return get_engine("model", model=self._ocr_model)
+        if cfg.engine == "ppocr-strips":
+            return get_engine(cfg.engine, backend=cfg.ocr_backend)
         return get_engine(cfg.engine)
 
     def _search(self, query: str, k: int) -> list["SearchHit"]:

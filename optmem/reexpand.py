@@ -7,10 +7,10 @@
 Engines:
 
 - ``verbatim``: the archived source text (exact; the default when the archive keeps it).
-- ``ppocr-strips``: PP-OCRv6's text *recogniser* (rapidocr wheel, onnxruntime) on the line strips
-  the renderer recorded. optmem drew every line itself, so text detection, the weak part of a full
-  OCR pipeline on dense pages, is skipped; the recogniser reads the strips concurrently, one
-  onnxruntime run per strip and core.
+- ``ppocr-strips``: PP-OCRv6's text *recogniser* (rapidocr wheel; onnxruntime, or OpenVINO when
+  installed) on the line strips the renderer recorded. optmem drew every line itself, so text
+  detection, the weak part of a full OCR pipeline on dense pages, is skipped; the recogniser reads
+  the strips concurrently, one model run per strip and core.
 - ``tesseract``: the ``tesseract`` binary, if installed, on the whole page (``--psm 6``).
 - ``model``: any object with ``.ocr(image, mode) -> str`` (the DeepSeek-OCR codec).
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -185,9 +186,12 @@ _REC_HEIGHT = 48
 
 @dataclass(frozen=True)
 class _Recognizer:
-    session: Any  # onnxruntime.InferenceSession
-    input_name: str
+    class_ids: Callable[[np.ndarray], np.ndarray]  # [B, 3, 48, W] float32 -> [B, T] best class per step
     charset: tuple[str, ...]  # CTC classes: blank, the model's characters, space
+    backend: str  # "onnxruntime" or "openvino (<precision>)", for benchmark reports
+
+
+OCR_BACKENDS = ("auto", "onnxruntime", "openvino")
 
 
 def _session_options() -> Any:
@@ -208,34 +212,103 @@ def _session_options() -> Any:
     return so
 
 
-@functools.lru_cache(maxsize=1)
-def _load_recognizer() -> _Recognizer:
-    """The rapidocr wheel's PP-OCRv6 rec model in an onnxruntime session, loaded once per process.
-
-    The session is built here rather than through rapidocr's TextRecognizer so its options are
-    ours (rapidocr leaves the thread count to onnxruntime's default, whose spinning threads cost
-    ~20 % more CPU on a loaded machine). The character table comes from the ONNX metadata, framed
-    as rapidocr's CTCLabelDecode frames it (blank first, space last).
-    """
+def _rec_model_path() -> Path:
     try:
-        import onnxruntime as ort
         import rapidocr
-    except ImportError as e:  # pragma: no cover - rapidocr and onnxruntime are hard dependencies
-        raise EngineUnavailable(f"ppocr-strips needs the rapidocr and onnxruntime packages: {e}") from e
+    except ImportError as e:  # pragma: no cover - rapidocr is a hard dependency
+        raise EngineUnavailable(f"ppocr-strips needs the rapidocr package: {e}") from e
     model_path = Path(rapidocr.__file__).parent / "models" / _REC_MODEL_FILE
     if not model_path.is_file():
         raise EngineUnavailable(f"ppocr-strips: {model_path} is missing from the rapidocr wheel")
+    return model_path
+
+
+def _charset(table: str | None, classes: int, model_name: str) -> tuple[str, ...]:
+    """The CTC classes framed as rapidocr's CTCLabelDecode frames them (blank first, space last)."""
+    if table is None:
+        raise EngineUnavailable(f"ppocr-strips: {model_name} has no 'character' table in its metadata")
+    charset = ("blank", *table.splitlines(), " ")
+    if classes != len(charset):
+        raise EngineUnavailable(f"ppocr-strips: {model_name} has {classes} classes but a "
+                                f"{len(charset)}-entry character table")
+    return charset
+
+
+def _openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+@functools.lru_cache(maxsize=2)
+def _load_recognizer(backend: str = "auto") -> _Recognizer:
+    """The rapidocr wheel's PP-OCRv6 rec model, loaded once per process and backend.
+
+    ``auto`` takes OpenVINO when it is installed (the ``openvino`` extra), else onnxruntime.
+    """
+    if backend not in OCR_BACKENDS:
+        raise ValueError(f"unknown OCR backend {backend!r}; expected one of {OCR_BACKENDS}")
+    if backend == "auto":
+        backend = "openvino" if _openvino_available() else "onnxruntime"
+    model_path = _rec_model_path()
+    if backend == "openvino":
+        return _openvino_recognizer(model_path)
+    return _onnxruntime_recognizer(model_path)
+
+
+def _onnxruntime_recognizer(model_path: Path) -> _Recognizer:
+    """The session is built here rather than through rapidocr's TextRecognizer so its options are
+    ours (rapidocr leaves the thread count to onnxruntime's default, whose spinning threads cost
+    ~20 % more CPU on a loaded machine)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - onnxruntime is a hard dependency
+        raise EngineUnavailable(f"ppocr-strips needs the onnxruntime package: {e}") from e
     session = ort.InferenceSession(str(model_path), sess_options=_session_options(),
                                    providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    if "character" not in meta:
-        raise EngineUnavailable(f"ppocr-strips: {model_path.name} has no 'character' table in its metadata")
-    charset = ("blank", *meta["character"].splitlines(), " ")
-    classes = session.get_outputs()[0].shape[-1]
-    if classes != len(charset):
-        raise EngineUnavailable(f"ppocr-strips: {model_path.name} has {classes} classes but a "
-                                f"{len(charset)}-entry character table")
-    return _Recognizer(session, session.get_inputs()[0].name, charset)
+    charset = _charset(session.get_modelmeta().custom_metadata_map.get("character"),
+                       session.get_outputs()[0].shape[-1], model_path.name)
+    input_name = session.get_inputs()[0].name
+
+    def class_ids(x: np.ndarray) -> np.ndarray:
+        # Greedy CTC needs only the best class per step: argmax of the softmax output.
+        return session.run(None, {input_name: x})[0].argmax(axis=2)
+
+    return _Recognizer(class_ids, charset, "onnxruntime")
+
+
+def _openvino_recognizer(model_path: Path) -> _Recognizer:
+    """The same ONNX file compiled by OpenVINO. On CPUs with bfloat16 units (AVX512-BF16, AMX)
+    OpenVINO runs the convolutions in bf16, about 1.5x faster than onnxruntime's fp32 at the same
+    CER on our pages (benchmarks/results/reexpand_speed.md); elsewhere it runs fp32."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise EngineUnavailable(f'ppocr-strips: the openvino backend needs `pip install "optmem[openvino]"` ({e})') from e
+    core = ov.Core()
+    model = core.read_model(str(model_path))
+    try:
+        table = str(model.get_rt_info(["framework", "character"]).astype(str))
+    except RuntimeError:
+        table = None
+    charset = _charset(table, model.outputs[0].get_partial_shape()[-1].get_length(), model_path.name)
+    cores = _usable_cores()
+    # One stream per core and one thread per stream: strips run concurrently, as with onnxruntime.
+    compiled = core.compile_model(model, "CPU", {"NUM_STREAMS": cores, "INFERENCE_NUM_THREADS": cores})
+    precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    idle: queue.SimpleQueue = queue.SimpleQueue()  # infer requests are not thread-safe: one per caller
+
+    def class_ids(x: np.ndarray) -> np.ndarray:
+        try:
+            request = idle.get_nowait()
+        except queue.Empty:
+            request = compiled.create_infer_request()
+        try:
+            return request.infer([x])[0].argmax(axis=2)  # the output is the request's own buffer
+        finally:
+            idle.put(request)
+
+    return _Recognizer(class_ids, charset, f"openvino ({precision})")
 
 
 def _ctc_greedy(ids: np.ndarray, charset: Sequence[str]) -> str:
@@ -257,15 +330,19 @@ def _usable_cores() -> int:
 class PPOCRStripEngine:
     """PP-OCRv6 recogniser on the renderer's line strips; no text detection.
 
-    Strips run one per onnxruntime call (``batch_size=1``: no padding, and a strip's text does not
+    Strips run one per model call (``batch_size=1``: no padding, and a strip's text does not
     depend on its neighbours), ``threads`` calls at a time, widest first so the cores finish
-    together. ``threads`` defaults to the cores this process may use.
+    together. ``threads`` defaults to the cores this process may use. ``backend``: ``auto``
+    (OpenVINO when the ``openvino`` extra is installed, else onnxruntime), ``onnxruntime`` or
+    ``openvino``.
     """
 
     name: ClassVar[str] = "ppocr-strips"
 
     def __init__(self, *, batch_size: int = 1, pad: float = 0.15, width_scale: float = 1.0,
-                 threads: int | None = None):
+                 threads: int | None = None, backend: str = "auto"):
+        if backend not in OCR_BACKENDS:
+            raise ValueError(f"backend must be one of {OCR_BACKENDS}, got {backend!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= pad <= 1.0:
@@ -278,6 +355,12 @@ class PPOCRStripEngine:
         self.pad = pad
         self.width_scale = width_scale
         self.threads = threads or _usable_cores()
+        self.backend = backend
+
+    @property
+    def backend_in_use(self) -> str:
+        """The backend ``auto`` resolved to, with its precision (loads the model)."""
+        return _load_recognizer(self.backend).backend
 
     def _strip(self, gray: np.ndarray, box: tuple[int, ...]) -> np.ndarray | None:
         import cv2
@@ -301,14 +384,13 @@ class PPOCRStripEngine:
         x = np.zeros((len(chunk), 3, _REC_HEIGHT, width), dtype=np.float32)
         for k, (_, s) in enumerate(chunk):
             x[k, :, :, : s.shape[1]] = s.astype(np.float32) / 127.5 - 1.0
-        # Greedy CTC needs only the best class per step: argmax of the softmax output.
-        ids = rec.session.run(None, {rec.input_name: x})[0].argmax(axis=2)
+        ids = rec.class_ids(x)
         return [_ctc_greedy(row, rec.charset) for row in ids]
 
     def recognize_strips(self, image: Image.Image, lines: Sequence[Line], *,
                          lines_side: int | None = None) -> list[str]:
         """Recognised text per line ("" for lines of other kinds or with empty boxes)."""
-        rec = _load_recognizer()
+        rec = _load_recognizer(self.backend)
         gray = np.asarray(image.convert("L"))
         boxes = _scaled_boxes(image, lines, lines_side)
         strips: list[tuple[int, np.ndarray]] = []

@@ -1,5 +1,7 @@
+import importlib.util
 import random
 import shutil
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -84,22 +86,33 @@ def _no_space(s):
 
 # --- real OCR (a few seconds each) ------------------------------------------------------------
 
+BACKENDS = [
+    "onnxruntime",
+    pytest.param("openvino", marks=pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                                      reason="the openvino extra is not installed")),
+]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("tier", ["large", "tiny"])
-def test_ppocr_strips_english_dense_page(en_page, tier):
+def test_ppocr_strips_english_dense_page(en_page, tier, backend):
     assert len(en_page.source_text) > 4500  # a dense page, not a toy one
     view = en_page.at(tier)
-    out = PPOCRStripEngine().read(view.image, view.lines)
+    engine = PPOCRStripEngine(backend=backend)
+    out = engine.read(view.image, view.lines)
+    assert engine.backend_in_use.startswith(backend)
     # Measured 0.00 % (large) and 0.02 % (tiny); separators are rebuilt from the layout alone.
     assert cer(_collapse(en_page.source_text), _collapse(out)) < 0.002
     assert cer(en_page.source_text, out) < 0.004
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("tier", ["large", "tiny"])
-def test_ppocr_strips_chinese_page(zh_page, tier):
+def test_ppocr_strips_chinese_page(zh_page, tier, backend):
     view = zh_page.at(tier)
-    out = PPOCRStripEngine().read(view.image, view.lines)
+    out = PPOCRStripEngine(backend=backend).read(view.image, view.lines)
     # PP-OCR drops or adds spaces around Latin words in CJK lines (2-3 % of an exact CER), so
     # compare without whitespace: measured 0.00-0.15 %.
     assert cer(_no_space(zh_page.source_text), _no_space(out)) < 0.01
@@ -196,6 +209,20 @@ def test_ppocr_bad_arguments():
         PPOCRStripEngine(width_scale=0.1)
     with pytest.raises(ValueError, match="threads"):
         PPOCRStripEngine(threads=0)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        PPOCRStripEngine(backend="tensorrt")
+
+
+def test_openvino_backend_missing_is_a_clear_error(monkeypatch):
+    import optmem.reexpand as rx
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if not installed
+    rx._load_recognizer.cache_clear()
+    try:
+        with pytest.raises(EngineUnavailable, match=r'pip install "optmem\[openvino\]"'):
+            rx._load_recognizer("openvino")
+    finally:
+        rx._load_recognizer.cache_clear()
 
 
 # --- joining lines from the layout ------------------------------------------------------------

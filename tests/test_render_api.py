@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from renderers import (
     TurnInput,
     downsample,
     draw_page,
+    encode_png,
     export_pages,
     gundam_grid,
     layout_pages,
@@ -261,3 +263,18 @@ def test_glyph_cache_drawing_matches_pillow_text_drawing():
     diff = np.abs(ours - np.asarray(ref).astype(int))
     assert (ours < 128).sum() > 1000
     assert (diff > 0).mean() < 0.001 and diff.max() <= 64
+
+
+def test_encode_png_round_trips_every_pixel_and_is_byte_stable():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(37, 53), dtype=np.uint8)
+    pixels[:, :20] = 255  # flat runs, as on a page
+    image = Image.fromarray(pixels)
+    png = encode_png(image)
+    assert png == encode_png(Image.fromarray(pixels.copy()))
+    back = Image.open(io.BytesIO(png))
+    back.load()
+    assert back.mode == "L" and back.size == (53, 37)
+    np.testing.assert_array_equal(np.asarray(back), pixels)
+    with pytest.raises(ValueError, match="greyscale"):
+        encode_png(image.convert("RGB"))
