@@ -37,8 +37,8 @@ def format_page_ledger(page_seq: int, strings: Sequence[str]) -> str:
     return f"[memory page {page_seq}, {format_ledger(strings)}]\n"
 
 
-def format_expanded(page_seq: int, first_turn: int, last_turn: int, text: str) -> str:
-    return f"[memory page {page_seq}, turns {first_turn}-{last_turn}]\n{text}\n"
+def format_expanded(page_seq: int, first_turn: int, last_turn: int, text: str, *, excerpt: bool = False) -> str:
+    return f"[memory page {page_seq}, turns {first_turn}-{last_turn}{', excerpt' if excerpt else ''}]\n{text}\n"
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ class ExpandedSegment:
     text: str
     positions: int
     kind: Literal["expanded"] = "expanded"
+    excerpt: bool = False  # a part of the page (first_turn..last_turn are the excerpt's); its image may stay
 
 
 Segment = TurnSegment | PageSegment | LedgerSegment | ExpandedSegment
@@ -123,12 +124,14 @@ class MemoryPage:
 
 @dataclass(frozen=True)
 class Expansion:
-    """A page re-expanded to text because the query needs it."""
+    """A page, or with ``excerpt`` (its first and last turn) a part of one, re-expanded to text
+    because the query needs it. A whole page replaces the page's image; an excerpt goes beside it."""
 
     page_id: int
     text: str
     source: Literal["verbatim", "ocr"]
     tier: str
+    excerpt: tuple[int, int] | None = None
 
 
 @dataclass
@@ -144,7 +147,8 @@ class Context:
         return {s.page_id: s.tier for s in self.segments if s.kind == "page"}
 
     def expanded_pages(self) -> list[int]:
-        return [s.page_id for s in self.segments if s.kind == "expanded"]
+        """Pages re-expanded whole (not those with only excerpts in the context)."""
+        return [s.page_id for s in self.segments if s.kind == "expanded" and not s.excerpt]
 
     def codec_segments(self) -> list[TextSegment | ImageSegment]:
         """The context as the DeepSeek-OCR codec takes it (``codec.splice(ctx.codec_segments())``):
@@ -206,8 +210,9 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
     """Fit memory into ``budget`` positions.
 
     Priority: recent turns (never cut: if they alone do not fit, BudgetError), then re-expanded
-    pages in the order given (most relevant first; one that does not fit is skipped), then page
-    images with their ledgers, degraded oldest first and evicted when even Tiny does not fit.
+    pages and excerpts in the order given (most relevant first; one that does not fit is skipped),
+    then page images with their ledgers, degraded oldest first and evicted when even Tiny does not
+    fit. An excerpt follows its page's image.
     """
     turn_segments = []
     for t in recent:
@@ -220,17 +225,27 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
 
     by_id = {p.page_id: p for p in pages}
     expanded: dict[int, ExpandedSegment] = {}
+    excerpts: dict[int, list[ExpandedSegment]] = {}
+    seen_excerpts: set[tuple[int, str]] = set()
     used = fixed
     for e in expansions:
         page = by_id.get(e.page_id)
-        if page is None or e.page_id in expanded:
+        if page is None or e.page_id in expanded or (e.page_id, e.text) in seen_excerpts:
             continue
-        text = format_expanded(page.page_seq, page.first_turn, page.last_turn, e.text)
+        first, last = e.excerpt or (page.first_turn, page.last_turn)
+        text = format_expanded(page.page_seq, first, last, e.text, excerpt=e.excerpt is not None)
         cost = count(text)
-        if used + cost <= budget:
-            expanded[e.page_id] = ExpandedSegment(page.page_id, page.page_seq, e.tier, page.first_turn, page.last_turn,
-                                                  e.text, e.source, text, cost)
-            used += cost
+        if used + cost > budget:
+            continue
+        segment = ExpandedSegment(page.page_id, page.page_seq, e.tier, first, last, e.text, e.source, text, cost,
+                                  excerpt=e.excerpt is not None)
+        used += cost
+        if e.excerpt is None:
+            expanded[e.page_id] = segment
+            used -= sum(x.positions for x in excerpts.pop(e.page_id, []))  # the whole page says it all
+        else:
+            seen_excerpts.add((e.page_id, e.text))
+            excerpts.setdefault(e.page_id, []).append(segment)
 
     imaged = [p for p in pages if p.page_id not in expanded and p.tier is not None]
     ledgers = {}
@@ -251,6 +266,8 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
                                         _bind(p.load_image, tier)))
             if p.page_id in ledgers:
                 segments.append(ledgers[p.page_id])
+        if p.page_id not in expanded:
+            segments.extend(sorted(excerpts.get(p.page_id, ()), key=lambda x: (x.first_turn, x.last_turn)))
     segments.extend(turn_segments)
     ctx = Context(segments, budget)
     assert ctx.positions <= budget, (ctx.positions, budget)  # the invariant fit_pages guarantees

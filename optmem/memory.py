@@ -79,6 +79,14 @@ class Recall:
 
 
 @dataclass(frozen=True)
+class ChunkHit:
+    page_id: int
+    chunk: int | None  # the chunk's number on its page; None: known by its text only (keyword hit)
+    text: str | None  # the chunk's text when the keyword index returned it
+    score: float  # cosine similarity to the query
+
+
+@dataclass(frozen=True)
 class SearchHit:
     page_id: int
     score: float  # cosine similarity of the page's best chunk to the query
@@ -117,20 +125,61 @@ def _header_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def chunk_text(text: str, size: int) -> list[str]:
-    """Cut text into pieces of about ``size`` characters at whitespace, so every piece fits the
-    embedder's window (MiniLM reads 256 word pieces) and nothing on a page goes unindexed."""
-    chunks, start, n = [], 0, len(text)
+def chunk_spans(text: str, size: int) -> list[tuple[int, int]]:
+    """Where ``chunk_text`` cuts ``text``: (start, end) of each piece, whitespace trimmed."""
+    spans, start, n = [], 0, len(text)
     while start < n:
         end = min(n, start + size)
         if end < n:
             cut = text.rfind(" ", start + size // 2, end)
             end = cut + 1 if cut > start else end
-        piece = text[start:end].strip()
-        if piece:
-            chunks.append(piece)
+        a, b = start, end
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            spans.append((a, b))
         start = end
-    return chunks or [""]
+    return spans
+
+
+def chunk_text(text: str, size: int) -> list[str]:
+    """Cut text into pieces of about ``size`` characters at whitespace, so every piece fits the
+    embedder's window (MiniLM reads 256 word pieces) and nothing on a page goes unindexed."""
+    return [text[a:b] for a, b in chunk_spans(text, size)] or [""]
+
+
+# A turn header as the renderer draws it and re-expansion reads it back: "user · #12 · ...".
+_TURN_HEADER = re.compile(r"^(?:user|assistant|system|tool) · #(\d+)", re.MULTILINE)
+
+
+def whole_turns(page_text: str, start: int, end: int, limit: int) -> tuple[int, int]:
+    """``(start, end)`` widened to the whole turns it touches on the page, as long as that stays
+    within ``limit`` characters (else widened evenly up to it): a chunk cut mid-turn often stops
+    just before the sentence a question asks about."""
+    heads = [m.start() for m in _TURN_HEADER.finditer(page_text)]
+    block_start = max((h for h in heads if h <= start), default=0)
+    block_end = min((h for h in heads if h >= end), default=len(page_text))
+    if block_end - block_start > limit:
+        spare = max(0, limit - (end - start)) // 2
+        block_start, block_end = max(block_start, start - spare), min(block_end, end + spare)
+    text = page_text[block_start:block_end]
+    return block_start + (len(text) - len(text.lstrip())), block_start + len(text.rstrip())
+
+
+def excerpt_turns(page_text: str, start: int, end: int, first_turn: int, last_turn: int) -> tuple[int, int]:
+    """The turns an excerpt ``page_text[start:end]`` shows: the turn whose header comes last
+    before it (the page's first turn when none does) through the last header inside it."""
+    first = last = first_turn
+    for m in _TURN_HEADER.finditer(page_text, 0, end):
+        number = int(m.group(1))
+        if not first_turn <= number <= last_turn:
+            continue  # a misread number (OCR) says nothing
+        if m.start() <= start:
+            first = number
+        last = number
+    return first, max(first, last)
 
 
 class OpticalMemory:
@@ -418,7 +467,9 @@ class OpticalMemory:
 
         rows = {r.id: r for r in self._store.pages(self._conv, in_context_only=True)}
         expansions: list[Expansion] = []
-        if query and self.config.retrieval.enabled and self.config.reexpand.max_pages > 0:
+        if query and self.config.retrieval.enabled and self.config.reexpand.unit == "excerpt":
+            expansions = self._excerpts(query, rows)
+        elif query and self.config.retrieval.enabled and self.config.reexpand.max_pages > 0:
             for hit in self._search(query, self.config.reexpand.max_pages):
                 if hit.score < self.config.retrieval.min_score and not hit.best_keyword_match:
                     continue
@@ -437,6 +488,59 @@ class OpticalMemory:
             pages.append(open_page)
         return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget,
                         ledger=self.config.ledger.enabled, count=_count)
+
+    def _excerpts(self, query: str, rows: dict[int, PageRow]) -> list[Expansion]:
+        """The chunks most related to ``query``, each widened to the whole turns it touches (up to
+        three chunks long) and cut from its page's text (the archive, or the page read back by
+        OCR), with the turns it shows; ``rows`` gains the pages they are on."""
+        out: list[Expansion] = []
+        size = self.config.retrieval.chunk_chars
+        for hit in self._search_chunks(query, self.config.reexpand.max_excerpts):
+            row = rows.get(hit.page_id) or self._store.page(self._conv, hit.page_id)
+            rows[hit.page_id] = row
+            text, source, tier = self._reexpand(row)
+            spans = chunk_spans(text, size)
+            if not spans:
+                continue
+            span = None
+            if hit.text is not None and source == "verbatim":
+                at = text.find(hit.text)
+                span = (at, at + len(hit.text)) if at >= 0 else None
+            if span is None:
+                # An OCR read cuts into about the same chunks as the archived text did.
+                span = spans[min(hit.chunk or 0, len(spans) - 1)]
+            span = whole_turns(text, *span, limit=3 * size)
+            first, last = excerpt_turns(text, *span, row.first_turn, row.last_turn)
+            out.append(Expansion(row.id, text[span[0]:span[1]], source, tier, excerpt=(first, last)))
+        return out
+
+    def _search_chunks(self, query: str, n: int) -> list[ChunkHit]:
+        """The n best chunks: dense (MiniLM) and keyword (BM25) hits in turns, as ``_search``
+        does for pages. Dense hits need ``min_score``; keyword hits need it too, except the best."""
+        index = self._vector_index()
+        if n < 1 or index is None or not len(index):
+            return []
+        from optmem.retrieval import default_embedder
+
+        vector = default_embedder().encode([query])[0]
+        min_score = self.config.retrieval.min_score
+        dense = [ChunkHit(int(v) // CHUNK_ID_STRIDE, int(v) % CHUNK_ID_STRIDE, None, float(score))
+                 for v, score in index.search(vector, n) if score >= min_score]
+        keyword = []
+        size = self.config.retrieval.chunk_chars
+        for rank, (page_id, text) in enumerate(self._store.keyword_chunks(self._conv, _keywords(query), n)):
+            chunks = chunk_text(self._store.page_source_text(self._conv, page_id) or "", size)
+            number = chunks.index(text) if text in chunks else None
+            stored = self._store.chunk_vectors(self._conv, [(page_id, number)]) if number is not None else {}
+            score = float(stored[(page_id, number)] @ vector) if stored else 0.0
+            if rank == 0 or score >= min_score:
+                keyword.append(ChunkHit(page_id, number, text, score))
+        hits: dict[tuple, ChunkHit] = {}
+        for pair in zip_longest(dense, keyword):
+            for hit in pair:
+                if hit is not None:
+                    hits.setdefault((hit.page_id, hit.chunk if hit.chunk is not None else hit.text), hit)
+        return list(hits.values())[:n]
 
     def recall(self, query: str, k: int = 3) -> list[Recall]:
         """The k sealed pages most related to ``query``, read back to text at their current tier."""

@@ -379,6 +379,25 @@ class Store:
             "ORDER BY bm25(chunks_fts), page_id LIMIT ?", (query, conv, 4 * limit))
         return list(dict.fromkeys(r[0] for r in rows))[:limit]
 
+    def keyword_chunks(self, conv: int, terms: Sequence[str], limit: int) -> list[tuple[int, str]]:
+        """(page id, chunk text) of the best BM25 chunks for any of ``terms``, best first."""
+        if not terms:
+            return []
+        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        return [(r[0], r[1]) for r in self._conn.execute(
+            "SELECT page_id, text FROM chunks_fts WHERE chunks_fts MATCH ? AND conversation_id = ? "
+            "ORDER BY bm25(chunks_fts), page_id LIMIT ?", (query, conv, limit))]
+
+    def chunk_vectors(self, conv: int, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+        """The stored vectors of the given (page id, chunk number) pairs that exist."""
+        out = {}
+        for page_id, chunk in keys:
+            row = self._conn.execute("SELECT vector FROM embeddings WHERE page_id = ? AND chunk = ? AND conversation_id = ?",
+                                     (page_id, chunk, conv)).fetchone()
+            if row is not None:
+                out[(page_id, chunk)] = np.frombuffer(row[0], dtype=np.float32)
+        return out
+
     def embeddings(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
         """(page ids, vectors) of every chunk of the conversation, in a stable order."""
         rows = self._conn.execute("SELECT page_id, vector FROM embeddings WHERE conversation_id = ? ORDER BY page_id, chunk", (conv,)).fetchall()

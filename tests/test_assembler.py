@@ -51,6 +51,24 @@ def test_expanded_page_replaces_its_image_in_order():
     assert "4821-XK" in ctx.to_text()
 
 
+def test_excerpts_follow_their_page_image_and_count_in_the_budget():
+    pages = _pages(["tiny", "small", None], ledger=())
+    ctx = assemble(pages=pages, recent=RECENT, budget=8192, ledger=False,
+                   expansions=[Expansion(2, "the door code is 4821-XK", "verbatim", "small", excerpt=(14, 15)),
+                               Expansion(3, "out of context, still found", "ocr", "tiny", excerpt=(21, 21)),
+                               Expansion(2, "an earlier part", "verbatim", "small", excerpt=(11, 12)),
+                               Expansion(2, "the door code is 4821-XK", "verbatim", "small", excerpt=(14, 15))])
+    shape = [(s.kind, s.page_id, getattr(s, "first_turn", None)) for s in ctx.segments if s.kind != "turn"]
+    assert shape == [("page", 1, 1), ("page", 2, 11), ("expanded", 2, 11), ("expanded", 2, 14), ("expanded", 3, 21)]
+    assert ctx.page_tiers() == {1: "tiny", 2: "small"} and ctx.expanded_pages() == []
+    assert "[memory page 2, turns 14-15, excerpt]\nthe door code is 4821-XK" in ctx.to_text()
+    bare = assemble(pages=pages, recent=RECENT, budget=8192, ledger=False, expansions=[])
+    assert ctx.positions == bare.positions + sum(s.positions for s in ctx.segments if s.kind == "expanded")
+    tight = assemble(pages=pages, recent=RECENT, budget=bare.positions, ledger=False,
+                     expansions=[Expansion(2, "the door code is 4821-XK", "verbatim", "small", excerpt=(14, 15))])
+    assert tight.positions <= bare.positions  # the excerpt is paid for by blurring a page
+
+
 def test_expansion_that_does_not_fit_is_skipped_not_cut():
     base = assemble(pages=_pages(["tiny"]), recent=RECENT, budget=8192, ledger=False, expansions=[])
     ctx = assemble(pages=_pages(["tiny"]), recent=RECENT, budget=base.positions + 3, ledger=False,

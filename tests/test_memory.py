@@ -356,3 +356,21 @@ def test_a_failed_add_leaves_no_trace(conversation, monkeypatch):
         pages = mem.pages()
         for a, b in zip(pages, pages[1:]):
             assert b.first_turn in (a.last_turn, a.last_turn + 1)
+
+
+def test_chunk_spans_whole_turns_and_excerpt_turns():
+    from optmem.memory import chunk_spans, chunk_text, excerpt_turns, whole_turns
+
+    page = ("user · #7 · 2024-01-01 10:00 UTC (continued)\nend of seven.\n\n"
+            "assistant · #8 · 2024-01-01 10:01 UTC\n" + "word " * 60 + "the port is 8374.\n\n"
+            "user · #9 · 2024-01-01 10:02 UTC\nthanks\n\nassistant · #99 · misread\nok")
+    spans = chunk_spans(page, 100)
+    assert [page[a:b] for a, b in spans] == chunk_text(page, 100)
+    assert all(not page[a].isspace() and not page[b - 1].isspace() for a, b in spans)
+    inside = page.index("word word") + 20
+    start, end = whole_turns(page, inside, inside + 30, limit=1000)
+    assert page[start:end].startswith("assistant · #8") and page[start:end].endswith("the port is 8374.")
+    start, end = whole_turns(page, inside, inside + 30, limit=100)  # too long a turn: widened evenly
+    assert end - start <= 100 and start <= inside and end >= inside + 30
+    assert excerpt_turns(page, page.index("end of"), page.index("thanks") + 3, 7, 10) == (7, 9)
+    assert excerpt_turns(page, page.index("ok"), len(page), 7, 10) == (9, 9)  # "#99" is no turn of the page

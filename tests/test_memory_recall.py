@@ -107,3 +107,44 @@ def test_recall_never_crosses_conversations(tmp_path, conversation):
         for _, fact in facts:
             for hit in bob.recall(fact.question, k=5):
                 assert hit.page not in alice_pages and fact.answer not in hit.text
+
+
+def _excerpt_memory(archive: str):
+    return MemoryConfig.model_validate({"archive": archive, "reexpand": {"unit": "excerpt", "max_excerpts": 3}})
+
+
+def test_excerpts_put_the_relevant_chunk_beside_its_page_image(conversation, verbatim):
+    turns, facts = conversation
+    with OpticalMemory.open(":memory:", "a", _excerpt_memory("verbatim")) as mem:
+        fill(mem, turns)
+        for fact_turn, fact in facts[:3]:
+            whole = verbatim.context(query=fact.question, budget=6000)
+            ctx = mem.context(query=fact.question, budget=6000)
+            assert ctx.positions <= 6000
+            excerpts = [s for s in ctx.segments if s.kind == "expanded"]
+            assert excerpts and all(s.excerpt for s in excerpts) and len(excerpts) <= 3
+            assert not ctx.expanded_pages()
+            hit = next(s for s in excerpts if fact.answer in s.body)
+            # An excerpt is a piece of its page, names the turns it shows, and the page's image stays.
+            page = next(p for p in mem.pages() if p.id == hit.page_id)
+            assert page.first_turn <= hit.first_turn <= hit.last_turn <= page.last_turn
+            assert hit.first_turn <= fact_turn + 1 <= hit.last_turn  # turn ids count from 1
+            assert len(hit.body) <= 3 * mem.config.retrieval.chunk_chars
+            if page.tier is not None:
+                assert hit.page_id in ctx.page_tiers()
+            index = ctx.segments.index(hit)
+            assert any(s.kind == "page" and s.page_id == hit.page_id for s in ctx.segments[:index]) or page.tier is None
+            # Far cheaper in text than re-expanding whole pages.
+            text_positions = lambda c: sum(s.positions for s in c.segments if s.kind == "expanded")  # noqa: E731
+            assert text_positions(ctx) < text_positions(whole)
+
+
+def test_optical_excerpts_are_cut_from_the_ocr_read(conversation):
+    turns, facts = conversation
+    with OpticalMemory.open(":memory:", "a", _excerpt_memory("optical")) as mem:
+        fill(mem, turns)
+        _, fact = facts[0]
+        ctx = mem.context(query=fact.question, budget=6000)
+        excerpts = [s for s in ctx.segments if s.kind == "expanded"]
+        assert excerpts and all(s.source == "ocr" and s.excerpt for s in excerpts)
+        assert any(fact.answer in s.body for s in excerpts)
