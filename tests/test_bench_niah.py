@@ -53,3 +53,14 @@ def test_ages_beyond_the_conversation_are_skipped_and_bad_config_rejected():
         run(_cfg(needles=("nope",)))
     with pytest.raises(ValueError, match="lengths"):
         run(_cfg(lengths=(10,)))
+
+
+def test_locomo_lengths_limit_only_the_dialogue_haystack():
+    locomo = ESSAYS.parent / "locomo" / "locomo5_dev.json"
+    if not locomo.exists():
+        pytest.skip(f"LoCoMo data not found at {locomo}")
+    out = run(_cfg(lengths=(1500, 3000), locomo_lengths=(1500,), ages=(4,), needles=("sf",), haystacks=("pg", "locomo"),
+                   systems=("window",), locomo=locomo))
+    assert sorted((s["haystack"], s["length"]) for s in out["samples"]) == [("locomo", 1500), ("pg", 1500), ("pg", 3000)]
+    with pytest.raises(ValueError, match="locomo_lengths"):
+        run(_cfg(locomo_lengths=(10,)))

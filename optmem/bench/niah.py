@@ -38,6 +38,8 @@ QUICK = dict(lengths=(12_000,), ages=(20, 60), needles=("word-number", "sf"), ha
 @dataclass
 class NiahConfig:
     lengths: Sequence[int] = FULL["lengths"]
+    # LoCoMo dialogue cycles to reach a length: long ones repeat it (and take 5x the turns of essays).
+    locomo_lengths: Sequence[int] | None = None  # None: the same as ``lengths``
     ages: Sequence[int] = FULL["ages"]
     needles: Sequence[str] = FULL["needles"]
     haystacks: Sequence[str] = FULL["haystacks"]
@@ -58,6 +60,8 @@ class NiahConfig:
                 raise ValueError(f"{name}: unknown or empty {bad or values}; choose from {allowed}")
         if any(n < 1000 for n in self.lengths):
             raise ValueError(f"lengths: each must be >= 1000 text tokens, got {list(self.lengths)}")
+        if self.locomo_lengths is not None and any(n < 1000 for n in self.locomo_lengths):
+            raise ValueError(f"locomo_lengths: each must be >= 1000 text tokens, got {list(self.locomo_lengths)}")
         if any(a < 0 for a in self.ages):
             raise ValueError(f"ages: turn ages must be >= 0, got {list(self.ages)}")
         if self.budget < 64:
@@ -105,7 +109,10 @@ def run(cfg: NiahConfig) -> dict:
     recent_k = base_mem_cfg.recent_turns
     embedder = get_embedder()  # optmem's own lazy chunk embedding goes through it too
 
-    grid = [(h, n, k, a) for h in cfg.haystacks for n in cfg.lengths for k in cfg.needles for a in cfg.ages]
+    def lengths(haystack: str) -> Sequence[int]:
+        return cfg.locomo_lengths if haystack == "locomo" and cfg.locomo_lengths is not None else cfg.lengths
+
+    grid = [(h, n, k, a) for h in cfg.haystacks for n in lengths(h) for k in cfg.needles for a in cfg.ages]
     samples, skipped = [], []
     bar = progress(total=len(grid), desc="niah")
     cache: dict[tuple[str, int], tuple[list[DialogTurn], list[int], Any]] = {}
@@ -246,8 +253,9 @@ def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
     if out["skipped"]:
         report.add("Skipped grid points", md_table(["haystack", "length", "needle", "age", "why"],
                                                    [[s["haystack"], s["length"], s["needle"], s["age"], s["why"]] for s in out["skipped"]]))
-    fig, axes = new_figure(len(cfg.lengths), width=5.0)
-    for ax, length in zip(axes, cfg.lengths):
+    all_lengths = sorted(set(cfg.lengths) | set(cfg.locomo_lengths or ()))
+    fig, axes = new_figure(len(all_lengths), width=5.0)
+    for ax, length in zip(axes, all_lengths):
         # Averaged over haystacks (the table above has them apart).
         pts = _average_haystacks([r for r in summ["recall_by_length_age"] if r["length"] == length], names)
         for i, n in enumerate(names):
@@ -267,6 +275,8 @@ def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="one 12k conversation, 2 ages, 2 needle kinds (CI smoke run)")
     p.add_argument("--lengths", type=int, nargs="+", help="conversation lengths in text tokens")
+    p.add_argument("--locomo-lengths", type=int, nargs="+",
+                   help="lengths for the LoCoMo haystack only (default: --lengths)")
     p.add_argument("--ages", type=int, nargs="+", help="needle ages in turns before the last turn")
     p.add_argument("--needles", nargs="+", choices=NEEDLE_KINDS)
     p.add_argument("--haystacks", nargs="+", choices=HAYSTACKS)
@@ -284,7 +294,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> NiahConfig:
     preset = QUICK if args.quick else FULL
     return NiahConfig(
-        lengths=tuple(args.lengths or preset["lengths"]), ages=tuple(args.ages or preset["ages"]),
+        lengths=tuple(args.lengths or preset["lengths"]),
+        locomo_lengths=tuple(args.locomo_lengths) if args.locomo_lengths else None, ages=tuple(args.ages or preset["ages"]),
         needles=tuple(args.needles or preset["needles"]), haystacks=tuple(args.haystacks or preset["haystacks"]),
         systems=tuple(args.systems or SYSTEMS), budget=args.budget, seed=args.seed, essays=args.essays,
         locomo=args.locomo, memory_config=args.config, llm=args.llm, llm_model=args.llm_model)
