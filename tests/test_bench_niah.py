@@ -64,3 +64,20 @@ def test_locomo_lengths_limit_only_the_dialogue_haystack():
     assert sorted((s["haystack"], s["length"]) for s in out["samples"]) == [("locomo", 1500), ("pg", 1500), ("pg", 3000)]
     with pytest.raises(ValueError, match="locomo_lengths"):
         run(_cfg(locomo_lengths=(10,)))
+
+
+def test_undated_haystacks_ingest_to_the_same_pages_every_run():
+    from optmem.bench.haystack import DialogTurn
+    from optmem.bench.systems import ingest, memory_config
+
+    turns = [DialogTurn("user" if i % 2 == 0 else "assistant", f"turn {i} " + "words and more words " * 12)
+             for i in range(60)]
+    hashes = []
+    for _ in range(2):
+        run_ = ingest(turns, memory_config(NO_RETRIEVAL))
+        pages = [p for p in run_.memory.pages() if p.sealed]
+        hashes.append([run_.memory._store.page_image(run_.memory._conv, p.id)[0] for p in pages])
+        first = run_.memory._store.page_source_text(run_.memory._conv, pages[0].id)
+        run_.memory.close()
+        assert "user · #1 · 2023-11-14 22:13 UTC" in first  # the fixed clock, not today's
+    assert hashes[0] and hashes[0] == hashes[1]

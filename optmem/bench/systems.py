@@ -56,13 +56,19 @@ def memory_config(base: Any = None, **overrides: Any):
     return cfg
 
 
+UNDATED_EPOCH = 1_700_000_000.0  # 2023-11-14 22:13 UTC
+
+
 def ingest(turns: Sequence[DialogTurn], config: Any, *, path: str | Path = ":memory:",
            conversation: str = "bench") -> OptmemRun:
     from optmem import OpticalMemory
 
     mem = OpticalMemory.open(path, conversation=conversation, config=config)
     t0 = time.perf_counter()
-    ids = [mem.add(t.role, t.text, timestamp=t.timestamp) for t in turns]
+    # Undated turns get a fixed clock, a minute apart: page headers show the time, and the wall
+    # clock would make every run's pages (and the chunks embedded from them) differ.
+    ids = [mem.add(t.role, t.text, timestamp=t.timestamp if t.timestamp is not None else UNDATED_EPOCH + 60 * i)
+           for i, t in enumerate(turns)]
     return OptmemRun(mem, ids, time.perf_counter() - t0)
 
 
