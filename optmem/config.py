@@ -87,7 +87,8 @@ class ReexpandConfig(_Model):
         default="page", description="page: a relevant page is replaced by its whole text; excerpt: the relevant "
         "chunks of pages are added as text and the pages stay in context as images")
     max_pages: int = Field(default=4, ge=0, description="most pages re-expanded into text per context(), budget permitting")
-    max_excerpts: int = Field(default=16, ge=0, description="most excerpts per context() when unit = 'excerpt'")
+    max_excerpts: int = Field(default=16, ge=0, description="most excerpts per context() when unit = 'excerpt' "
+                              "(optical archive: from at most max_pages pages, each an OCR read)")
     model_dir: Path | None = Field(default=None, description="local DeepSeek-OCR weights for engine='model'")
 
 

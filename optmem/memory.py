@@ -492,13 +492,20 @@ class OpticalMemory:
     def _excerpts(self, query: str, rows: dict[int, PageRow]) -> list[Expansion]:
         """The chunks most related to ``query``, each widened to the whole turns it touches (up to
         three chunks long) and cut from its page's text (the archive, or the page read back by
-        OCR), with the turns it shows; ``rows`` gains the pages they are on."""
+        OCR: from at most ``max_pages`` pages), with the turns it shows; ``rows`` gains the pages
+        they are on."""
         out: list[Expansion] = []
         size = self.config.retrieval.chunk_chars
+        read: dict[int, tuple[str, Literal["verbatim", "ocr"], str]] = {}
         for hit in self._search_chunks(query, self.config.reexpand.max_excerpts):
-            row = rows.get(hit.page_id) or self._store.page(self._conv, hit.page_id)
-            rows[hit.page_id] = row
-            text, source, tier = self._reexpand(row)
+            if hit.page_id not in read:
+                if self.config.archive == "optical" and len(read) >= self.config.reexpand.max_pages:
+                    continue  # each new page is an OCR read: max_pages bounds the latency as in page mode
+                row = rows.get(hit.page_id) or self._store.page(self._conv, hit.page_id)
+                rows[hit.page_id] = row
+                read[hit.page_id] = self._reexpand(row)
+            row = rows[hit.page_id]
+            text, source, tier = read[hit.page_id]
             spans = chunk_spans(text, size)
             if not spans:
                 continue

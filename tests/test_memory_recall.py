@@ -109,8 +109,9 @@ def test_recall_never_crosses_conversations(tmp_path, conversation):
                 assert hit.page not in alice_pages and fact.answer not in hit.text
 
 
-def _excerpt_memory(archive: str):
-    return MemoryConfig.model_validate({"archive": archive, "reexpand": {"unit": "excerpt", "max_excerpts": 3}})
+def _excerpt_memory(archive: str, **reexpand):
+    return MemoryConfig.model_validate({"archive": archive,
+                                        "reexpand": {"unit": "excerpt", "max_excerpts": 3, **reexpand}})
 
 
 def test_excerpts_put_the_relevant_chunk_beside_its_page_image(conversation, verbatim):
@@ -141,10 +142,11 @@ def test_excerpts_put_the_relevant_chunk_beside_its_page_image(conversation, ver
 
 def test_optical_excerpts_are_cut_from_the_ocr_read(conversation):
     turns, facts = conversation
-    with OpticalMemory.open(":memory:", "a", _excerpt_memory("optical")) as mem:
+    with OpticalMemory.open(":memory:", "a", _excerpt_memory("optical", max_excerpts=8, max_pages=1)) as mem:
         fill(mem, turns)
         _, fact = facts[0]
         ctx = mem.context(query=fact.question, budget=6000)
         excerpts = [s for s in ctx.segments if s.kind == "expanded"]
         assert excerpts and all(s.source == "ocr" and s.excerpt for s in excerpts)
         assert any(fact.answer in s.body for s in excerpts)
+        assert len({s.page_id for s in excerpts}) == 1  # max_pages bounds the OCR reads
