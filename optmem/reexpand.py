@@ -295,7 +295,7 @@ def _openvino_recognizer(model_path: Path) -> _Recognizer:
     cores = _usable_cores()
     # One stream per core and one thread per stream: strips run concurrently, as with onnxruntime.
     compiled = core.compile_model(model, "CPU", {"NUM_STREAMS": cores, "INFERENCE_NUM_THREADS": cores})
-    precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "bf16" or "f32"
     idle: queue.SimpleQueue = queue.SimpleQueue()  # infer requests are not thread-safe: one per caller
 
     def class_ids(x: np.ndarray) -> np.ndarray:
