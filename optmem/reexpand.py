@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -248,11 +249,14 @@ def _load_recognizer(backend: str = "auto") -> _Recognizer:
     """
     if backend not in OCR_BACKENDS:
         raise ValueError(f"unknown OCR backend {backend!r}; expected one of {OCR_BACKENDS}")
-    if backend == "auto":
-        backend = "openvino" if _openvino_available() else "onnxruntime"
     model_path = _rec_model_path()
     if backend == "openvino":
         return _openvino_recognizer(model_path)
+    if backend == "auto" and _openvino_available():
+        try:
+            return _openvino_recognizer(model_path)
+        except (EngineUnavailable, RuntimeError) as e:  # an OpenVINO build this CPU cannot run
+            warnings.warn(f"ppocr-strips: OpenVINO failed ({e}); using onnxruntime", RuntimeWarning, stacklevel=2)
     return _onnxruntime_recognizer(model_path)
 
 

@@ -305,3 +305,21 @@ def test_cer_and_precision_values():
     long_a = "x" * 3000 + "y" * 3000
     assert levenshtein(long_a, "x" * 2999 + "z" + "y" * 3000) == 1
 
+
+
+def test_auto_backend_falls_back_to_onnxruntime_when_openvino_fails(monkeypatch):
+    import optmem.reexpand as rx
+
+    def broken(_path):
+        raise RuntimeError("no plugin for this CPU")
+
+    monkeypatch.setattr(rx, "_openvino_available", lambda: True)
+    monkeypatch.setattr(rx, "_openvino_recognizer", broken)
+    rx._load_recognizer.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="OpenVINO failed"):
+            assert rx._load_recognizer("auto").backend == "onnxruntime"
+        with pytest.raises(RuntimeError, match="no plugin"):
+            rx._load_recognizer("openvino")  # asked for by name: no silent fallback
+    finally:
+        rx._load_recognizer.cache_clear()
