@@ -59,7 +59,8 @@ def run_chat(db: Path, conversation: str, config: MemoryConfig, llm_url: str | N
                 ctx = mem.context(query=arg or None)
                 say(f"  {ctx.positions} of {ctx.budget} positions:")
                 for s in ctx.segments:
-                    label = f"{s.tier} page {s.page_seq}" if s.kind == "page" else s.kind
+                    label = (f"{s.tier} page {s.page_seq}" if s.kind == "page"
+                             else f"excerpt of page {s.page_seq}" if s.kind == "expanded" and s.excerpt else s.kind)
                     say(f"    {label:<18} {s.positions:>5}")
             elif command.startswith("/"):
                 say(f"unknown command {command}; /help lists them")

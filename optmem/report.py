@@ -33,6 +33,10 @@ def _thumbnail(image: Image.Image) -> str:
     return png_data_url(thumb)
 
 
+def _expansion_kind(segment) -> str:
+    return f"excerpt, turns {segment.first_turn}-{segment.last_turn}" if segment.excerpt else "re-expanded"
+
+
 def _context_section(ctx: Context, title: str) -> str:
     bar = "".join(
         f'<div title="{html.escape(s.kind)} {s.positions}" style="flex:{s.positions};background:{SEGMENT_COLOURS[s.kind]}"></div>'
@@ -41,7 +45,7 @@ def _context_section(ctx: Context, title: str) -> str:
     for s in ctx.segments:
         what = {"page": lambda: f"page {s.page_seq} (turns {s.first_turn}-{s.last_turn}) at {s.tier}",
                 "ledger": lambda: "exact strings: " + " | ".join(s.strings),
-                "expanded": lambda: f"page {s.page_seq} re-expanded ({s.source}): {s.body[:160]}…",
+                "expanded": lambda: f"page {s.page_seq} {_expansion_kind(s)} ({s.source}): {s.body[:160]}…",
                 "turn": lambda: f"turn {s.turn_id} {s.role}: {s.body[:160]}"}[s.kind]()
         rows.append(f"<tr><td>{s.kind}</td><td>{s.positions}</td><td>{html.escape(what)}</td></tr>")
     legend = "".join(f'<span style="background:{c}"></span>{k}' for k, c in SEGMENT_COLOURS.items())
