@@ -97,3 +97,12 @@ def test_context_never_exceeds_the_budget(tiers, extra, ledger):
     ctx = assemble(pages=_pages(tiers), recent=RECENT, expansions=[Expansion(1, "x " * 50, "verbatim", "tiny")] if tiers else [],
                    budget=budget, ledger=ledger)
     assert ctx.positions <= budget
+
+
+def test_report_names_an_excerpt_and_its_turns():
+    from optmem.report import _context_section
+
+    ctx = assemble(pages=_pages(["tiny"], ledger=()), recent=RECENT, budget=8192, ledger=False,
+                   expansions=[Expansion(1, "the code is <b>42</b>", "verbatim", "tiny", excerpt=(3, 4))])
+    html_text = _context_section(ctx, "layout")
+    assert "page 1 excerpt, turns 3-4 (verbatim): the code is &lt;b&gt;42&lt;/b&gt;" in html_text
