@@ -13,7 +13,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -108,9 +108,9 @@ def _epoch(timestamp: datetime | float | int | None) -> float:
     raise InvalidTurn(f"timestamp must be a datetime, a finite number of seconds or None, got {timestamp!r}")
 
 
-def _interleave(*rankings: Sequence[int]) -> list[int]:
+def _interleave(*rankings: Sequence[Hashable]) -> list[Hashable]:
     """Round-robin merge of rankings, first occurrence wins: [a1, b1, a2, b2, ...]."""
-    merged: dict[int, None] = {}
+    merged: dict[Hashable, None] = {}
     for row in zip_longest(*rankings):
         merged.update((pid, None) for pid in row if pid is not None)
     return list(merged)
@@ -542,12 +542,14 @@ class OpticalMemory:
             score = float(stored[(page_id, number)] @ vector) if stored else 0.0
             if rank == 0 or score >= min_score:
                 keyword.append(ChunkHit(page_id, number, text, score))
-        hits: dict[tuple, ChunkHit] = {}
-        for pair in zip_longest(dense, keyword):
-            for hit in pair:
-                if hit is not None:
-                    hits.setdefault((hit.page_id, hit.chunk if hit.chunk is not None else hit.text), hit)
-        return list(hits.values())[:n]
+        def key(hit: ChunkHit) -> tuple:
+            return hit.page_id, hit.chunk if hit.chunk is not None else hit.text
+
+        by_key: dict[tuple, ChunkHit] = {}
+        for hit in dense + keyword:
+            by_key.setdefault(key(hit), hit)
+        ranked = _interleave([key(h) for h in dense], [key(h) for h in keyword])
+        return [by_key[k] for k in ranked[:n]]
 
     def recall(self, query: str, k: int = 3) -> list[Recall]:
         """The k sealed pages most related to ``query``, read back to text at their current tier."""

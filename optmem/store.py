@@ -371,16 +371,11 @@ class Store:
     def keyword_search(self, conv: int, terms: Sequence[str], limit: int) -> list[int]:
         """Page ids ranked by their best BM25 chunk for any of ``terms`` (each quoted: user text
         never becomes FTS query syntax)."""
-        if not terms:
-            return []
-        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        rows = self._conn.execute(
-            "SELECT page_id FROM chunks_fts WHERE chunks_fts MATCH ? AND conversation_id = ? "
-            "ORDER BY bm25(chunks_fts), page_id LIMIT ?", (query, conv, 4 * limit))
-        return list(dict.fromkeys(r[0] for r in rows))[:limit]
+        return list(dict.fromkeys(page_id for page_id, _ in self.keyword_chunks(conv, terms, 4 * limit)))[:limit]
 
     def keyword_chunks(self, conv: int, terms: Sequence[str], limit: int) -> list[tuple[int, str]]:
-        """(page id, chunk text) of the best BM25 chunks for any of ``terms``, best first."""
+        """(page id, chunk text) of the best BM25 chunks for any of ``terms``, best first (each term
+        quoted: user text never becomes FTS query syntax)."""
         if not terms:
             return []
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
