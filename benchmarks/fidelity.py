@@ -2,7 +2,7 @@
 
 import sys
 
-from optmem.bench.fidelity import main
+from optmem.bench.cli import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(["fidelity", *sys.argv[1:]]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from optmem.bench.locomo import main
+from optmem.bench.cli import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(["locomo", *sys.argv[1:]]))

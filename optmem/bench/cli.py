@@ -33,8 +33,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     return bench
 
 
-add_subparsers = register
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="optmem bench")

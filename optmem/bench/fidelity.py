@@ -279,9 +279,3 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     report = Report("fidelity", rec, results=out)
     figs = render_report(cfg, out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    p = argparse.ArgumentParser(prog="optmem bench fidelity", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main_args(p.parse_args(argv))

@@ -317,9 +317,3 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     figs = render_report(cfg, out, report)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     return report.publish(args.out, quick=args.quick, figures=figs)
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    p = argparse.ArgumentParser(prog="optmem bench niah", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main_args(p.parse_args(argv))

@@ -184,9 +184,3 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     report = Report("schedule", rec, results=out)
     figs = render_report(out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    p = argparse.ArgumentParser(prog="optmem bench schedule", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main_args(p.parse_args(argv))
