@@ -36,10 +36,11 @@ def cmd_chat(args) -> int:
 def cmd_inspect(args) -> int:
     from optmem.memory import OpticalMemory
     from optmem.report import write_report
-    from optmem.store import Store
+    from optmem.store import open_store
 
-    store = Store.open(args.db)
-    names = store.conversations()
+    # Inspecting never creates or changes a database: a wrong path is an error, not a new file.
+    store = open_store(args.db, create=False, readonly=True)
+    names = store.conversation_names()
     store.close()
     if args.conversation:
         names = [args.conversation]
@@ -48,7 +49,7 @@ def cmd_inspect(args) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
-        with OpticalMemory.open(args.db, conversation=name, config=_load(args), create=False) as mem:
+        with OpticalMemory.open(args.db, conversation=name, config=_load(args), create=False, readonly=True) as mem:
             path = write_report(mem, args.out / f"{_safe(name)}.html", query=args.query)
             print(f"{name}: {len(mem.pages())} pages -> {path}")
     return 0

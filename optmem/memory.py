@@ -29,7 +29,7 @@ from optmem.config import MemoryConfig, load_config
 from optmem.ledger import extract_exact_strings
 from optmem.modes import TIER_NAMES, tier_side, tier_slots
 from optmem.schedule import page_age, tier_for_age
-from optmem.store import PageRow, Store
+from optmem.store import PageRow, Store, TurnPos, open_store
 from optmem.tokens import count_tokens
 from renderers import Line, TurnInput, downsample, draw_page, encode_png, layout_pages
 
@@ -201,12 +201,14 @@ class OpticalMemory:
 
     @classmethod
     def open(cls, path: str | Path, conversation: str = "default", config: MemoryConfig | str | Path | dict | None = None,
-             *, create: bool = True) -> "OpticalMemory":
-        """Open (or create) ``conversation`` in the database at ``path`` (``":memory:"`` works)."""
+             *, create: bool = True, readonly: bool = False) -> "OpticalMemory":
+        """Open (or create) ``conversation`` in the database at ``path`` (``":memory:"`` works).
+        ``create=False``: neither the file nor the conversation is created. ``readonly``: nothing
+        is written (pages sealed since the last write are not searched)."""
         if not isinstance(conversation, str) or not conversation:
             raise ValueError("conversation must be a non-empty string")
         cfg = load_config(config)
-        store = Store.open(path)
+        store = open_store(path, create=create, readonly=readonly)
         try:
             conv = store.conversation_id(conversation, create=create)
         except BaseException:
@@ -215,7 +217,7 @@ class OpticalMemory:
         return cls(store, conv, conversation, cfg, owns_store=True)
 
     def close(self) -> None:
-        if self._index is not None and len(self._index):
+        if self._index is not None and len(self._index) and not self._store.readonly:
             self._store.put_vector_index(self._conv, len(self._index), self._index.to_bytes())
         if self._owns_store:
             self._store.close()
@@ -283,16 +285,16 @@ class OpticalMemory:
             return
         start = self._store.open_page_start(self._conv)
         if start is None:
-            start = (1, 0)
+            start = TurnPos(1, 0)
             self._store.set_open_page_start(self._conv, start)
         if self._still_fits(start, last_memory_turn):
             return
         inputs, timestamps = self._memory_turns(start[0], last_memory_turn, start[1])
         layouts = layout_pages(inputs, self.config.render)
         for layout in layouts[:-1]:
-            self._seal(layout, inputs, timestamps, newest)
+            self._seal(layout, inputs, timestamps)
         turn_index, char = layouts[-1].start
-        next_start = (inputs[turn_index].number, char)
+        next_start = TurnPos(inputs[turn_index].number, char)
         self._open_fill = (next_start, last_memory_turn, _content_bottom(layouts[-1]))
         if len(layouts) == 1:
             return
@@ -327,13 +329,13 @@ class OpticalMemory:
         self._open_fill = (start, last_memory_turn, new_bottom)
         return True
 
-    def _seal(self, layout, inputs: Sequence[TurnInput], timestamps: Sequence[float], newest: int) -> None:
+    def _seal(self, layout, inputs: Sequence[TurnInput], timestamps: Sequence[float]) -> None:
         page = draw_page(layout, self.config.render)
         (ti0, c0), (ti1, c1) = layout.start, layout.end
         if c1 == 0:  # the page ends where turn ti1 - 1 ended
             ti1 -= 1
             c1 = len(inputs[ti1].text)
-        first, last = (inputs[ti0].number, c0), (inputs[ti1].number, c1)
+        first, last = TurnPos(inputs[ti0].number, c0), TurnPos(inputs[ti1].number, c1)
         tier = self.config.schedule.steps[0].tier
         image_tier = tier
         png = page.png if tier_side(tier) == page.side else page.at(tier).png
@@ -342,8 +344,7 @@ class OpticalMemory:
         strings = tuple(extract_exact_strings(body)[: self.config.ledger.max_strings_per_page])
         keep_source = self.config.archive == "verbatim" or self.config.retrieval.enabled
         self._store.add_page(
-            self._conv, first=first, last=last, sealed_after_turn=newest,
-            last_timestamp=timestamps[ti1], tier=tier,
+            self._conv, first=first, last=last, last_timestamp=timestamps[ti1], tier=tier,
             layout_json=json.dumps([_line_json(line) for line in page.lines], ensure_ascii=False),
             source_text=source if keep_source else None, text_tokens=_count(source),
             ledger=strings, png=png, image_tier=image_tier)
@@ -359,16 +360,16 @@ class OpticalMemory:
             return
         newest = self._store.last_turn(self._conv)
         now = self._store.last_timestamp(self._conv) or 0.0
-        newest_page = self._store.last_page_seq(self._conv)
+        newest_page = self._store.last_page_number(self._conv)
         for row in pages:
-            age = page_age(schedule, pages_after=newest_page - row.seq, turns_after=newest - row.last_turn,
+            age = page_age(schedule, pages_after=newest_page - row.number, turns_after=newest - row.last_turn,
                            seconds_since=now - row.last_timestamp)
             wanted = row.pinned_tier or tier_for_age(age, schedule)
             if wanted is None:
                 if schedule.after_last == "delete":
                     self._delete_page(row)
                 else:
-                    self._store.set_page_tier(self._conv, row.id, None)
+                    self._store.set_page_tier(self._conv, row.number, None)
                 continue
             image_side = tier_side(row.image_tier)
             if tier_side(wanted) > image_side:
@@ -376,15 +377,15 @@ class OpticalMemory:
             if wanted == row.tier:
                 continue
             if tier_side(wanted) < image_side:
-                png, _ = self._store.page_image(self._conv, row.id)
+                png, _ = self._store.page_image(self._conv, row.number)
                 smaller = downsample(Image.open(io.BytesIO(png)), tier_side(wanted))
-                self._store.set_page_tier(self._conv, row.id, wanted, encode_png(smaller), wanted)
+                self._store.set_page_tier(self._conv, row.number, wanted, encode_png(smaller), wanted)
             else:
-                self._store.set_page_tier(self._conv, row.id, wanted)
+                self._store.set_page_tier(self._conv, row.number, wanted)
 
     def _delete_page(self, row: PageRow) -> None:
         """Forget a page and every turn that lived only on pages deleted so far (pages go oldest first)."""
-        self._store.delete_page(self._conv, row.id)
+        self._store.delete_page(self._conv, row.number)
         self._index = None
         remaining = self._store.pages(self._conv)
         keep_from = remaining[0].first_turn if remaining else (self._store.open_page_start(self._conv) or (1, 0))[0]
@@ -400,12 +401,12 @@ class OpticalMemory:
         schedule = self.config.schedule
         newest = self._store.last_turn(self._conv)
         now = self._store.last_timestamp(self._conv) or 0.0
-        newest_page = self._store.last_page_seq(self._conv)
+        newest_page = self._store.last_page_number(self._conv)
         infos = []
         for row in self._store.pages(self._conv):
-            age = page_age(schedule, pages_after=newest_page - row.seq, turns_after=newest - row.last_turn,
+            age = page_age(schedule, pages_after=newest_page - row.number, turns_after=newest - row.last_turn,
                            seconds_since=now - row.last_timestamp)
-            infos.append(PageInfo(row.id, row.first_turn, row.last_turn, row.tier, age,
+            infos.append(PageInfo(row.number, row.first_turn, row.last_turn, row.tier, age,
                                   tier_slots(row.tier) if row.tier else 0, True, row.pinned_tier, row.text_tokens,
                                   row.image_tier))
         open_page = self._open_page()
@@ -426,7 +427,7 @@ class OpticalMemory:
             turns = self._store.turns(self._conv, start[0], last_memory_turn)
             text = "\n".join((t.text or "")[start[1]:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
             source_strings = tuple(extract_exact_strings(text)[: self.config.ledger.max_strings_per_page])
-        return MemoryPage(page_id=0, page_seq=self._store.last_page_seq(self._conv) + 1, tier=tier,
+        return MemoryPage(page_id=0, page_seq=self._store.last_page_number(self._conv) + 1, tier=tier,
                           first_turn=start[0], last_turn=last_memory_turn, ledger=source_strings,
                           load_image=lambda t, key=key: self._open_page_image(key, t))
 
@@ -465,7 +466,7 @@ class OpticalMemory:
         first_recent = max(1, newest - self.config.recent_turns + 1)
         recent = [RecentTurn(r.seq, r.role, r.text or "") for r in self._store.turns(self._conv, first_recent, newest)]
 
-        rows = {r.id: r for r in self._store.pages(self._conv, in_context_only=True)}
+        rows = {r.number: r for r in self._store.pages(self._conv, in_context_only=True)}
         expansions: list[Expansion] = []
         if query and self.config.retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
@@ -480,9 +481,9 @@ class OpticalMemory:
                 expansions.append(Expansion(page_id, text, source, tier))
 
         ledger = self.config.ledger.enabled
-        pages = [MemoryPage(r.id, r.seq, r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
-                            lambda t, pid=r.id: self._page_image(pid, t), pinned=r.pinned_tier is not None)
-                 for r in sorted(rows.values(), key=lambda r: r.seq)]
+        pages = [MemoryPage(r.number, r.number, r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
+                            lambda t, number=r.number: self._page_image(number, t), pinned=r.pinned_tier is not None)
+                 for r in sorted(rows.values(), key=lambda r: r.number)]
         open_page = self._open_page()
         if open_page is not None:
             pages.append(open_page)
@@ -518,7 +519,7 @@ class OpticalMemory:
                 span = spans[min(hit.chunk or 0, len(spans) - 1)]
             span = whole_turns(text, *span, limit=3 * size)
             first, last = excerpt_turns(text, *span, row.first_turn, row.last_turn)
-            out.append(Expansion(row.id, text[span[0]:span[1]], source, tier, excerpt=(first, last)))
+            out.append(Expansion(row.number, text[span[0]:span[1]], source, tier, excerpt=(first, last)))
         return out
 
     def _search_chunks(self, query: str, n: int) -> list[ChunkHit]:
@@ -566,21 +567,22 @@ class OpticalMemory:
 
     def _reexpand(self, row: PageRow) -> tuple[str, Literal["verbatim", "ocr"], str]:
         if self.config.archive == "verbatim":
-            text = self._store.page_source_text(self._conv, row.id)
+            text = self._store.page_source_text(self._conv, row.number)
             if text is not None:
                 return text, "verbatim", row.image_tier
         return self._ocr(row), "ocr", row.image_tier
 
     def _ocr(self, row: PageRow) -> str:
         engine_name = self.config.reexpand.engine
-        cached = self._store.cached_text(self._conv, row.id, row.image_tier, engine_name)
+        cached = self._store.cached_text(self._conv, row.number, row.image_tier, engine_name)
         if cached is not None:
             return cached
-        image = self.page_image(row.id)
+        image = self.page_image(row.number)
         scale = image.width / self.config.render.page_px
-        lines = [_line_from_json(d, scale) for d in self._store.page_layout(self._conv, row.id)]
+        lines = [_line_from_json(d, scale) for d in self._store.page_layout(self._conv, row.number)]
         text = self._engine().read(image, lines)
-        self._store.put_cached_text(self._conv, row.id, row.image_tier, engine_name, text)
+        if not self._store.readonly:
+            self._store.put_cached_text(self._conv, row.number, row.image_tier, engine_name, text)
         return text
 
     def _engine(self):
@@ -637,7 +639,7 @@ class OpticalMemory:
         the persisted index is used when it is current, rebuilt from the stored vectors if not."""
         from optmem.retrieval import VectorIndex, default_embedder
 
-        pending = self._store.unindexed_pages(self._conv)
+        pending = [] if self._store.readonly else self._store.unindexed_pages(self._conv)
         if pending:
             size = self.config.retrieval.chunk_chars
             chunks = [(pid, chunk_text(text or "", size)) for pid, text in pending]

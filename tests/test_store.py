@@ -1,81 +1,129 @@
-import sqlite3
+"""The store contract, run against every backend (``store_factory`` in conftest.py)."""
+
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from optmem.store import NotAnOptmemDatabase, Store, TamperedData, UnknownConversation, UnknownPage
+from optmem.store import ReadOnlyStore, Store, TamperedData, TurnPos, UnknownConversation, UnknownPage
 
 
-def _page(store, conv, png=b"\x89PNG fake", first=(1, 0), last=(2, 5)):
-    return store.add_page(conv, first=first, last=last, sealed_after_turn=10, last_timestamp=1.0, tier="large",
-                          layout_json="[]", source_text="hello world", text_tokens=2, ledger=["AB-1234"],
-                          png=png, image_tier="large")
+def _page(store, conv, png=b"\x89PNG fake", first=TurnPos(1, 0), last=TurnPos(2, 5), source="hello world", tier="large"):
+    return store.add_page(conv, first=first, last=last, last_timestamp=1.0, tier=tier, layout_json='[{"box": [1]}]',
+                          source_text=source, text_tokens=2, ledger=["AB-1234"], png=png, image_tier="large")
 
 
-def test_turns_are_numbered_per_conversation(tmp_path):
-    store = Store.open(tmp_path / "m.db")
+def test_a_store_implements_the_protocol(store_factory):
+    assert isinstance(store_factory(), Store)
+
+
+def test_turns_are_numbered_per_conversation(store_factory):
+    store = store_factory()
     a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
     assert [store.add_turn(a, "user", f"t{i}", float(i)) for i in range(3)] == [1, 2, 3]
     assert store.add_turn(b, "user", "other", 0.0) == 1
     assert [t.text for t in store.turns(a)] == ["t0", "t1", "t2"]
+    assert [t.seq for t in store.turns(a, 2)] == [2, 3] and [t.seq for t in store.turns(a, 1, 2)] == [1, 2]
     assert [t.text for t in store.turns(b)] == ["other"]
+    assert store.last_turn(a) == 3 and store.last_timestamp(a) == 2.0 and store.last_timestamp(b) == 0.0
+    assert store.conversation_names() == ["a", "b"]
+    assert store.conversation_id("a", create=True) == a  # opening again finds the same one
 
 
-def test_unknown_conversation_is_a_typed_error(tmp_path):
-    store = Store.open(tmp_path / "m.db")
+def test_dropped_turn_texts_read_as_none(store_factory):
+    store = store_factory()
+    conv = store.conversation_id("a", create=True)
+    for i in range(4):
+        store.add_turn(conv, "assistant", f"t{i}", float(i))
+    store.drop_turn_texts(conv, 1, 2)
+    assert [t.text for t in store.turns(conv)] == [None, None, "t2", "t3"]
+
+
+def test_unknown_conversation_is_a_typed_error(store_factory):
+    store = store_factory()
     with pytest.raises(UnknownConversation, match="nobody"):
         store.conversation_id("nobody", create=False)
 
 
-def test_pages_are_invisible_across_conversations(tmp_path):
-    store = Store.open(tmp_path / "m.db")
+def test_pages_are_numbered_per_conversation(store_factory):
+    store = store_factory()
     a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
-    pid = _page(store, a)
-    assert [p.id for p in store.pages(a)] == [pid] and store.pages(b) == []
-    for call in (lambda: store.page(b, pid), lambda: store.page_image(b, pid), lambda: store.page_source_text(b, pid),
-                 lambda: store.put_cached_text(b, pid, "large", "x", "leak")):
-        with pytest.raises(UnknownPage):
-            call()
-    store.put_cached_text(a, pid, "large", "x", "mine")
-    assert store.cached_text(b, pid, "large", "x") is None
-    assert store.cached_text(a, pid, "large", "x") == "mine"
+    assert [_page(store, a, png=f"a{i}".encode()) for i in range(3)] == [1, 2, 3]
+    assert _page(store, b, png=b"b0") == 1  # numbers are per conversation, whatever the backend keys
+    assert [p.number for p in store.pages(a)] == [1, 2, 3] and store.last_page_number(a) == 3
+    assert store.page_image(a, 1)[0] == b"a0" and store.page_image(b, 1)[0] == b"b0"
+    store.delete_page(a, 1)  # pages go oldest first; the others keep their numbers
+    assert [p.number for p in store.pages(a)] == [2, 3] and store.last_page_number(a) == 3
+    assert _page(store, a) == 4
+    assert store.last_page_number(store.conversation_id("c", create=True)) == 0
 
 
-def test_tampered_image_is_detected(tmp_path):
-    path = tmp_path / "m.db"
-    store = Store.open(path)
+def test_a_page_row_keeps_what_was_sealed(store_factory):
+    store = store_factory()
     conv = store.conversation_id("a", create=True)
-    pid = _page(store, conv)
-    store.close()
-    raw = sqlite3.connect(path)
-    raw.execute("UPDATE pages SET image = ? WHERE id = ?", (b"\x89PNG evil", pid))
-    raw.commit()
-    raw.close()
-    with pytest.raises(TamperedData, match=f"page {pid}"):
-        Store.open(path).page_image(conv, pid)
+    number = _page(store, conv, first=TurnPos(3, 7), last=TurnPos(5, 11), tier="small")
+    row = store.page(conv, number)
+    assert (row.number, row.first, row.last, row.last_timestamp) == (1, TurnPos(3, 7), TurnPos(5, 11), 1.0)
+    assert (row.tier, row.pinned_tier, row.image_tier, row.text_tokens, row.ledger, row.indexed) == (
+        "small", None, "large", 2, ("AB-1234",), False)
+    assert store.page_layout(conv, number) == [{"box": [1]}]
+    assert store.page_source_text(conv, number) == "hello world"
 
 
-def test_foreign_and_corrupt_files_are_refused(tmp_path):
-    junk = tmp_path / "junk.db"
-    junk.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(NotAnOptmemDatabase, match="not an optmem database"):
-        Store.open(junk)
-    foreign = tmp_path / "foreign.db"
-    conn = sqlite3.connect(foreign)
-    conn.execute("CREATE TABLE customers (id INTEGER)")
-    conn.commit()
-    conn.close()
-    with pytest.raises(NotAnOptmemDatabase, match="another application"):
-        Store.open(foreign)
-    assert sqlite3.connect(foreign).execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 1  # untouched
-    with pytest.raises(NotAnOptmemDatabase, match="directory"):
-        Store.open(tmp_path)
+def test_tiers_move_and_the_image_is_replaced_with_its_hash(store_factory):
+    store = store_factory()
+    conv = store.conversation_id("a", create=True)
+    number = _page(store, conv)
+    store.set_page_tier(conv, number, "small", b"smaller png", "small")
+    assert store.page_image(conv, number) == (b"smaller png", "small")
+    store.set_page_tier(conv, number, None)
+    assert store.page(conv, number).tier is None and store.pages(conv, in_context_only=True) == []
+    assert store.page_image(conv, number)[1] == "small"  # out of context, the last image stays
+    store.pin_page(conv, number, "tiny")
+    assert store.page(conv, number).pinned_tier == "tiny"
 
 
-def test_a_failed_write_step_leaves_nothing(tmp_path):
-    store = Store.open(tmp_path / "m.db")
+def test_the_open_page_start_is_a_turn_position(store_factory):
+    store = store_factory()
+    conv = store.conversation_id("a", create=True)
+    assert store.open_page_start(conv) is None
+    store.set_open_page_start(conv, TurnPos(4, 120))
+    start = store.open_page_start(conv)
+    assert start == TurnPos(4, 120) and (start.turn, start.char) == (4, 120)
+    store.set_open_page_start(conv, None)
+    assert store.open_page_start(conv) is None
+
+
+def test_pages_are_invisible_across_conversations(store_factory):
+    store = store_factory()
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    number = _page(store, a)
+    assert [p.number for p in store.pages(a)] == [number] and store.pages(b) == []
+    for call in (lambda: store.page(b, number), lambda: store.page_image(b, number),
+                 lambda: store.page_source_text(b, number), lambda: store.page_layout(b, number),
+                 lambda: store.pin_page(b, number, None), lambda: store.delete_page(b, number),
+                 lambda: store.put_embeddings(b, number, np.zeros((1, 4), np.float32), drop_source_text=False),
+                 lambda: store.put_cached_text(b, number, "large", "x", "leak")):
+        with pytest.raises(UnknownPage, match=f"no page {number} in conversation 'b'"):
+            call()
+    store.put_cached_text(a, number, "large", "x", "mine")
+    assert store.cached_text(b, number, "large", "x") is None
+    assert store.cached_text(a, number, "large", "x") == "mine"
+    assert store.page(a, number).pinned_tier is None and store.embedding_count(b) == 0
+
+
+def test_tampered_image_is_detected(store_factory):
+    store = store_factory()
+    conv = store.conversation_id("a", create=True)
+    number = _page(store, conv)
+    store_factory.corrupt_page_image("a", number, b"\x89PNG evil")
+    with pytest.raises(TamperedData, match=f"conversation 'a', page {number}: stored image"):
+        store_factory().page_image(conv, number)
+
+
+def test_a_failed_write_step_leaves_nothing(store_factory):
+    store = store_factory()
     conv = store.conversation_id("a", create=True)
     with pytest.raises(RuntimeError):
         with store.write():
@@ -83,37 +131,109 @@ def test_a_failed_write_step_leaves_nothing(tmp_path):
             _page(store, conv)
             raise RuntimeError("killed mid-step")
     assert store.turns(conv) == [] and store.pages(conv) == []
+    with store.write():  # the store is usable after a rolled-back step
+        store.add_turn(conv, "user", "whole", 0.0)
+    assert [t.text for t in store_factory().turns(conv)] == ["whole"]
 
 
-def test_embeddings_round_trip_and_cascade(tmp_path):
-    store = Store.open(tmp_path / "m.db")
+def _two_conversations_with_chunks(store):
+    """Conversation b's pages come after a's, so any internal key differs from b's page numbers."""
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    for conv, words in ((a, ("apple", "pear")), (b, ("pear", "plum", "apple pear"))):
+        for i, word in enumerate(words):
+            number = _page(store, conv, source=word)
+            store.put_embeddings(conv, number, np.full((2, 3), 10 * conv + i, np.float32), drop_source_text=False,
+                                 lexical_chunks=[f"{word} one", f"{word} two"])
+    return a, b
+
+
+def test_embeddings_and_keyword_chunks_name_pages_by_number(store_factory):
+    store = store_factory()
+    a, b = _two_conversations_with_chunks(store)
+    numbers, vectors = store.embeddings(b)
+    assert numbers.tolist() == [1, 1, 2, 2, 3, 3] and vectors.shape == (6, 3)
+    assert vectors[:, 0].tolist() == [10 * b, 10 * b, 10 * b + 1, 10 * b + 1, 10 * b + 2, 10 * b + 2]
+    assert store.embedding_count(a) == 4 and store.embedding_count(b) == 6
+    assert sorted(store.keyword_search(b, ["plum"], 5)) == [2]
+    assert sorted(store.keyword_search(b, ["apple"], 5)) == [3]  # a's apple page is not b's
+    assert sorted(store.keyword_search(a, ["apple"], 5)) == [1]
+    assert {n for n, _ in store.keyword_chunks(b, ["pear"], 10)} == {1, 3}
+    assert all(text.startswith(("pear", "apple pear")) for _, text in store.keyword_chunks(b, ["pear"], 10))
+    got = store.chunk_vectors(b, [(2, 1), (9, 0), (1, 5)])
+    assert list(got) == [(2, 1)] and got[(2, 1)].tolist() == [10 * b + 1] * 3
+    assert store.keyword_chunks(a, [], 3) == [] and store.keyword_search(a, ['"OR* NEAR('], 3) == []
+    assert [n for n, _ in store.unindexed_pages(b)] == []
+
+
+def test_embeddings_round_trip_and_cascade(store_factory):
+    store = store_factory()
     conv = store.conversation_id("a", create=True)
-    pid = _page(store, conv)
+    number = _page(store, conv)
+    assert store.unindexed_pages(conv) == [(number, "hello world")]
     vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
-    store.put_embeddings(conv, pid, vectors, drop_source_text=True)
-    ids, got = store.embeddings(conv)
-    assert ids.tolist() == [pid] * 3 and np.array_equal(got, vectors)
-    assert store.page_source_text(conv, pid) is None and store.page(conv, pid).indexed
-    store.delete_page(conv, pid)
-    assert store.embedding_count(conv) == 0
+    store.put_embeddings(conv, number, vectors, drop_source_text=True, lexical_chunks=["hello world"])
+    numbers, got = store.embeddings(conv)
+    assert numbers.tolist() == [number] * 3 and np.array_equal(got, vectors)
+    assert store.page_source_text(conv, number) is None and store.page(conv, number).indexed
+    assert store.unindexed_pages(conv) == []
+    store.put_cached_text(conv, number, "large", "x", "read")
+    store.put_vector_index(conv, 3, b"index bytes")
+    store.delete_page(conv, number)
+    assert store.embedding_count(conv) == 0 and store.keyword_search(conv, ["hello"], 3) == []
+    assert store.vector_index(conv) is None  # it held the deleted page's vectors
+    _page(store, conv)
+    assert store.cached_text(conv, 2, "large", "x") is None
+
+
+def test_the_vector_index_is_kept_per_conversation(store_factory):
+    store = store_factory()
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    store.put_vector_index(a, 7, b"blob a")
+    assert store.vector_index(a) == (7, b"blob a") and store.vector_index(b) is None
+    store.put_vector_index(a, 8, b"blob a2")
+    assert store_factory().vector_index(a) == (8, b"blob a2")
+    store.delete_vector_index(a)
+    assert store.vector_index(a) is None
+
+
+def test_a_read_only_store_reads_everything_and_writes_nothing(store_factory):
+    store = store_factory()
+    conv = store.conversation_id("a", create=True)
+    store.add_turn(conv, "user", "kept", 1.0)
+    number = _page(store, conv)
+    reader = store_factory(readonly=True)
+    assert reader.readonly and not store.readonly
+    assert [t.text for t in reader.turns(conv)] == ["kept"]
+    assert [p.number for p in reader.pages(conv)] == [number]
+    assert reader.page_image(conv, number) == (b"\x89PNG fake", "large")
+    writes = (lambda: reader.add_turn(conv, "user", "no", 2.0), lambda: _page(reader, conv),
+              lambda: reader.conversation_id("new", create=True), lambda: reader.delete_page(conv, number),
+              lambda: reader.set_page_tier(conv, number, None), lambda: reader.put_vector_index(conv, 1, b"x"),
+              lambda: reader.set_open_page_start(conv, TurnPos(1, 0)), lambda: reader.drop_turn_texts(conv, 1, 1))
+    for write in writes:
+        with pytest.raises(ReadOnlyStore, match="read-only"):
+            write()
+    with pytest.raises(ReadOnlyStore):
+        with reader.write():
+            pass
+    assert [t.text for t in store_factory().turns(conv)] == ["kept"] and len(store.pages(conv)) == 1
 
 
 WRITER = """
 import sys
-from optmem.store import Store
-store = Store.open(sys.argv[1])
+from optmem.store import open_store
+store = open_store(sys.argv[1])
 conv = store.conversation_id("shared", create=True)
 for i in range(50):
     store.add_turn(conv, "user", f"{sys.argv[2]}-{i}", float(i))
 """
 
 
-def test_several_processes_append_to_one_database(tmp_path):
-    path = str(tmp_path / "m.db")
-    Store.open(path).close()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, name]) for name in ("p", "q", "r")]
+def test_several_processes_append_to_one_database(store_factory):
+    store_factory().close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, store_factory.target, name]) for name in ("p", "q", "r")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
-    store = Store.open(path)
+    store = store_factory()
     turns = store.turns(store.conversation_id("shared", create=False))
     assert [t.seq for t in turns] == list(range(1, 151))
     for name in "pqr":  # each writer's turns all arrived, in its own order
