@@ -1,8 +1,11 @@
 """The optmem command line: demo, inspect, render, config, chat."""
 
+import hashlib
 import io
 import json
+import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +52,25 @@ def test_inspect_unknown_conversation_is_a_clear_error(tmp_path, capsys):
     OpticalMemory.open(tmp_path / "m.db", "alice").close()
     assert main(["inspect", str(tmp_path / "m.db"), "--conversation", "nobody", "--out", str(tmp_path)]) == 2
     assert "no conversation named 'nobody'" in capsys.readouterr().err
+
+
+def test_inspect_never_creates_a_database(tmp_path, capsys):
+    missing = tmp_path / "missing.db"
+    assert main(["inspect", str(missing), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such database" in err
+    assert not missing.exists() and not (tmp_path / "r").exists()
+
+
+def test_inspect_reads_an_old_database_without_changing_it(tmp_path, capsys):
+    db = tmp_path / "old.db"
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "optmem-0.1.0.db", db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    assert main(["inspect", str(db), "--out", str(tmp_path / "r")]) == 0
+    assert "alice: 2 pages" in capsys.readouterr().out  # one sealed, one open
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # not upgraded, nothing cached
+    images, text = _report(tmp_path / "r" / "bob.html")
+    assert images == 2 and "Context without a query" in text
 
 
 def test_inspect_refuses_a_foreign_file(tmp_path, capsys):
