@@ -111,14 +111,22 @@ with open(os.path.join(d, "filler"), "wb") as f:  # room to free once the disk i
     f.write(b"\\0" * 256 * 1024)
 store = open_store(os.path.join(d, "m.db"))
 conv = store.conversation_id("a", create=True)
-n = 0
-try:
+store.add_turn(conv, "user", "0:before", 0.0)
+try:  # a step larger than the disk: SQLite spills it mid-statement and rolls it back
+    with store.write():
+        store.add_turn(conv, "user", "small", 1.0)
+        store.add_turn(conv, "user", "y" * 3_000_000, 2.0)
+except StoreFull as e:
+    print("full:", e)
+assert [t.text for t in store.turns(conv)] == ["0:before"]
+n = 1
+try:  # one small step after another, until a commit finds no room
     while n < 10_000:
         store.add_turn(conv, "user", f"{n}:" + "x" * 20_000, float(n))
         n += 1
 except StoreFull as e:
     print("full:", e)
-assert 0 < n < 10_000
+assert 1 < n < 10_000
 assert [int(t.text.split(":")[0]) for t in store.turns(conv)] == list(range(n))
 os.remove(os.path.join(d, "filler"))
 assert store.add_turn(conv, "user", "after", 0.0) == n + 1
@@ -134,8 +142,9 @@ def test_a_really_full_disk_is_a_typed_error_and_costs_nothing(tmp_path):
     _mount_namespace_or_skip(disk)
     done = _run_in_mount_namespace(f"mount -t tmpfs -o size=1m tmpfs {shlex.quote(str(disk))}", FILL_A_DISK, str(disk))
     assert done.returncode == 0, done.stderr
-    full = next(line for line in done.stdout.splitlines() if line.startswith("full:"))
-    assert "database or disk is full" in full and "no transaction is active" not in full
+    full = [line for line in done.stdout.splitlines() if line.startswith("full:")]
+    assert len(full) == 2 and all("database or disk is full" in line for line in full)
+    assert not any("no transaction is active" in line for line in full)
     assert done.stdout.splitlines()[-1].startswith("ok ")
 
 
