@@ -13,11 +13,7 @@ from typing import Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from optmem.modes import TIER_NAMES
-from renderers import RenderConfig
-
-Tier = Literal["gundam", "large", "base", "small", "tiny"]
-Role = Literal["user", "assistant", "system", "tool"]
+from renderers import RenderConfig, Tier
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -56,10 +52,11 @@ class ScheduleConfig(_Model):
     def _ordered(self) -> "ScheduleConfig":
         if not self.steps:
             raise ValueError("steps: at least one tier step is needed")
-        ranks = [TIER_NAMES.index(s.tier) for s in self.steps]
+        order = list(Tier)
+        ranks = [order.index(s.tier) for s in self.steps]
         if any(b <= a for a, b in zip(ranks, ranks[1:])):
             raise ValueError("steps: tiers must go from sharper to blurrier, each at most once "
-                             f"(order {TIER_NAMES}), got {[s.tier for s in self.steps]}")
+                             f"(order {[t.value for t in order]}), got {[s.tier.value for s in self.steps]}")
         untils = [s.until for s in self.steps]
         if any(b <= a for a, b in zip(untils, untils[1:])):
             raise ValueError(f"steps: 'until' must increase step by step, got {untils}")

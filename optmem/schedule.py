@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from optmem.config import ScheduleConfig
-from optmem.modes import TIER_NAMES, tier_slots
+from renderers import Tier
 
 
 def tier_for_age(age: float, schedule: ScheduleConfig) -> str | None:
@@ -34,12 +35,6 @@ def page_age(schedule: ScheduleConfig, *, pages_after: int, turns_after: int, se
     return max(0.0, seconds_since)
 
 
-def blurrier(tier: str) -> str | None:
-    """The next tier down, or None below the blurriest."""
-    i = TIER_NAMES.index(tier)
-    return TIER_NAMES[i + 1] if i + 1 < len(TIER_NAMES) else None
-
-
 @dataclass(frozen=True)
 class PageCost:
     """One in-context page as the budget controller sees it: its tier and the text that rides with
@@ -51,7 +46,7 @@ class PageCost:
 
 
 def page_positions(cost: PageCost, tier: str | None) -> int:
-    return 0 if tier is None else tier_slots(tier) + cost.extra_positions
+    return 0 if tier is None else Tier(tier).slots + cost.extra_positions
 
 
 def fit_pages(pages: Sequence[PageCost], available: int) -> list[str | None]:
@@ -65,9 +60,66 @@ def fit_pages(pages: Sequence[PageCost], available: int) -> list[str | None]:
     order = [i for i, p in enumerate(pages) if not p.pinned] + [i for i, p in enumerate(pages) if p.pinned]
     for i in order:
         while total > available and tiers[i] is not None:
-            lower = blurrier(tiers[i])
+            lower = Tier(tiers[i]).blurrier()
             total += page_positions(pages[i], lower) - page_positions(pages[i], tiers[i])
             tiers[i] = lower
         if total <= available:
             break
     return tiers
+
+
+# -- the tier planner: which stored pages move where, given the clock ------------------------------
+
+class PageState(Protocol):
+    """What the planner reads of a stored page (the store's PageRow has it)."""
+
+    number: int
+    last_turn: int
+    last_timestamp: float
+    tier: str | None
+    pinned_tier: str | None
+    image_tier: str
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where the conversation is now, in every unit a schedule can measure age in."""
+
+    newest_turn: int
+    newest_page: int
+    now: float  # timestamp of the newest turn (ages in seconds follow the conversation, not the wall)
+
+
+@dataclass(frozen=True)
+class TierMove:
+    """Page ``number`` goes to ``tier`` (None: out of the context); ``resample`` when its stored
+    image must be made smaller first; ``delete`` when the schedule forgets it entirely."""
+
+    number: int
+    tier: Tier | None
+    resample: bool = False
+    delete: bool = False
+
+
+def age_of(page: PageState, schedule: ScheduleConfig, clock: Clock) -> float:
+    return page_age(schedule, pages_after=clock.newest_page - page.number, turns_after=clock.newest_turn - page.last_turn,
+                    seconds_since=clock.now - page.last_timestamp)
+
+
+def plan_moves(pages: Sequence[PageState], schedule: ScheduleConfig, clock: Clock) -> list[TierMove]:
+    """The moves that bring every in-context page to the tier its age (or pin) calls for. A page
+    is never sharpened: once its image was made smaller, the pixels are gone."""
+    moves = []
+    for page in pages:
+        if page.tier is None:
+            continue
+        wanted = page.pinned_tier or tier_for_age(age_of(page, schedule, clock), schedule)
+        if wanted is None:
+            moves.append(TierMove(page.number, None, delete=schedule.after_last == "delete"))
+            continue
+        wanted, stored = Tier(wanted), Tier(page.image_tier)
+        if wanted.side > stored.side:
+            wanted = stored
+        if wanted != page.tier:
+            moves.append(TierMove(page.number, wanted, resample=wanted.side < stored.side))
+    return moves

@@ -8,6 +8,7 @@
 from .config import RenderConfig
 from .draw import draw_layout, encode_png
 from .export import export_pages
+from .header import find_headers, format_header, format_timestamp, normalize_separators
 from .fonts import FONTS, FontError, FontMismatchError, FontNotFoundError
 from .layout import choose_font_px, layout_pages, normalize_turns
 from .page import (
@@ -23,12 +24,13 @@ from .page import (
     scale_lines,
 )
 from .render import iter_pages, render_pages
-from .schema import Line, PageLayout, PlacedLine, Run, Segment, TurnInput
+from .schema import LayoutPos, Line, PageLayout, PlacedLine, Run, Segment, TurnInput
+from .tiers import VIEW_TIERS, Tier
 
 __all__ = [
     "FONTS", "RENDERER_VERSION", "TIER_SIDES", "FontError", "FontMismatchError", "FontNotFoundError",
-    "GundamView", "Line", "Page", "PageLayout", "PageView", "PlacedLine", "RenderConfig", "Run", "Segment",
-    "TurnInput", "choose_font_px", "downsample", "draw_layout", "draw_page", "encode_png", "export_pages",
+    "GundamView", "LayoutPos", "Line", "Page", "PageLayout", "PageView", "PlacedLine", "RenderConfig", "Run", "Segment",
+    "Tier", "TurnInput", "VIEW_TIERS", "choose_font_px", "downsample", "draw_layout", "draw_page", "encode_png", "export_pages", "find_headers", "format_header", "format_timestamp",
     "gundam_grid",
-    "iter_pages", "layout_pages", "make_page", "normalize_turns", "render_pages", "scale_lines",
+    "iter_pages", "layout_pages", "make_page", "normalize_separators", "normalize_turns", "render_pages", "scale_lines",
 ]

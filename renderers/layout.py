@@ -9,14 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
 
 from .config import RenderConfig, line_pitch
+from .header import ELLIPSIS as _ELLIPSIS
+from .header import format_header
 from .metrics import Metrics, metrics_for
-from .schema import Line, PageLayout, PlacedLine, Run, Segment, TurnInput
+from .schema import LayoutPos, Line, PageLayout, PlacedLine, Run, Segment, TurnInput
 from .wrap import measure_runs, visual_lines
-_HEADER_ROLE_MAX = 200  # a role is a label; longer ones are cut before building the header
-_ELLIPSIS = "…"
 
 Turns = str | TurnInput | Sequence[TurnInput | tuple[str, str]]
 
@@ -48,27 +47,9 @@ def normalize_turns(turns: Turns) -> list[TurnInput]:
     return out
 
 
-def format_timestamp(ts: object) -> str:
-    """Header form of a timestamp: strings as given; epoch seconds and datetimes in UTC (never the
-    machine's local zone, which would make the same page differ between machines)."""
-    if isinstance(ts, datetime):
-        if ts.tzinfo is not None:
-            ts = ts.astimezone(timezone.utc)
-        return ts.strftime("%Y-%m-%d %H:%M") + (" UTC" if ts.tzinfo is not None else "")
-    if isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts):
-        try:
-            return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        except (OverflowError, OSError, ValueError):
-            return repr(ts)
-    return str(ts)
-
-
 def header_text(turn: TurnInput, continued: bool, cfg: RenderConfig) -> str:
-    role = turn.role if len(turn.role) <= _HEADER_ROLE_MAX else turn.role[:_HEADER_ROLE_MAX] + _ELLIPSIS
-    parts = [role, f"#{turn.number}"]
-    if cfg.show_timestamp and turn.timestamp is not None:
-        parts.append(format_timestamp(turn.timestamp))
-    return " · ".join(parts) + (" (continued)" if continued else "")
+    timestamp = turn.timestamp if cfg.show_timestamp else None
+    return format_header(turn.role, turn.number, timestamp, continued=continued)
 
 
 def _fit_header(header: str, m: Metrics, width: float, tab_width: int) -> tuple[tuple[Run, ...], float, str]:
@@ -120,7 +101,7 @@ class _PageBuilder:
         return PageLayout(
             side=self.cfg.page_px, font_px=self.font_px, margin_px=self.cfg.margin_px,
             placed=tuple(self.placed), segments=tuple(self.segments), source_text="\n\n".join(parts),
-            start=self.start, end=end, header_band_grey=self.cfg.header_band_grey,
+            start=LayoutPos(*self.start), end=LayoutPos(*end), header_band_grey=self.cfg.header_band_grey,
         )
 
 

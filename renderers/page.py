@@ -12,11 +12,10 @@ from .config import RenderConfig
 from .draw import decode_png, draw_layout, encode_png
 from .fonts import font_record
 from .schema import Line, PageLayout, Segment
+from .tiers import GUNDAM_GLOBAL_SIDE, GUNDAM_TILE_SIDE, VIEW_TIERS
 
 RENDERER_VERSION = "optmem-renderers/1.0"
-TIER_SIDES: dict[str, int] = {"large": 1280, "base": 1024, "small": 640, "tiny": 512}
-GUNDAM_GLOBAL_SIDE = 1024
-GUNDAM_TILE_SIDE = 640
+TIER_SIDES: dict[str, int] = {t.value: t.side for t in VIEW_TIERS}
 GUNDAM_MIN_TILES, GUNDAM_MAX_TILES = 2, 9  # DeepSeek-OCR's HF `infer` defaults
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 LineKind = Literal["header", "text", "code"]
 Box = tuple[int, int, int, int]
@@ -53,6 +53,14 @@ class PlacedLine:
     band: Box | None  # header band rectangle, if drawn
 
 
+class LayoutPos(NamedTuple):
+    """A place in the turns given to the layout: index into that list, char offset in the turn.
+    (The memory's store speaks of turn numbers instead: ``optmem.store.TurnPos``.)"""
+
+    turn_index: int
+    char: int
+
+
 @dataclass(frozen=True)
 class Segment:
     """The part of one turn on a page: text[start:end] (end = where the next page continues)."""
@@ -77,8 +85,8 @@ class PageLayout:
     placed: tuple[PlacedLine, ...]
     segments: tuple[Segment, ...]
     source_text: str
-    start: tuple[int, int]
-    end: tuple[int, int]
+    start: LayoutPos
+    end: LayoutPos
     header_band_grey: int
 
     @property

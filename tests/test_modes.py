@@ -1,6 +1,8 @@
 import pytest
 
-from optmem.modes import BASE, LARGE, SMALL, TINY, gundam_slots, gundam_vision_tokens, mode
+from optmem.modes import Tier, gundam_slots, gundam_vision_tokens, mode
+
+TINY, SMALL, BASE, LARGE = Tier.TINY, Tier.SMALL, Tier.BASE, Tier.LARGE
 
 
 def test_native_modes():

@@ -4,7 +4,8 @@ from pydantic import ValidationError
 
 from optmem.config import ScheduleConfig
 from optmem.modes import TIER_NAMES, tier_slots
-from optmem.schedule import PageCost, blurrier, fit_pages, page_age, page_positions, tier_for_age
+from optmem.schedule import PageCost, fit_pages, page_age, page_positions, tier_for_age
+from renderers import Tier
 
 DEFAULT = ScheduleConfig()
 
@@ -48,7 +49,7 @@ def test_invalid_schedules_name_the_field(steps, field):
 
 
 def test_blurrier_walks_the_ladder():
-    assert [blurrier(t) for t in TIER_NAMES] == ["large", "base", "small", "tiny", None]
+    assert [_blurrier(t) for t in TIER_NAMES] == ["large", "base", "small", "tiny", None]
 
 
 def test_fit_pages_degrades_oldest_first_then_evicts():
@@ -83,3 +84,7 @@ def test_fit_pages_never_exceeds_the_budget(specs, available):
 
 def test_tier_slots_match_the_spec():
     assert [tier_slots(t) for t in TIER_NAMES] == [693, 421, 273, 111, 73]
+
+
+def _blurrier(tier):
+    return Tier(tier).blurrier()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from optmem.modes import GUNDAM_GLOBAL_SIDE, TILE_SIDE, mode as mode_spec
+from optmem.modes import GUNDAM_GLOBAL_SIDE, GUNDAM_TILE_SIDE, mode as mode_spec
 from renderers import gundam_grid  # DeepSeek-OCR's find_closest_aspect_ratio, shared with page.gundam()
 
 PAD_COLOR = (127, 127, 127)  # int(0.5 * 255): the normalisation mean, so padding becomes ~0
@@ -62,7 +62,7 @@ def pad(image: Image.Image, side: int) -> Image.Image:
     return ImageOps.pad(image, (side, side), method=_BICUBIC, color=PAD_COLOR)
 
 
-def dynamic_preprocess(image: Image.Image, min_num: int, max_num: int, tile: int = TILE_SIDE):
+def dynamic_preprocess(image: Image.Image, min_num: int, max_num: int, tile: int = GUNDAM_TILE_SIDE):
     """Squash to (tile*nw, tile*nh) and cut row-major tiles; returns (tiles, (nw, nh))."""
     # The caller has already handled images small enough for the global view alone.
     nw, nh = gundam_grid(image.size[0], image.size[1], min_num, max_num, tile)
@@ -79,7 +79,7 @@ def prepare(image: Image.Image, mode: str, *, gundam_min_tiles: int = 2, gundam_
     rgb = to_rgb(image)
     if mode == "gundam":
         global_view = normalize(pad(rgb, GUNDAM_GLOBAL_SIDE))
-        if rgb.size[0] <= TILE_SIDE and rgb.size[1] <= TILE_SIDE:
+        if rgb.size[0] <= GUNDAM_TILE_SIDE and rgb.size[1] <= GUNDAM_TILE_SIDE:
             return PreparedImage(mode, global_view, None, (0, 0))
         tiles, grid = dynamic_preprocess(rgb, gundam_min_tiles, gundam_max_tiles)
         if grid == (1, 1):  # the official code only uses tiles when there is more than one
