@@ -2,7 +2,12 @@
 
 from optmem.assembler import BudgetError, Context
 from optmem.config import MemoryConfig
-from optmem.memory import InvalidTurn, OpticalMemory, PageInfo, PinError, Recall, Turn
+from optmem.errors import InvalidArgument
+from optmem.memory import OpticalMemory, PageInfo, PinError, Recall
+from optmem.turns import InvalidTurn, Turn
 
-__all__ = ["BudgetError", "Context", "InvalidTurn", "MemoryConfig", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
-__version__ = "0.1.0"
+__all__ = [
+    "BudgetError", "Context", "InvalidArgument", "InvalidTurn", "MemoryConfig", "OpticalMemory", "PageInfo", "PinError",
+    "Recall", "Turn",
+]
+__version__ = "0.2.0"

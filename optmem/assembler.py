@@ -9,16 +9,15 @@ is exact by construction, and :func:`assemble` never returns a context over its 
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from PIL import Image
 
 from optmem.codec.segments import ImageSegment, TextSegment
 from optmem.ledger import format_ledger
-from optmem.modes import tier_slots
+from renderers import Tier
 from optmem.schedule import PageCost, fit_pages
 from optmem.tokens import IMAGE_PLACEHOLDER, count_tokens
 
@@ -33,12 +32,12 @@ def format_turn(role: str, text: str) -> str:
     return f"{role}: {text}\n"
 
 
-def format_page_ledger(page_seq: int, strings: Sequence[str]) -> str:
-    return f"[memory page {page_seq}, {format_ledger(strings)}]\n"
+def format_page_ledger(page: int, strings: Sequence[str]) -> str:
+    return f"[memory page {page}, {format_ledger(strings)}]\n"
 
 
-def format_expanded(page_seq: int, first_turn: int, last_turn: int, text: str, *, excerpt: bool = False) -> str:
-    return f"[memory page {page_seq}, turns {first_turn}-{last_turn}{', excerpt' if excerpt else ''}]\n{text}\n"
+def format_expanded(page: int, first_turn: int, last_turn: int, text: str, *, excerpt: bool = False) -> str:
+    return f"[memory page {page}, turns {first_turn}-{last_turn}{', excerpt' if excerpt else ''}]\n{text}\n"
 
 
 @dataclass(frozen=True)
@@ -53,28 +52,31 @@ class TurnSegment:
 
 @dataclass(frozen=True)
 class PageSegment:
-    page_id: int  # 0 for the open page: turns past the recent k, not sealed yet
-    page_seq: int
+    page: int  # the page's number, as pages() and the context's text name it (the open page: the next one)
     tier: str
     first_turn: int
     last_turn: int
     positions: int
-    load_image: Callable[[], Image.Image] = field(repr=False, compare=False)
+    image_source: "PageImageSource" = field(repr=False, compare=False)
     kind: Literal["page"] = "page"
 
     @property
     def slots(self) -> int:
         return self.positions
 
-    @property
-    def image(self) -> Image.Image:
+    def load_png(self) -> bytes:
+        """The page at this segment's tier as PNG bytes (the stored bytes when the page is stored
+        at that tier: nothing is re-encoded)."""
+        return self.image_source.png(self.tier)
+
+    def load_image(self) -> Image.Image:
         """The page at this segment's tier (square, ``tier`` side; Gundam keeps the 1280 page)."""
-        return self.load_image()
+        return self.image_source.image(self.tier)
 
 
 @dataclass(frozen=True)
 class LedgerSegment:
-    page_id: int
+    page: int
     strings: tuple[str, ...]
     text: str
     positions: int
@@ -83,8 +85,7 @@ class LedgerSegment:
 
 @dataclass(frozen=True)
 class ExpandedSegment:
-    page_id: int
-    page_seq: int
+    page: int
     tier: str
     first_turn: int
     last_turn: int
@@ -108,17 +109,24 @@ class RecentTurn:
     text: str
 
 
+class PageImageSource(Protocol):
+    """Where a page's image comes from, at any tier at or below the one it is stored at."""
+
+    def png(self, tier: str) -> bytes: ...
+
+    def image(self, tier: str) -> Image.Image: ...
+
+
 @dataclass(frozen=True)
 class MemoryPage:
     """A page the schedule keeps in context, oldest first, as the assembler needs it."""
 
-    page_id: int
-    page_seq: int
+    number: int
     tier: str | None  # None: out of the context unless re-expanded
     first_turn: int
     last_turn: int
     ledger: tuple[str, ...]
-    load_image: Callable[[str], Image.Image]  # tier -> image at that tier
+    image_source: PageImageSource
     pinned: bool = False
 
 
@@ -127,7 +135,7 @@ class Expansion:
     """A page, or with ``excerpt`` (its first and last turn) a part of one, re-expanded to text
     because the query needs it. A whole page replaces the page's image; an excerpt goes beside it."""
 
-    page_id: int
+    page: int
     text: str
     source: Literal["verbatim", "ocr"]
     tier: str
@@ -144,16 +152,17 @@ class Context:
         return BOS_POSITIONS + sum(s.positions for s in self.segments)
 
     def page_tiers(self) -> dict[int, str]:
-        return {s.page_id: s.tier for s in self.segments if s.kind == "page"}
+        """Page number -> tier of every page in the context as an image."""
+        return {s.page: s.tier for s in self.segments if s.kind == "page"}
 
     def expanded_pages(self) -> list[int]:
         """Pages re-expanded whole (not those with only excerpts in the context)."""
-        return [s.page_id for s in self.segments if s.kind == "expanded" and not s.excerpt]
+        return [s.page for s in self.segments if s.kind == "expanded" and not s.excerpt]
 
     def codec_segments(self) -> list[TextSegment | ImageSegment]:
         """The context as the DeepSeek-OCR codec takes it (``codec.splice(ctx.codec_segments())``):
         one ImageSegment per page at its tier, one TextSegment per text segment, in order."""
-        return [ImageSegment(s.image, s.tier) if s.kind == "page" else TextSegment(s.text) for s in self.segments]
+        return [ImageSegment(s.load_image(), s.tier) if s.kind == "page" else TextSegment(s.text) for s in self.segments]
 
     def to_text(self) -> str:
         """Everything a text-only model can read: re-expanded pages, ledgers, recent turns.
@@ -161,7 +170,7 @@ class Context:
         parts = []
         for s in self.segments:
             if s.kind == "page":
-                parts.append(f"[memory page {s.page_seq}, turns {s.first_turn}-{s.last_turn}: image at {s.tier} tier]\n")
+                parts.append(f"[memory page {s.page}, turns {s.first_turn}-{s.last_turn}: image at {s.tier} tier]\n")
             else:
                 parts.append(s.text)
         return "".join(parts)
@@ -177,8 +186,8 @@ class Context:
         messages: list[dict] = []
         for s in self.segments:
             if s.kind == "page":
-                memory.append({"type": "text", "text": f"Memory page {s.page_seq} (turns {s.first_turn}-{s.last_turn}, {s.tier}):"})
-                memory.append({"type": "image_url", "image_url": {"url": png_data_url(s.image)}})
+                memory.append({"type": "text", "text": f"Memory page {s.page} (turns {s.first_turn}-{s.last_turn}, {s.tier}):"})
+                memory.append({"type": "image_url", "image_url": {"url": png_data_url(s.load_png())}})
             elif s.kind in ("ledger", "expanded"):
                 memory.append({"type": "text", "text": escape_image_placeholder(s.text)})
             else:
@@ -199,10 +208,8 @@ def escape_image_placeholder(text: str) -> str:
     return text.replace(IMAGE_PLACEHOLDER, ESCAPED_IMAGE_PLACEHOLDER)
 
 
-def png_data_url(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+def png_data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expansions: Sequence[Expansion],
@@ -223,56 +230,51 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
         raise BudgetError(f"the newest {len(recent)} turns alone need {fixed} positions, over the budget of {budget}; "
                           "raise the budget or lower recent_turns")
 
-    by_id = {p.page_id: p for p in pages}
+    by_number = {p.number: p for p in pages}
     expanded: dict[int, ExpandedSegment] = {}
     excerpts: dict[int, list[ExpandedSegment]] = {}
     seen_excerpts: set[tuple[int, str]] = set()
     used = fixed
     for e in expansions:
-        page = by_id.get(e.page_id)
-        if page is None or e.page_id in expanded or (e.page_id, e.text) in seen_excerpts:
+        page = by_number.get(e.page)
+        if page is None or e.page in expanded or (e.page, e.text) in seen_excerpts:
             continue
         first, last = e.excerpt or (page.first_turn, page.last_turn)
-        text = format_expanded(page.page_seq, first, last, e.text, excerpt=e.excerpt is not None)
+        text = format_expanded(page.number, first, last, e.text, excerpt=e.excerpt is not None)
         cost = count(text)
         if used + cost > budget:
             continue
-        segment = ExpandedSegment(page.page_id, page.page_seq, e.tier, first, last, e.text, e.source, text, cost,
+        segment = ExpandedSegment(page.number, e.tier, first, last, e.text, e.source, text, cost,
                                   excerpt=e.excerpt is not None)
         used += cost
         if e.excerpt is None:
-            expanded[e.page_id] = segment
-            used -= sum(x.positions for x in excerpts.pop(e.page_id, []))  # the whole page says it all
+            expanded[e.page] = segment
+            used -= sum(x.positions for x in excerpts.pop(e.page, []))  # the whole page says it all
         else:
-            seen_excerpts.add((e.page_id, e.text))
-            excerpts.setdefault(e.page_id, []).append(segment)
+            seen_excerpts.add((e.page, e.text))
+            excerpts.setdefault(e.page, []).append(segment)
 
-    imaged = [p for p in pages if p.page_id not in expanded and p.tier is not None]
+    imaged = [p for p in pages if p.number not in expanded and p.tier is not None]
     ledgers = {}
     for p in imaged:
         if ledger and p.ledger:
-            text = format_page_ledger(p.page_seq, p.ledger)
-            ledgers[p.page_id] = LedgerSegment(p.page_id, p.ledger, text, count(text))
-    costs = [PageCost(p.tier, ledgers[p.page_id].positions if p.page_id in ledgers else 0, p.pinned) for p in imaged]
-    tiers = dict(zip((p.page_id for p in imaged), fit_pages(costs, budget - used)))
+            text = format_page_ledger(p.number, p.ledger)
+            ledgers[p.number] = LedgerSegment(p.number, p.ledger, text, count(text))
+    costs = [PageCost(p.tier, ledgers[p.number].positions if p.number in ledgers else 0, p.pinned) for p in imaged]
+    tiers = dict(zip((p.number for p in imaged), fit_pages(costs, budget - used)))
 
     segments: list[Segment] = []
     for p in pages:
-        if p.page_id in expanded:
-            segments.append(expanded[p.page_id])
-        elif tiers.get(p.page_id) is not None:
-            tier = tiers[p.page_id]
-            segments.append(PageSegment(p.page_id, p.page_seq, tier, p.first_turn, p.last_turn, tier_slots(tier),
-                                        _bind(p.load_image, tier)))
-            if p.page_id in ledgers:
-                segments.append(ledgers[p.page_id])
-        if p.page_id not in expanded:
-            segments.extend(sorted(excerpts.get(p.page_id, ()), key=lambda x: (x.first_turn, x.last_turn)))
+        if p.number in expanded:
+            segments.append(expanded[p.number])
+        elif tiers.get(p.number) is not None:
+            tier = tiers[p.number]
+            segments.append(PageSegment(p.number, tier, p.first_turn, p.last_turn, Tier(tier).slots, p.image_source))
+            if p.number in ledgers:
+                segments.append(ledgers[p.number])
+        if p.number not in expanded:
+            segments.extend(sorted(excerpts.get(p.number, ()), key=lambda x: (x.first_turn, x.last_turn)))
     segments.extend(turn_segments)
     ctx = Context(segments, budget)
     assert ctx.positions <= budget, (ctx.positions, budget)  # the invariant fit_pages guarantees
     return ctx
-
-
-def _bind(load: Callable[[str], Image.Image], tier: str) -> Callable[[], Image.Image]:
-    return lambda: load(tier)

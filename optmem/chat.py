@@ -47,7 +47,7 @@ def run_chat(db: Path, conversation: str, config: MemoryConfig, llm_url: str | N
                 say(HELP)
             elif command == "/pages":
                 for p in mem.pages():
-                    say(f"  page {p.id if p.id is not None else '(open)'}: turns {p.first_turn}-{p.last_turn}, "
+                    say(f"  page {p.number}{'' if p.sealed else ' (open)'}: turns {p.first_turn}-{p.last_turn}, "
                         f"{p.tier or 'out of context'}, age {p.age:g}, {p.positions} positions")
             elif command == "/recall":
                 if not arg:
@@ -59,8 +59,8 @@ def run_chat(db: Path, conversation: str, config: MemoryConfig, llm_url: str | N
                 ctx = mem.context(query=arg or None)
                 say(f"  {ctx.positions} of {ctx.budget} positions:")
                 for s in ctx.segments:
-                    label = (f"{s.tier} page {s.page_seq}" if s.kind == "page"
-                             else f"excerpt of page {s.page_seq}" if s.kind == "expanded" and s.excerpt else s.kind)
+                    label = (f"{s.tier} page {s.page}" if s.kind == "page"
+                             else f"excerpt of page {s.page}" if s.kind == "expanded" and s.excerpt else s.kind)
                     say(f"    {label:<18} {s.positions:>5}")
             elif command.startswith("/"):
                 say(f"unknown command {command}; /help lists them")

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from optmem.modes import mode_for_side
+
 if TYPE_CHECKING:  # the renderer's Line; engines only read .box, .span and .kind
     from renderers import Line
 
@@ -472,15 +474,6 @@ class TesseractEngine:
         return "\n".join(ln.rstrip() for ln in text.strip("\n\f ").splitlines())
 
 
-def _mode_for_side(side: int) -> str:
-    from optmem.modes import LARGE, BASE, SMALL, TINY
-
-    for mode in (LARGE, BASE, SMALL, TINY):
-        if mode.side == side:
-            return mode.name
-    raise ValueError(f"no DeepSeek-OCR mode has side {side}px (modes: 1280, 1024, 640, 512)")
-
-
 class ModelOCREngine:
     """Wraps an OCR model exposing ``.ocr(image, mode) -> str``; the mode follows the image's side."""
 
@@ -494,7 +487,7 @@ class ModelOCREngine:
     def read(self, image: Image.Image, lines: Sequence[Line] = ()) -> str:
         if image.size[0] != image.size[1]:
             raise ValueError(f"ModelOCREngine reads square pages, got {image.size[0]}x{image.size[1]}")
-        return self.model.ocr(image, _mode_for_side(image.size[0]))
+        return self.model.ocr(image, mode_for_side(image.size[0]))
 
 
 _REGISTRY: dict[str, Callable[..., ReexpandEngine]] = {

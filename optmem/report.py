@@ -11,6 +11,7 @@ from PIL import Image
 from optmem.assembler import Context, png_data_url
 from optmem.memory import OpticalMemory
 from optmem.modes import TIER_NAMES, tier_side
+from renderers import encode_png
 
 THUMB_PX = 180
 SEGMENT_COLOURS = {"page": "#4c78a8", "ledger": "#f58518", "expanded": "#54a24b", "turn": "#b279a2"}
@@ -30,7 +31,7 @@ table { border-collapse: collapse; } td, th { padding: 2px 8px; border-bottom: 1
 
 def _thumbnail(image: Image.Image) -> str:
     thumb = image.convert("L").resize((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
-    return png_data_url(thumb)
+    return png_data_url(encode_png(thumb))
 
 
 def _expansion_kind(segment) -> str:
@@ -43,9 +44,9 @@ def _context_section(ctx: Context, title: str) -> str:
         for s in ctx.segments if s.positions)
     rows = []
     for s in ctx.segments:
-        what = {"page": lambda: f"page {s.page_seq} (turns {s.first_turn}-{s.last_turn}) at {s.tier}",
+        what = {"page": lambda: f"page {s.page} (turns {s.first_turn}-{s.last_turn}) at {s.tier}",
                 "ledger": lambda: "exact strings: " + " | ".join(s.strings),
-                "expanded": lambda: f"page {s.page_seq} {_expansion_kind(s)} ({s.source}): {s.body[:160]}…",
+                "expanded": lambda: f"page {s.page} {_expansion_kind(s)} ({s.source}): {s.body[:160]}…",
                 "turn": lambda: f"turn {s.turn_id} {s.role}: {s.body[:160]}"}[s.kind]()
         rows.append(f"<tr><td>{s.kind}</td><td>{s.positions}</td><td>{html.escape(what)}</td></tr>")
     legend = "".join(f'<span style="background:{c}"></span>{k}' for k, c in SEGMENT_COLOURS.items())
@@ -58,10 +59,10 @@ def write_report(mem: OpticalMemory, path: Path, query: str | None = None) -> Pa
     pages = mem.pages()
     by_tier: dict[str, list[str]] = defaultdict(list)
     for info in pages:
-        if info.id is None:
+        if not info.sealed:
             continue
-        image = mem.page_image(info.id)
-        label = f"page {info.id} · turns {info.first_turn}-{info.last_turn} · {image.width}px"
+        image = mem.page_image(info.number)
+        label = f"page {info.number} · turns {info.first_turn}-{info.last_turn} · {image.width}px"
         by_tier[info.tier or "out of context"].append(
             f'<figure><img src="{_thumbnail(image)}" width="{THUMB_PX}" height="{THUMB_PX}" alt="{html.escape(label)}">'
             f"<figcaption>{html.escape(label)}</figcaption></figure>")
@@ -76,7 +77,7 @@ def write_report(mem: OpticalMemory, path: Path, query: str | None = None) -> Pa
     turns = len(mem.history())
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>optmem: {html.escape(mem.conversation)}</title>"
            f"<style>{STYLE}</style></head><body><h1>optmem memory of {html.escape(mem.conversation)!s}</h1>"
-           f"<p>{turns} turns, {sum(1 for p in pages if p.id is not None)} sealed pages, "
+           f"<p>{turns} turns, {sum(1 for p in pages if p.sealed)} sealed pages, "
            f"newest {mem.config.recent_turns} turns kept as text.</p>"
            + "".join(contexts) + "".join(sections) + "</body></html>")
     path = Path(path)

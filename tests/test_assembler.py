@@ -5,15 +5,20 @@ from hypothesis import given, settings, strategies as st
 from optmem.assembler import (ESCAPED_IMAGE_PLACEHOLDER, BudgetError, Expansion, MemoryPage, RecentTurn, assemble)
 from optmem.modes import TIER_NAMES, tier_side
 from optmem.tokens import count_tokens
+from renderers import encode_png
 
 
-def _image(tier):
-    return Image.new("L", (tier_side(tier), tier_side(tier)), 255)
+class _BlankPage:
+    def image(self, tier):
+        return Image.new("L", (tier_side(tier), tier_side(tier)), 255)
+
+    def png(self, tier):
+        return encode_png(self.image(tier))
 
 
 def _pages(tiers, ledger=("AB-1234", "0x9f3a")):
-    return [MemoryPage(page_id=i + 1, page_seq=i + 1, tier=t, first_turn=10 * i + 1, last_turn=10 * i + 10,
-                       ledger=tuple(ledger), load_image=_image) for i, t in enumerate(tiers)]
+    return [MemoryPage(number=i + 1, tier=t, first_turn=10 * i + 1, last_turn=10 * i + 10,
+                       ledger=tuple(ledger), image_source=_BlankPage()) for i, t in enumerate(tiers)]
 
 
 RECENT = [RecentTurn(101, "user", "What was the code again?"), RecentTurn(102, "assistant", "Let me check.")]
@@ -47,7 +52,7 @@ def test_expanded_page_replaces_its_image_in_order():
     ctx = assemble(pages=_pages(["tiny", "tiny", None]), recent=RECENT, budget=8192, ledger=False,
                    expansions=[Expansion(3, "the door code is 4821-XK", "verbatim", "tiny"),
                                Expansion(2, "second page text", "ocr", "tiny")])
-    assert [(s.kind, getattr(s, "page_id", None)) for s in ctx.segments][:3] == [("page", 1), ("expanded", 2), ("expanded", 3)]
+    assert [(s.kind, getattr(s, "page", None)) for s in ctx.segments][:3] == [("page", 1), ("expanded", 2), ("expanded", 3)]
     assert "4821-XK" in ctx.to_text()
 
 
@@ -58,7 +63,7 @@ def test_excerpts_follow_their_page_image_and_count_in_the_budget():
                                Expansion(3, "out of context, still found", "ocr", "tiny", excerpt=(21, 21)),
                                Expansion(2, "an earlier part", "verbatim", "small", excerpt=(11, 12)),
                                Expansion(2, "the door code is 4821-XK", "verbatim", "small", excerpt=(14, 15))])
-    shape = [(s.kind, s.page_id, getattr(s, "first_turn", None)) for s in ctx.segments if s.kind != "turn"]
+    shape = [(s.kind, s.page, getattr(s, "first_turn", None)) for s in ctx.segments if s.kind != "turn"]
     assert shape == [("page", 1, 1), ("page", 2, 11), ("expanded", 2, 11), ("expanded", 2, 14), ("expanded", 3, 21)]
     assert ctx.page_tiers() == {1: "tiny", 2: "small"} and ctx.expanded_pages() == []
     assert "[memory page 2, turns 14-15, excerpt]\nthe door code is 4821-XK" in ctx.to_text()

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from optmem import BudgetError, InvalidTurn, MemoryConfig, OpticalMemory, PinError
 from optmem.demo import build_conversation
+from optmem.memory import MAX_SEALS_PER_ADD
+from optmem.store import open_store
 from optmem.modes import tier_side
 from optmem.store import UnknownConversation
 
@@ -56,7 +58,7 @@ def test_recent_turns_stay_text_and_older_ones_become_pages(conversation):
         for p in sealed:
             if p.tier:
                 assert p.image_tier == p.tier
-            assert mem.page_image(p.id).size == (tier_side(p.image_tier),) * 2
+            assert mem.page_image(p.number).size == (tier_side(p.image_tier),) * 2
 
 
 def test_context_positions_are_exact_and_inside_the_budget(conversation):
@@ -122,8 +124,8 @@ def test_an_evicted_page_keeps_its_last_image(conversation):
         sealed = [p for p in mem.pages() if p.sealed]
         assert [p.tier for p in sealed[-2:]] == ["small", "large"]
         assert sealed[0].tier is None and sealed[0].image_tier == "small" and sealed[0].positions == 0
-        assert mem.page_image(sealed[0].id).size == (640, 640)
-        assert sealed[0].id not in {s.page_id for s in mem.context().segments if s.kind == "page"}
+        assert mem.page_image(sealed[0].number).size == (640, 640)
+        assert sealed[0].number not in {s.page for s in mem.context().segments if s.kind == "page"}
 
 
 def test_seconds_schedule_ages_by_conversation_clock():
@@ -146,14 +148,14 @@ def test_pinned_page_holds_its_tier(conversation):
     with OpticalMemory.open(":memory:", "a", config()) as mem:
         fill(mem, turns[:60])
         first = next(p for p in mem.pages() if p.sealed)
-        mem.pin(first.id, first.tier)
+        mem.pin(first.number, first.tier)
         fill(mem, turns[60:200], start=60)
-        assert next(p for p in mem.pages() if p.id == first.id).tier == first.tier
+        assert next(p for p in mem.pages() if p.number == first.number).tier == first.tier
         later = [p for p in mem.pages() if p.sealed and p.tier == "small"][0]
         with pytest.raises(PinError, match="cannot be pinned at the sharper large"):
-            mem.pin(later.id, "large")
+            mem.pin(later.number, "large")
         with pytest.raises(PinError, match="unknown tier"):
-            mem.pin(later.id, "huge")
+            mem.pin(later.number, "huge")
 
 
 def test_pages_are_deterministic_across_runs(conversation):
@@ -162,7 +164,7 @@ def test_pages_are_deterministic_across_runs(conversation):
     def snapshot():
         with OpticalMemory.open(":memory:", "a", config()) as mem:
             fill(mem, turns[:100])
-            return [(p.id, p.tier, mem.page_image(p.id).tobytes()) for p in mem.pages() if p.sealed]
+            return [(p.number, p.tier, mem.page_image(p.number).tobytes()) for p in mem.pages() if p.sealed]
 
     assert snapshot() == snapshot()
 
@@ -172,7 +174,7 @@ def test_conversations_are_isolated(tmp_path, conversation):
     path = tmp_path / "m.db"
     with OpticalMemory.open(path, "alice", config()) as alice:
         fill(alice, turns[:80])
-        alice_pages = [p.id for p in alice.pages() if p.sealed]
+        alice_pages = [p.number for p in alice.pages() if p.sealed]
     with OpticalMemory.open(path, "bob", config()) as bob:
         bob.add("user", "hello from bob")
         assert [t.text for t in bob.history()] == ["hello from bob"]
@@ -221,10 +223,13 @@ def test_huge_turn_spans_many_pages_and_exact_text_survives():
     with OpticalMemory.open(":memory:", "a", config(recent_turns=1)) as mem:
         mem.add("user", text)
         mem.add("assistant", "noted")
+        # One add seals a bounded number of pages; flush() seals the rest now.
+        assert sum(p.sealed for p in mem.pages()) == MAX_SEALS_PER_ADD
+        mem.flush()
         sealed = [p for p in mem.pages() if p.sealed]
         assert len(sealed) > 20
         assert all(p.first_turn == p.last_turn == 1 for p in sealed)
-        source = "".join(mem._store.page_source_text(mem._conv, p.id) for p in sealed)
+        source = "".join(mem.page_text(p.number) for p in sealed)
         assert "word0 " in source and "word39000" in source
 
 
@@ -237,7 +242,7 @@ def test_context_messages_carry_page_images(conversation):
         images = [p for p in messages[0]["content"] if p["type"] == "image_url"]
         assert len(images) == sum(s.kind == "page" for s in ctx.segments) > 0
         page = next(s for s in ctx.segments if s.kind == "page")
-        assert page.image.size == (tier_side(page.tier),) * 2
+        assert page.load_image().size == (tier_side(page.tier),) * 2
         assert "user:" in ctx.to_text()
 
 
@@ -280,7 +285,7 @@ def test_a_killed_writer_leaves_a_consistent_database(tmp_path):
         pages = [p for p in mem.pages() if p.sealed]
         assert pages
         for p in pages:
-            image = mem.page_image(p.id)  # hash-checked: no torn blob
+            image = mem.page_image(p.number)  # hash-checked: no torn blob
             assert image.size == (tier_side(p.image_tier),) * 2
             assert p.tier is None or p.tier == p.image_tier
         open_page = [p for p in mem.pages() if not p.sealed]
@@ -317,7 +322,7 @@ def test_several_processes_share_one_conversation(tmp_path):
         for a, b in zip(pages, pages[1:]):  # contiguous cover, no turn packed twice
             assert b.first_turn in (a.last_turn, a.last_turn + 1)
         assert pages[-1].last_turn == 180 - 3
-        rows = mem._store.pages(mem._conv)
+        rows = sealed
         for a, b in zip(rows, rows[1:]):  # a turn split across pages continues at the exact character
             if b.first_turn == a.last_turn:
                 assert b.first_char == a.last_char > 0
@@ -336,30 +341,44 @@ def test_page_ages_stay_right_after_old_pages_are_deleted(conversation):
         assert [p.age for p in sealed] == [3, 2, 1, 0]
 
 
-def test_a_failed_add_leaves_no_trace(conversation, monkeypatch):
-    turns, _ = conversation
-    with OpticalMemory.open(":memory:", "a", config()) as mem:
-        fill(mem, turns[:40])
-        before = (mem.history(), mem.pages())
+class _FailingStore:
+    """A store whose tier moves fail once armed: a write that dies half way through."""
 
-        def boom(*args, **kwargs):
+    def __init__(self, store):
+        self._store = store
+        self.armed = False
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def set_page_tier(self, *args, **kwargs):
+        if self.armed:
             raise RuntimeError("disk full")
+        return self._store.set_page_tier(*args, **kwargs)
 
-        monkeypatch.setattr(mem, "_apply_schedule", boom)
+
+def test_a_failed_add_leaves_no_trace(conversation):
+    turns, _ = conversation
+    store = _FailingStore(open_store(":memory:"))
+    with OpticalMemory(store, config(), conversation="a") as mem:
+        fill(mem, turns[:40])
+        store.armed = True
         with pytest.raises(RuntimeError, match="disk full"):
-            mem.add("user", "this turn must not half-exist " * 30)
-        monkeypatch.undo()
-        assert (mem.history(), mem.pages()) == before
-        mem.add("user", "a different turn")  # the cached open-page state was dropped with the rollback
-        assert mem.history()[-1].text == "a different turn"
-        fill(mem, turns[40:80], start=40)
+            fill(mem, turns[40:80], start=40)  # one of these seals a page, which moves the others
+        store.armed = False
+        history, pages = mem.history(), mem.pages()
+        assert [t.text for t in history] == [text for _, text in turns[:len(history)]]  # the failed turn is not there
+        assert 40 <= len(history) < 80
+        fill(mem, turns[len(history):80], start=len(history))  # and the memory goes on from where it was
         pages = mem.pages()
+        assert len(mem.history()) == 80
         for a, b in zip(pages, pages[1:]):
             assert b.first_turn in (a.last_turn, a.last_turn + 1)
 
 
 def test_chunk_spans_whole_turns_and_excerpt_turns():
-    from optmem.memory import chunk_spans, chunk_text, excerpt_turns, whole_turns
+    from optmem.excerpts import excerpt_turns, whole_turns
+    from optmem.retrieval import chunk_spans, chunk_text
 
     page = ("user · #7 · 2024-01-01 10:00 UTC (continued)\nend of seven.\n\n"
             "assistant · #8 · 2024-01-01 10:01 UTC\n" + "word " * 60 + "the port is 8374.\n\n"

@@ -55,12 +55,12 @@ def test_optical_archive_re_expands_by_reading_the_blurred_page(conversation, ve
     with OpticalMemory.open(":memory:", "a", MemoryConfig(archive="optical")) as mem:
         fill(mem, turns)
         hits = mem.recall(facts[0][1].question, k=1)
-        page = next(p for p in mem.pages() if p.id == hits[0].page)
+        page = next(p for p in mem.pages() if p.number == hits[0].page)
         assert hits[0].source == "ocr" and page.tier in ("small", "tiny")
         # The verbatim twin renders the same pages: OCR of the blurred page must read what it holds.
-        source = verbatim._store.page_source_text(verbatim._conv, page.id)
+        source = verbatim.page_text(page.number)
         assert cer(source, hits[0].text) < 0.03
-        assert mem._store.cached_text(mem._conv, page.id, page.tier, "ppocr-strips") == hits[0].text
+        assert mem.read_page(page.number) == hits[0].text  # the cached read
         assert mem.history()[0].text is None  # the text itself is gone
 
 
@@ -75,7 +75,7 @@ def test_reading_a_tiny_page_recovers_exact_ids():
         fill(mem, filler)
         first = next(p for p in mem.pages() if p.sealed)
         assert first.tier == "tiny"
-        text = mem.read_page(first.id)
+        text = mem.read_page(first.number)
         assert "7f3c9e2a-41d0-4b8e-9c11-5a2b3c4d5e6f" in text and "480162" in text
         assert cer(needle, text[: len(needle) + 40][text.find("The vault"):][: len(needle)]) < 0.02
 
@@ -101,7 +101,7 @@ def test_recall_never_crosses_conversations(tmp_path, conversation):
     path = tmp_path / "m.db"
     with OpticalMemory.open(path, "alice") as alice:
         fill(alice, turns)
-        alice_texts = {alice._store.page_source_text(alice._conv, p.id) for p in alice.pages() if p.sealed}
+        alice_texts = {alice.page_text(p.number) for p in alice.pages() if p.sealed}
     with OpticalMemory.open(path, "bob") as bob:
         fill(bob, [("user", "I only talk about chess openings and endgames.")] * 40)
         for _, fact in facts:
@@ -127,14 +127,14 @@ def test_excerpts_put_the_relevant_chunk_beside_its_page_image(conversation, ver
             assert not ctx.expanded_pages()
             hit = next(s for s in excerpts if fact.answer in s.body)
             # An excerpt is a piece of its page, names the turns it shows, and the page's image stays.
-            page = next(p for p in mem.pages() if p.id == hit.page_id)
+            page = next(p for p in mem.pages() if p.number == hit.page)
             assert page.first_turn <= hit.first_turn <= hit.last_turn <= page.last_turn
             assert hit.first_turn <= fact_turn + 1 <= hit.last_turn  # turn ids count from 1
             assert len(hit.body) <= 3 * mem.config.retrieval.chunk_chars
             if page.tier is not None:
-                assert hit.page_id in ctx.page_tiers()
+                assert hit.page in ctx.page_tiers()
             index = ctx.segments.index(hit)
-            assert any(s.kind == "page" and s.page_id == hit.page_id for s in ctx.segments[:index]) or page.tier is None
+            assert any(s.kind == "page" and s.page == hit.page for s in ctx.segments[:index]) or page.tier is None
             # Far cheaper in text than re-expanding whole pages.
             text_positions = lambda c: sum(s.positions for s in c.segments if s.kind == "expanded")  # noqa: E731
             assert text_positions(ctx) < text_positions(whole)
@@ -149,4 +149,4 @@ def test_optical_excerpts_are_cut_from_the_ocr_read(conversation):
         excerpts = [s for s in ctx.segments if s.kind == "expanded"]
         assert excerpts and all(s.source == "ocr" and s.excerpt for s in excerpts)
         assert any(fact.answer in s.body for s in excerpts)
-        assert len({s.page_id for s in excerpts}) == 1  # max_pages bounds the OCR reads
+        assert len({s.page for s in excerpts}) == 1  # max_pages bounds the OCR reads

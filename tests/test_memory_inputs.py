@@ -1,0 +1,93 @@
+"""Bad arguments at the memory's boundary get optmem's own typed errors (issue 12, items 1, 2, 4)."""
+
+import numpy as np
+import pytest
+
+from optmem import InvalidArgument, InvalidTurn, OpticalMemory
+from optmem.store import open_store
+
+NO_RETRIEVAL = {"recent_turns": 2, "retrieval": {"enabled": False}}
+SMALL_PAGES = {"recent_turns": 2, "render": {"page_px": 512, "font_px": 12}}
+
+
+@pytest.mark.parametrize("ts", [1e12, 2.6e11, -6.3e10, 1e300, -1e300, 10**400, float("nan"), float("inf"), True, "2024"])
+def test_a_timestamp_outside_the_calendar_is_refused_at_add(ts):
+    with OpticalMemory.open(":memory:", "a", NO_RETRIEVAL) as mem:
+        with pytest.raises(InvalidTurn, match="timestamp must be .* between"):
+            mem.add("user", "hello", timestamp=ts)
+        assert mem.history() == []
+
+
+def test_timestamps_at_the_ends_of_the_calendar_are_kept_and_paged():
+    with OpticalMemory.open(":memory:", "a", NO_RETRIEVAL) as mem:
+        mem.add("user", "first", timestamp=-62135596800)  # 0001-01-01
+        mem.add("user", "last", timestamp=253402300799)  # 9999-12-31 23:59:59
+        for i in range(6):
+            mem.add("assistant", "more words " * 200, timestamp=1_700_000_000 + i)
+        assert len(mem.history()) == 8 and mem.context().positions > 0
+
+
+def test_a_stored_timestamp_outside_the_calendar_never_breaks_packing():
+    # A row written by an older optmem that did not check (or edited by hand) still pages.
+    store = open_store(":memory:")
+    conv = store.conversation_id("a", create=True)
+    with store.write():
+        store.add_turn(conv, "user", "from the far future", 1e12)
+    with OpticalMemory(store, NO_RETRIEVAL, conversation="a") as mem:
+        for i in range(40):
+            mem.add("assistant", "filler text " * 120, timestamp=1_700_000_000 + i)
+        assert any(p.sealed for p in mem.pages())
+        assert "far future" in mem.page_text(1)
+
+
+def test_budget_takes_integers_of_any_kind_but_not_bools_or_floats():
+    with OpticalMemory.open(":memory:", "a", NO_RETRIEVAL) as mem:
+        mem.add("user", "hi")
+        assert mem.context(budget=np.int64(5000)).budget == 5000
+        for bad in (True, 5000.0, "5000", 0, -3):
+            with pytest.raises(InvalidArgument, match="budget must be an integer >= 1"):
+                mem.context(budget=bad)
+
+
+@pytest.mark.parametrize("retrieval", [False, True])
+@pytest.mark.parametrize("query", [b"bytes query", 123, ["a list"], "lone \ud800 surrogate"])
+def test_a_query_that_is_not_text_is_refused_naming_the_argument(retrieval, query):
+    with OpticalMemory.open(":memory:", "a", {"recent_turns": 2, "retrieval": {"enabled": retrieval}}) as mem:
+        mem.add("user", "hi")
+        with pytest.raises(InvalidArgument, match="query"):
+            mem.context(query=query)
+        if retrieval:
+            with pytest.raises(InvalidArgument, match="query"):
+                mem.recall(query)
+
+
+def test_a_lone_surrogate_in_a_turn_is_an_invalid_turn():
+    with OpticalMemory.open(":memory:", "a", NO_RETRIEVAL) as mem:
+        with pytest.raises(InvalidTurn, match="lone surrogate"):
+            mem.add("user", "bad \udc80 text")
+        assert mem.history() == []
+
+
+@pytest.mark.parametrize("k, message", [(-1, "got -1"), (0, "got 0"), (2.5, "got 2.5"), (None, "got None"), (True, "got True")])
+def test_recall_k_is_checked(k, message):
+    with OpticalMemory.open(":memory:", "a", {"recent_turns": 2}) as mem:
+        with pytest.raises(InvalidArgument, match=f"k must be an integer >= 1, {message}"):
+            mem.recall("anything", k=k)
+
+
+def test_a_corrupt_stored_vector_index_is_rebuilt_from_the_stored_vectors(tmp_path):
+    path = tmp_path / "m.db"
+    with OpticalMemory.open(path, "a", SMALL_PAGES) as mem:
+        for i in range(30):
+            mem.add("user" if i % 2 else "assistant", f"turn {i}: the door code for room {i} is {4000 + i}. " * 8,
+                    timestamp=1_700_000_000 + i)
+        before = [h.page for h in mem.recall("door code for room 3", k=2)]
+    store = open_store(path)
+    conv = store.conversation_id("a", create=False)
+    n = store.vector_index(conv)[0]
+    store.put_vector_index(conv, n, b"\x00garbage, not a faiss index")
+    store.close()
+    with OpticalMemory.open(path, "a", SMALL_PAGES) as mem:
+        assert [h.page for h in mem.recall("door code for room 3", k=2)] == before
+    store = open_store(path)
+    assert store.vector_index(store.conversation_id("a", create=False))[1] != b"\x00garbage, not a faiss index"
