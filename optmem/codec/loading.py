@@ -4,21 +4,29 @@ The mapping is explicit (deepseek-ocr-spec.md §3): every checkpoint tensor is e
 exactly one model tensor (directly, as a third of v1's fused CLIP ``qkv_proj``, or as one expert's
 slice of the packed MoE tensors) or listed in ``UNUSED``; anything else is an error that names
 the tensor. Only safetensors are read; nothing is unpickled and no hub is contacted.
+
+A checkpoint directory is treated as hostile input: every header is checked by
+``safetensors_header`` before any data is read, shard paths must stay inside the directory, and
+tensors whose dtype is not a weight dtype are refused rather than cast. Every such failure is a
+``CheckpointError`` naming the file and tensor.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import DeepSeekOCRConfig
+from .safetensors_header import CheckpointError, TensorEntry, read_header
 
 # Present in the official file (or its fp32 re-save) but deliberately not used: v1 replaces
 # CLIP's patch conv with the SAM feature map, and position_ids is a saved index buffer.
@@ -33,9 +41,16 @@ DOWNLOAD_HINT = (
     "copy that directory here and pass it to from_pretrained (see docs/codec.md)"
 )
 
+INDEX_NAME = "model.safetensors.index.json"
+MAX_INDEX_BYTES = 64 * 2**20  # the official index is 247 kB
 
-class CheckpointError(ValueError):
-    """A checkpoint tensor is missing, unexpected or mis-shaped; the message names it."""
+# The dtypes a DeepSeek-OCR weight may be stored in; each is widened or rounded to the requested
+# dtype on load. BF16 is the official file; F32 re-saves (a three-shard mirror exists) hold the same
+# values exactly, and F16 is the usual half-precision export for GPUs without bf16. Everything else is refused
+# rather than cast: F64 is no exporter's format for this model, so it means a wrong conversion;
+# int, bool and the F8/F4/F6 formats are quantised or not weights at all, and casting them without
+# their scales would load a silently broken model.
+WEIGHT_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -141,13 +156,20 @@ def _pieces_needed(target: str, shape: tuple[int, ...]) -> int:
 
 
 def checkpoint_files(local_dir: str | Path) -> list[Path]:
+    """The safetensors files of the checkpoint in ``local_dir``: the shards its
+    ``model.safetensors.index.json`` lists, else every ``*.safetensors``. Each must resolve inside
+    the directory (a shard name with a path, or a symlink out of it, is refused before anything
+    outside is opened)."""
     d = Path(local_dir).expanduser()
     if not d.is_dir():
         raise FileNotFoundError(f"DeepSeek-OCR weights directory {str(d)!r} does not exist; {DOWNLOAD_HINT}")
-    index = d / "model.safetensors.index.json"
+    root = d.resolve()
+    index = d / INDEX_NAME
     if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [d / n for n in names]
+        _check_inside(index, root)
+        files = [d / n for n in _shard_names(index)]
+        for f in files:
+            _check_inside(f, root)
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(f"shards listed in {index} are missing: {missing}")
@@ -157,50 +179,102 @@ def checkpoint_files(local_dir: str | Path) -> list[Path]:
         pickles = sorted(p.name for p in d.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
         extra = f" (found {pickles}: pickle checkpoints are never loaded)" if pickles else ""
         raise FileNotFoundError(f"no *.safetensors in {str(d)!r}{extra}; {DOWNLOAD_HINT}")
+    for f in files:
+        _check_inside(f, root)
     return files
+
+
+def _check_inside(path: Path, root: Path) -> None:
+    target = path.resolve()
+    if not target.is_relative_to(root):
+        raise CheckpointError(
+            f"{path} resolves to {target}, outside the weights directory {root}; checkpoint files are only "
+            "read from inside it (copy the real files in, e.g. cp -L, instead of linking out)"
+        )
+
+
+def _shard_names(index: Path) -> list[str]:
+    """The shard file names ``index`` maps tensors to: plain ``*.safetensors`` names, no paths."""
+    with _open_regular(index) as f:
+        raw = f.read(MAX_INDEX_BYTES + 1)
+    if len(raw) > MAX_INDEX_BYTES:
+        raise CheckpointError(f"{index}: larger than {MAX_INDEX_BYTES:,} bytes; not a shard index")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, over-long integers, deep nesting
+        raise CheckpointError(f"{index}: not valid JSON ({str(e)[:80]})") from None
+    weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
+    if not isinstance(weight_map, dict):
+        got = type(doc).__name__ if not isinstance(doc, dict) else f"weight_map of type {type(weight_map).__name__}"
+        raise CheckpointError(f"{index}: expected a JSON object whose 'weight_map' maps tensor names to "
+                              f"shard file names, got a {got}")
+    if not weight_map:
+        raise CheckpointError(f"{index}: 'weight_map' lists no tensors")
+    for key, name in weight_map.items():
+        if not (isinstance(name, str) and name.endswith(".safetensors") and Path(name).name == name
+                and "\0" not in name):
+            raise CheckpointError(f"{index}: tensor {key!r} is mapped to {str(name)[:120]!r}, which is not the "
+                                  "name of a *.safetensors file in the weights directory")
+    return sorted(set(weight_map.values()))
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file (a FIFO or device would block or never end)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise CheckpointError(f"{path} is not a regular file")
+    return open(path, "rb")
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One official tensor to read: where its bytes are and which model tensors they fill."""
+
+    stream: BinaryIO
+    path: Path
+    offset: int
+    key: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    pieces: list[Piece]
 
 
 def load_state_dict(model: torch.nn.Module, local_dir: str | Path, config: DeepSeekOCRConfig,
                     dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Read the checkpoint, map it onto ``model``'s names and check it covers the model exactly.
-    Returns the state dict (in ``dtype``) for ``model.load_state_dict(sd, strict=True, assign=True)``."""
+    Returns the state dict (in ``dtype``) for ``model.load_state_dict(sd, strict=True, assign=True)``.
+
+    Every shard's header, name, shape and dtype is checked before any tensor data is read, and
+    the shards stay open in between, so the bytes read are the ones that were checked."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    out: dict[str, torch.Tensor] = {}
-    filled: dict[str, int] = {}
-    seen: set[str] = set()
-    for path in checkpoint_files(local_dir):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                if key in seen:
-                    raise CheckpointError(f"tensor {key!r} appears in more than one shard")
-                seen.add(key)
-                if key in UNUSED:
-                    continue
-                pieces = map_key(key, config)
-                if pieces is None:
-                    raise CheckpointError(f"unexpected tensor {key!r} in {path.name}: not part of DeepSeek-OCR v1")
-                absent = [p.target for p in pieces if p.target not in expected]
-                if absent:
-                    raise CheckpointError(f"unexpected tensor {key!r}: this model has no {absent[0]!r}")
-                want = _official_shape(pieces, expected)
-                tensor = f.get_tensor(key)
-                if tuple(tensor.shape) != want:
-                    raise CheckpointError(f"tensor {key!r} has shape {list(tensor.shape)}, expected {list(want)}")
-                for piece in pieces:
-                    part = tensor if piece.src_rows is None else tensor[piece.src_rows[0] : piece.src_rows[1]]
-                    if piece.index is None and piece.dst_rows is None:
-                        out[piece.target] = part.to(dtype).contiguous()
-                    else:
-                        if piece.target not in out:
-                            out[piece.target] = torch.empty(expected[piece.target], dtype=dtype)
-                        _destination(out[piece.target], piece).copy_(part.to(dtype))
-                    filled[piece.target] = filled.get(piece.target, 0) + 1
-    absent = [k for k in official_keys(config) if k not in seen and k not in UNUSED]
-    if absent:
-        raise CheckpointError(
-            f"checkpoint in {str(local_dir)!r} lacks {len(absent)} tensor(s): {', '.join(absent[:8])}"
-            + (" …" if len(absent) > 8 else "")
-        )
+    with ExitStack() as stack:
+        plan: list[_Planned] = []
+        seen: dict[str, Path] = {}
+        for path in checkpoint_files(local_dir):
+            stream = stack.enter_context(_open_regular(path))
+            header = read_header(stream, os.fstat(stream.fileno()).st_size, str(path))
+            for entry in header.tensors:
+                planned = _plan(entry, header.data_start, stream, path, seen, expected, config)
+                if planned is not None:
+                    plan.append(planned)
+        absent = [k for k in official_keys(config) if k not in seen and k not in UNUSED]
+        if absent:
+            raise CheckpointError(
+                f"checkpoint in {str(local_dir)!r} lacks {len(absent)} tensor(s): {', '.join(absent[:8])}"
+                + (" …" if len(absent) > 8 else "")
+            )
+        out: dict[str, torch.Tensor] = {}
+        filled: dict[str, int] = {}
+        for p in plan:
+            tensor = _read_tensor(p)
+            for piece in p.pieces:
+                part = tensor if piece.src_rows is None else tensor[piece.src_rows[0] : piece.src_rows[1]]
+                if piece.index is None and piece.dst_rows is None:
+                    out[piece.target] = part.to(dtype).contiguous()
+                else:
+                    if piece.target not in out:
+                        out[piece.target] = torch.empty(expected[piece.target], dtype=dtype)
+                    _destination(out[piece.target], piece).copy_(part.to(dtype))
+                filled[piece.target] = filled.get(piece.target, 0) + 1
     missing = [t for t, shape in expected.items() if filled.get(t, 0) < _pieces_needed(t, shape)]
     if missing:  # backstop: the key list and the model disagree
         raise CheckpointError(
@@ -208,6 +282,45 @@ def load_state_dict(model: torch.nn.Module, local_dir: str | Path, config: DeepS
             + "; ".join(f"{official_names_for(t, config)} (-> {t})" for t in missing[:8])
         )
     return out
+
+
+def _plan(entry: TensorEntry, data_start: int, stream: BinaryIO, path: Path, seen: dict[str, Path],
+          expected: dict[str, tuple[int, ...]], config: DeepSeekOCRConfig) -> _Planned | None:
+    """Check one header entry against the model; None for a deliberately unused tensor."""
+    key = entry.name
+    if key in seen:
+        raise CheckpointError(f"tensor {key!r} appears in more than one shard ({seen[key].name} and {path.name})")
+    seen[key] = path
+    if key in UNUSED:
+        return None
+    pieces = map_key(key, config)
+    if pieces is None:
+        raise CheckpointError(f"unexpected tensor {key!r} in {path.name}: not part of DeepSeek-OCR v1")
+    absent = [p.target for p in pieces if p.target not in expected]
+    if absent:
+        raise CheckpointError(f"unexpected tensor {key!r} in {path.name}: this model has no {absent[0]!r}")
+    want = _official_shape(pieces, expected)
+    if entry.shape != want:
+        raise CheckpointError(f"{path}: tensor {key!r} has shape {list(entry.shape)}, expected {list(want)}")
+    if entry.dtype not in WEIGHT_DTYPES:
+        raise CheckpointError(f"{path}: tensor {key!r} has dtype {entry.dtype}; DeepSeek-OCR weights must be "
+                              f"one of {', '.join(WEIGHT_DTYPES)} (other dtypes are refused, not cast)")
+    return _Planned(stream, path, data_start + entry.begin, key, WEIGHT_DTYPES[entry.dtype], want, pieces)
+
+
+def _read_tensor(p: _Planned) -> torch.Tensor:
+    """The tensor's bytes read straight into a tensor of the checked shape and dtype (so the size
+    allocated is the model's, which the header was checked to match)."""
+    tensor = torch.empty(p.shape, dtype=p.dtype)
+    view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+    p.stream.seek(p.offset)
+    done = 0
+    while done < len(view):  # readinto may stop short of a large buffer
+        n = p.stream.readinto(view[done:])
+        if not n:
+            raise CheckpointError(f"{p.path}: tensor {p.key!r} ends early: the file shrank after its header was read")
+        done += n
+    return tensor
 
 
 # -- the inverse: model tensors under official names (tests, export) ------------------------
