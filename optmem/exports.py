@@ -79,9 +79,11 @@ def page_image_bytes(s: PageSegment, media_type: str) -> tuple[bytes, str]:
 
 
 def _detail(profile: Profile, tier: str) -> str | None:
-    # A tier named after a rung takes its detail; otherwise the sharpest rung's (the higher count).
-    rung = profile.rung(tier) or profile.ladder[0]
-    return rung.detail
+    """The API's ``detail`` for a page at ``tier``: its rung's, or the sharpest rung's (the higher
+    count) for a tier the ladder does not name; None for APIs that take no detail."""
+    if not profile.cost.detail_is_api_param:
+        return None
+    return (profile.rung(tier) or profile.ladder[0]).detail
 
 
 def _turns(ctx: Context, profile: Profile) -> list[tuple[Role, list[_Part]]]:

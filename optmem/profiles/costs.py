@@ -24,6 +24,8 @@ class _Rule(BaseModel):
     details: ClassVar[tuple[str, ...]] = ()
     #: computed from the reader's own preprocessing code (True) or a published formula (False)
     exact: ClassVar[bool] = False
+    #: whether detail is the API's own image ``detail`` parameter (OpenAI), not a processing mode
+    detail_is_api_param: ClassVar[bool] = False
 
     def check(self, width: int, height: int, detail: str | None) -> None:
         if width < 1 or height < 1:
@@ -106,6 +108,7 @@ class OpenAITile(_Rule):
 
     kind: Literal["openai-tile"] = "openai-tile"
     details: ClassVar[tuple[str, ...]] = ("low", "high", "auto")
+    detail_is_api_param: ClassVar[bool] = True
     base: int = Field(default=85, ge=0)
     per_tile: int = Field(default=170, ge=0)
     tile: int = Field(default=512, gt=0)
@@ -133,6 +136,7 @@ class OpenAIPatch(_Rule):
 
     kind: Literal["openai-patch"] = "openai-patch"
     details: ClassVar[tuple[str, ...]] = ("low", "high", "auto")
+    detail_is_api_param: ClassVar[bool] = True
     patch: int = Field(default=32, gt=0)
     max_patches: int = Field(default=1536, gt=0)
     multiplier: float = Field(default=1.62, gt=0)
