@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from optmem.profiles.tokenizers import tokenizer  # noqa: E402
-from render_speed import ZH_SENTENCES  # noqa: E402
+from render_speed import ZH_SENTENCES
+
+from optmem.profiles.tokenizers import tokenizer
 
 PER_TEXT = 1
 READERS = ("o200k_base", "cl100k_base", "qwen")

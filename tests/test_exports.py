@@ -2,18 +2,27 @@ import base64
 import io
 import json
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import jsonschema
 import pytest
 from anthropic.types import ContentBlockParam, MessageParam
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from pydantic import ConfigDict, TypeAdapter
 
 from optmem.assembler import (
-    ESCAPED_IMAGE_PLACEHOLDER, Context, ExpandedSegment, LedgerSegment, PageSegment, RecentTurn, TurnSegment,
-    MemoryPage, assemble,
+    ESCAPED_IMAGE_PLACEHOLDER,
+    Context,
+    ExpandedSegment,
+    LedgerSegment,
+    MemoryPage,
+    PageSegment,
+    RecentTurn,
+    TurnSegment,
+    assemble,
 )
 from optmem.exports import OPENER, RequestLimitError, to_anthropic, to_openai_messages
 from optmem.modes import tier_side
@@ -58,7 +67,7 @@ def assert_valid_openai(messages: list[dict], profile) -> None:
     body = roles[1:] if roles[:1] == ["system"] else roles
     assert "system" not in body and "developer" not in roles
     assert body[:1] in ([], ["user"])
-    assert all(a != b for a, b in zip(body, body[1:])), roles
+    assert all(a != b for a, b in pairwise(body)), roles
     for m in messages:
         parts = m["content"] if isinstance(m["content"], list) else []
         if m["role"] != "user":
@@ -80,7 +89,7 @@ def assert_valid_anthropic(request: dict) -> None:
     assert set(request) == {"system", "messages"} and isinstance(request["system"], str)
     roles = [m["role"] for m in request["messages"]]
     assert roles[:1] in ([], ["user"]) and set(roles) <= {"user", "assistant"}
-    assert all(a != b for a, b in zip(roles, roles[1:])), roles
+    assert all(a != b for a, b in pairwise(roles)), roles
     for m in request["messages"]:
         ANTHROPIC_MESSAGE.validate_python(m)
         if isinstance(m["content"], str):

@@ -1,14 +1,28 @@
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from pydantic import ValidationError
 
 from optmem import modes
 from optmem.profiles import (
-    BUILTIN, Claude, DeepSeekVllm, Gemini, OpenAIPatch, OpenAITile, Profile, QwenVL, UnknownProfile, crop_grid,
-    image_worth_sending, load_profile, profile_to_toml, rungs_worth_sending, text_tokens_for_image_worth, tokenizer,
+    BUILTIN,
+    Claude,
+    DeepSeekVllm,
+    OpenAIPatch,
+    OpenAITile,
+    Profile,
+    QwenVL,
+    UnknownProfile,
+    crop_grid,
+    image_worth_sending,
+    load_profile,
+    profile_to_toml,
+    rungs_worth_sending,
+    text_tokens_for_image_worth,
+    tokenizer,
 )
 from optmem.profiles.builtin import UNSHIPPED_TEXT
 
@@ -71,7 +85,9 @@ def test_vllm_deepseek_ocr_pads_to_1024_and_tiles_over_640():
 
 
 def _processor(rule: QwenVL):
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     return Qwen2VLImageProcessorPil(size={"shortest_edge": rule.min_pixels, "longest_edge": rule.max_pixels},
                                     patch_size=rule.patch_size, merge_size=rule.merge_size)

@@ -203,14 +203,16 @@ class QwenVL(_Rule):
     extra_tokens: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")
-    def _pixels(self) -> "QwenVL":
+    def _pixels(self) -> QwenVL:
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")
         return self
 
     def resized(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) the processor resizes an image to."""
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            smart_resize,
+        )
 
         h, w = smart_resize(height, width, factor=self.patch_size * self.merge_size,
                             min_pixels=self.min_pixels, max_pixels=self.max_pixels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -83,7 +84,7 @@ class Profile(_Model):
     media_type: Literal["image/png", "image/webp", "image/jpeg"] = "image/png"
 
     @model_validator(mode="after")
-    def _ladder(self) -> "Profile":
+    def _ladder(self) -> Profile:
         if isinstance(self.cost, NoImages):
             if self.ladder:
                 raise ValueError("ladder: a reader that takes no images has no ladder")
@@ -99,7 +100,7 @@ class Profile(_Model):
             except ValueError as e:
                 raise ValueError(f"ladder: rung {r.name!r}: {e}") from None
         costs = [self.rung_tokens(r) for r in self.ladder]
-        if any(b >= a for a, b in zip(costs, costs[1:])):
+        if any(b >= a for a, b in pairwise(costs)):
             raise ValueError(f"ladder: each rung must cost fewer image tokens than the one before, got "
                              f"{dict(zip(names, costs))}")
         return self
@@ -149,7 +150,7 @@ class UnknownProfile(ValueError):
     """A profile name that is neither built in nor a TOML file."""
 
 
-def load_profile(spec: "Profile | str | Path | Mapping") -> Profile:
+def load_profile(spec: Profile | str | Path | Mapping) -> Profile:
     """A profile from a built-in name, a TOML file path, or a mapping of its fields."""
     from optmem.config import read_toml
     from optmem.profiles.builtin import BUILTIN

