@@ -224,3 +224,11 @@ def test_request_limits_are_enforced():
         update={"max_request_bytes": 1000})})
     with pytest.raises(RequestLimitError, match="over claude's limit of 1000 bytes"):
         to_anthropic(Context(segs[:20], 10**6), tight)
+
+
+def test_the_schema_itself_rejects_what_the_api_rejects():
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert not OPENAI.is_valid({"role": "system", "content": [image]})
+    assert not OPENAI.is_valid({"role": "developer", "content": [image]})
+    assert not OPENAI.is_valid({"role": "user", "content": [{**image, "image_url": {**image["image_url"], "detail": "gundam"}}]})
+    assert OPENAI.is_valid({"role": "user", "content": [image]})

@@ -249,3 +249,12 @@ def test_profiles_are_frozen():
     with pytest.raises(ValidationError):
         BUILTIN["claude"].name = "other"  # type: ignore[misc]
     assert isinstance(BUILTIN["claude"], Profile)
+
+
+def test_importing_profiles_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, optmem.profiles, optmem.exports; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
