@@ -1,0 +1,187 @@
+"""A context as the request a provider accepts: OpenAI Chat Completions messages, Anthropic Messages.
+
+Pure functions of a :class:`~optmem.assembler.Context` and the reader's
+:class:`~optmem.profiles.Profile`. Both APIs take images only in user content, want the first
+message (after the system prompt) from the user, and chat templates want user and assistant to
+alternate. So memory (page images, ledgers, re-expanded text) is user content, consecutive turns of
+one role are merged into one message, tool and system turns become user text prefixed with their
+role (as ``format_turn`` writes them), and a context that would open with the assistant opens with a
+short user message. Empty or blank texts are dropped: both APIs reject empty text blocks. A literal
+``<image>`` in any text is escaped (:func:`~optmem.assembler.escape_image_placeholder`).
+
+Page images go out as the bytes the page already has (``PageSegment.load_png()``), never
+re-encoded; a segment without stored bytes is encoded once in the profile's media type.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from optmem.assembler import Context, PageSegment, escape_image_placeholder
+from optmem.profiles import Profile
+
+OPENER = "Earlier conversation, oldest first:"
+
+Role = Literal["user", "assistant"]
+
+
+class RequestLimitError(ValueError):
+    """An export that would break the reader's request limits (images, bytes)."""
+
+
+@dataclass(frozen=True)
+class _Image:
+    data: bytes
+    media_type: str
+    detail: str | None
+
+
+_Part = str | _Image
+
+
+def page_label(s: PageSegment) -> str:
+    return f"Memory page {s.page_seq} (turns {s.first_turn}-{s.last_turn}, {s.tier}):"
+
+
+def page_marker(s: PageSegment) -> str:
+    """What a reader without eyes is told about a page it cannot see (as ``Context.to_text``)."""
+    return f"[memory page {s.page_seq}, turns {s.first_turn}-{s.last_turn}: image at {s.tier} tier]\n"
+
+
+def sniff_media_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    raise ValueError("page bytes are neither PNG, WebP nor JPEG")
+
+
+_PIL_FORMATS = {"image/png": ("PNG", {}), "image/webp": ("WEBP", {"lossless": True}), "image/jpeg": ("JPEG", {"quality": 95})}
+
+
+def page_image_bytes(s: PageSegment, media_type: str) -> tuple[bytes, str]:
+    """The page's stored bytes and their media type; encoded from ``s.image`` only when the segment
+    has no stored bytes."""
+    load_png = getattr(s, "load_png", None)
+    if load_png is not None:
+        data = load_png()
+        return data, sniff_media_type(data)
+    fmt, options = _PIL_FORMATS[media_type]
+    buf = io.BytesIO()
+    s.image.save(buf, format=fmt, **options)
+    return buf.getvalue(), media_type
+
+
+def _detail(profile: Profile, tier: str) -> str | None:
+    """The API's ``detail`` for a page at ``tier``: its rung's, or the sharpest rung's (the higher
+    count) for a tier the ladder does not name; None for APIs that take no detail."""
+    if not profile.cost.detail_is_api_param:
+        return None
+    return (profile.rung(tier) or profile.ladder[0]).detail
+
+
+def _turns(ctx: Context, profile: Profile) -> list[tuple[Role, list[_Part]]]:
+    """(role, parts) messages, merged so roles alternate and the first is the user's."""
+    items: list[tuple[Role, _Part]] = []
+    for s in ctx.segments:
+        if s.kind == "page":
+            if not profile.takes_images:
+                items.append(("user", page_marker(s)))
+                continue
+            data, media_type = page_image_bytes(s, profile.media_type)
+            items += [("user", page_label(s)), ("user", _Image(data, media_type, _detail(profile, s.tier)))]
+        elif s.kind in ("ledger", "expanded"):
+            items.append(("user", escape_image_placeholder(s.text)))
+        elif s.role in ("user", "assistant"):
+            items.append((s.role, escape_image_placeholder(s.body)))
+        else:
+            items.append(("user", escape_image_placeholder(f"{s.role}: {s.body}")))
+    items = [(role, p) for role, p in items if isinstance(p, _Image) or p.strip()]
+    if items and ctx.segments[0].kind != "turn":
+        items.insert(0, ("user", OPENER))
+    if items and items[0][0] == "assistant":
+        items.insert(0, ("user", OPENER))
+    messages: list[tuple[Role, list[_Part]]] = []
+    for role, part in items:
+        if messages and messages[-1][0] == role:
+            messages[-1][1].append(part)
+        else:
+            messages.append((role, [part]))
+    _check_limits(profile, [p for _, parts in messages for p in parts if isinstance(p, _Image)])
+    return messages
+
+
+def _check_limits(profile: Profile, images: list[_Image]) -> None:
+    limits = profile.limits
+    if limits.max_images is not None and len(images) > limits.max_images:
+        raise RequestLimitError(f"{len(images)} page images, over {profile.name}'s limit of {limits.max_images} "
+                                "per request")
+    if limits.max_image_bytes is not None:
+        for im in images:
+            if len(im.data) > limits.max_image_bytes:
+                raise RequestLimitError(f"a page image of {len(im.data)} bytes, over {profile.name}'s limit of "
+                                        f"{limits.max_image_bytes} bytes per image")
+
+
+def _check_request_bytes(profile: Profile, request: object) -> None:
+    limit = profile.limits.max_request_bytes
+    if limit is not None:
+        size = len(json.dumps(request).encode("utf-8"))
+        if size > limit:
+            raise RequestLimitError(f"a request of {size} bytes, over {profile.name}'s limit of {limit} bytes")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def to_openai_messages(ctx: Context, profile: Profile, system: str | None = None) -> list[dict]:
+    """OpenAI Chat Completions ``messages``: a text-only system message (when ``system`` is given),
+    then user and assistant messages in turn; page images as data URLs in user content with the
+    profile's ``detail``."""
+    messages: list[dict] = []
+    if system:
+        messages.append({"role": "system", "content": escape_image_placeholder(system)})
+    for role, parts in _turns(ctx, profile):
+        if role == "assistant":
+            messages.append({"role": "assistant", "content": "\n\n".join(parts)})  # type: ignore[arg-type]
+            continue
+        content = []
+        for p in parts:
+            if isinstance(p, _Image):
+                image_url = {"url": f"data:{p.media_type};base64,{_b64(p.data)}"}
+                if p.detail is not None:
+                    image_url["detail"] = p.detail
+                content.append({"type": "image_url", "image_url": image_url})
+            else:
+                content.append({"type": "text", "text": p})
+        messages.append({"role": "user", "content": content})
+    _check_request_bytes(profile, messages)
+    return messages
+
+
+def to_anthropic(ctx: Context, profile: Profile, system: str | None = None) -> dict:
+    """Anthropic Messages ``{"system": str, "messages": [...]}``: page images as base64 image blocks
+    in user content."""
+    messages: list[dict] = []
+    for role, parts in _turns(ctx, profile):
+        if role == "assistant":
+            messages.append({"role": "assistant", "content": "\n\n".join(parts)})  # type: ignore[arg-type]
+            continue
+        content = []
+        for p in parts:
+            if isinstance(p, _Image):
+                content.append({"type": "image", "source": {"type": "base64", "media_type": p.media_type,
+                                                            "data": _b64(p.data)}})
+            else:
+                content.append({"type": "text", "text": p})
+        messages.append({"role": "user", "content": content})
+    request = {"system": escape_image_placeholder(system or ""), "messages": messages}
+    _check_request_bytes(profile, request)
+    return request
