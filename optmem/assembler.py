@@ -1,15 +1,15 @@
-"""Context: the ordered segments optmem puts in front of a model, with exact position accounting.
+"""Context: the ordered segments optmem puts in front of a reader, priced in that reader's tokens.
 
-A DeepSeek-OCR decoder sees ``[BOS]`` and then each segment in order: a page as its image slots
-(Tiny 73, Small 111, Base 273, Large 421, Gundam 693 for a square page), every text segment
-tokenised on its own with the plain-text tokenizer. So ``positions = 1 + sum(segment.positions)``
-is exact by construction, and :func:`assemble` never returns a context over its budget.
+The reader (``optmem.reader.Reader``, from the config's model profile) says what each part costs:
+a DeepSeek-OCR decoder reads ``[BOS]`` and each segment (a page as its image slots, every text
+segment tokenised on its own); an API reader reads the chat messages the exports write. Each
+segment carries its cost and the context its request overhead, so ``positions`` is the request's
+input tokens, and :func:`assemble` never returns a context over its budget.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -17,19 +17,15 @@ from PIL import Image
 
 from optmem.codec.segments import ImageSegment, TextSegment
 from optmem.ledger import format_ledger
-from renderers import Tier
+from optmem.reader import Reader, format_turn
 from optmem.schedule import PageCost, fit_pages
-from optmem.tokens import IMAGE_PLACEHOLDER, count_tokens
+from renderers import Tier
 
-BOS_POSITIONS = 1
+DEFAULT_READER = "deepseek-ocr"
 
 
 class BudgetError(ValueError):
     """The parts of a context that may never be cut do not fit in the budget."""
-
-
-def format_turn(role: str, text: str) -> str:
-    return f"{role}: {text}\n"
 
 
 def format_page_ledger(page: int, strings: Sequence[str]) -> str:
@@ -53,25 +49,24 @@ class TurnSegment:
 @dataclass(frozen=True)
 class PageSegment:
     page: int  # the page's number, as pages() and the context's text name it (the open page: the next one)
-    tier: str
+    tier: str  # the page's age class (the schedule's tier)
     first_turn: int
     last_turn: int
-    positions: int
+    positions: int  # the image (and, for chat readers, its label) in the reader's tokens
     image_source: "PageImageSource" = field(repr=False, compare=False)
+    side: int = 0  # pixels of the square image the reader is sent (its profile's rung for the tier)
+    detail: str | None = None  # the rung's detail, for APIs that take one
+    label: str = ""  # the text part that names the image for a chat reader
     kind: Literal["page"] = "page"
 
-    @property
-    def slots(self) -> int:
-        return self.positions
-
     def load_png(self) -> bytes:
-        """The page at this segment's tier as PNG bytes (the stored bytes when the page is stored
-        at that tier: nothing is re-encoded)."""
-        return self.image_source.png(self.tier)
+        """The image the reader is sent, as image bytes: the stored bytes when the page is stored
+        at this side (nothing is re-encoded)."""
+        return self.image_source.png(self.side)
 
     def load_image(self) -> Image.Image:
-        """The page at this segment's tier (square, ``tier`` side; Gundam keeps the 1280 page)."""
-        return self.image_source.image(self.tier)
+        """The image the reader is sent (square, ``side`` px)."""
+        return self.image_source.image(self.side)
 
 
 @dataclass(frozen=True)
@@ -110,11 +105,11 @@ class RecentTurn:
 
 
 class PageImageSource(Protocol):
-    """Where a page's image comes from, at any tier at or below the one it is stored at."""
+    """Where a page's image comes from, at any side up to the one it is stored at."""
 
-    def png(self, tier: str) -> bytes: ...
+    def png(self, side: int) -> bytes: ...
 
-    def image(self, tier: str) -> Image.Image: ...
+    def image(self, side: int) -> Image.Image: ...
 
 
 @dataclass(frozen=True)
@@ -128,6 +123,7 @@ class MemoryPage:
     ledger: tuple[str, ...]
     image_source: PageImageSource
     pinned: bool = False
+    text_tokens: int | None = None  # DeepSeek tokens of the page's text; None: not known (the open page)
 
 
 @dataclass(frozen=True)
@@ -146,10 +142,19 @@ class Expansion:
 class Context:
     segments: list[Segment]
     budget: int
+    reader: Reader = field(repr=False)
+    overhead: int = 0  # the request's tokens beyond its segments (BOS; message framing, opener, system)
+    system: str | None = None  # the system prompt the budget paid for
 
     @property
     def positions(self) -> int:
-        return BOS_POSITIONS + sum(s.positions for s in self.segments)
+        """The reader's input tokens for this context's request (exact where ``exact``)."""
+        return self.overhead + sum(s.positions for s in self.segments)
+
+    @property
+    def exact(self) -> bool:
+        """Whether ``positions`` is exact (the profile's rules are) rather than an upper bound."""
+        return self.reader.exact
 
     def page_tiers(self) -> dict[int, str]:
         """Page number -> tier of every page in the context as an image."""
@@ -176,56 +181,35 @@ class Context:
         return "".join(parts)
 
     def to_messages(self, system: str | None = None) -> list[dict]:
-        """OpenAI-style messages. Memory (pages as PNG data URLs, ledgers, re-expanded text) goes
-        into one system message; recent turns follow as their own messages. A literal ``<image>``
-        in any text is escaped, so a server that expands that placeholder cannot be tricked into
-        a mismatch between placeholders and images."""
-        memory: list[dict] = []
-        if system:
-            memory.append({"type": "text", "text": escape_image_placeholder(system)})
-        messages: list[dict] = []
-        for s in self.segments:
-            if s.kind == "page":
-                memory.append({"type": "text", "text": f"Memory page {s.page} (turns {s.first_turn}-{s.last_turn}, {s.tier}):"})
-                memory.append({"type": "image_url", "image_url": {"url": png_data_url(s.load_png())}})
-            elif s.kind in ("ledger", "expanded"):
-                memory.append({"type": "text", "text": escape_image_placeholder(s.text)})
-            else:
-                messages.append({"role": s.role if s.role != "tool" else "user",
-                                 "content": escape_image_placeholder(s.body)})
-        if memory:
-            if not system:
-                memory.insert(0, {"type": "text", "text": "Earlier conversation, oldest first:"})
-            messages.insert(0, {"role": "system", "content": memory})
-        return messages
+        """OpenAI Chat Completions messages (optmem.exports.to_openai_messages): the system prompt
+        given to ``context()`` (or here: then it is outside the budget), memory as user content."""
+        from optmem.exports import to_openai_messages
 
+        return to_openai_messages(self, system=self.system if system is None else system)
 
-ESCAPED_IMAGE_PLACEHOLDER = "<\u200bimage>"
+    def to_anthropic(self, system: str | None = None) -> dict:
+        """Anthropic Messages ``{"system", "messages"}`` (optmem.exports.to_anthropic)."""
+        from optmem.exports import to_anthropic
 
-
-def escape_image_placeholder(text: str) -> str:
-    """``<image>`` → ``<ZWSP image>``: reads the same, can no longer be matched as the placeholder."""
-    return text.replace(IMAGE_PLACEHOLDER, ESCAPED_IMAGE_PLACEHOLDER)
-
-
-def png_data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        return to_anthropic(self, system=self.system if system is None else system)
 
 
 def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expansions: Sequence[Expansion],
-             budget: int, ledger: bool, count: Callable[[str], int] = count_tokens) -> Context:
-    """Fit memory into ``budget`` positions.
+             budget: int, ledger: bool, reader: Reader | None = None, system: str | None = None) -> Context:
+    """Fit memory into ``budget`` of the reader's tokens (default reader: the DeepSeek-OCR decoder).
 
-    Priority: recent turns (never cut: if they alone do not fit, BudgetError), then re-expanded
-    pages and excerpts in the order given (most relevant first; one that does not fit is skipped),
-    then page images with their ledgers, degraded oldest first and evicted when even Tiny does not
-    fit. An excerpt follows its page's image.
+    Priority: recent turns and the request's framing (never cut: if they alone do not fit,
+    BudgetError), then re-expanded pages and excerpts in the order given (most relevant first; one
+    that does not fit is skipped), then page images with their ledgers, degraded oldest first and
+    evicted when even the blurriest tier does not fit. A page is never sent at a tier whose image
+    costs the reader more than the page's text. An excerpt follows its page's image.
     """
-    turn_segments = []
-    for t in recent:
-        text = format_turn(t.role, t.text)
-        turn_segments.append(TurnSegment(t.turn_id, t.role, t.text, text, count(text)))
-    fixed = BOS_POSITIONS + sum(s.positions for s in turn_segments)
+    reader = reader or Reader(DEFAULT_READER)
+    turn_segments = [TurnSegment(t.turn_id, t.role, t.text, format_turn(t.role, t.text), reader.cost(reader.turn_text(t.role, t.text)))
+                     for t in recent]
+    roles = [t.role for t in recent if reader.turn_text(t.role, t.text)]
+    # Framing as if memory goes in: it is never less than without (see Reader.overhead).
+    fixed = reader.overhead(roles, memory=True, system=system) + sum(s.positions for s in turn_segments)
     if fixed > budget:
         raise BudgetError(f"the newest {len(recent)} turns alone need {fixed} positions, over the budget of {budget}; "
                           "raise the budget or lower recent_turns")
@@ -241,7 +225,7 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
             continue
         first, last = e.excerpt or (page.first_turn, page.last_turn)
         text = format_expanded(page.number, first, last, e.text, excerpt=e.excerpt is not None)
-        cost = count(text)
+        cost = reader.cost(text)
         if used + cost > budget:
             continue
         segment = ExpandedSegment(page.number, e.tier, first, last, e.text, e.source, text, cost,
@@ -255,13 +239,19 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
             excerpts.setdefault(e.page, []).append(segment)
 
     imaged = [p for p in pages if p.number not in expanded and p.tier is not None]
-    ledgers = {}
+    ledgers, labels, costs = {}, {}, []
     for p in imaged:
         if ledger and p.ledger:
             text = format_page_ledger(p.number, p.ledger)
-            ledgers[p.number] = LedgerSegment(p.number, p.ledger, text, count(text))
-    costs = [PageCost(p.tier, ledgers[p.number].positions if p.number in ledgers else 0, p.pinned) for p in imaged]
-    tiers = dict(zip((p.number for p in imaged), fit_pages(costs, budget - used)))
+            ledgers[p.number] = LedgerSegment(p.number, p.ledger, text, reader.cost(text))
+        labels[p.number] = reader.page_label(p.number, p.first_turn, p.last_turn)
+        barred = frozenset()
+        if p.text_tokens is not None:
+            worth = reader.page_text_tokens(p.text_tokens)
+            barred = frozenset(t for t in Tier if (reader.image_tokens(t) or 0) > worth)
+        extra = (ledgers[p.number].positions if p.number in ledgers else 0) + reader.cost(labels[p.number])
+        costs.append(PageCost(p.tier, extra, p.pinned, barred))
+    tiers = dict(zip((p.number for p in imaged), fit_pages(costs, budget - used, reader.image_tokens)))
 
     segments: list[Segment] = []
     for p in pages:
@@ -269,12 +259,17 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
             segments.append(expanded[p.number])
         elif tiers.get(p.number) is not None:
             tier = tiers[p.number]
-            segments.append(PageSegment(p.number, tier, p.first_turn, p.last_turn, Tier(tier).slots, p.image_source))
+            rung = reader.rung(tier)
+            label = labels[p.number]
+            segments.append(PageSegment(p.number, tier, p.first_turn, p.last_turn,
+                                        reader.image_tokens(tier) + reader.cost(label), p.image_source,
+                                        side=rung.side, detail=rung.detail, label=label))
             if p.number in ledgers:
                 segments.append(ledgers[p.number])
         if p.number not in expanded:
             segments.extend(sorted(excerpts.get(p.number, ()), key=lambda x: (x.first_turn, x.last_turn)))
+    memory = len(segments) > 0
     segments.extend(turn_segments)
-    ctx = Context(segments, budget)
+    ctx = Context(segments, budget, reader, reader.overhead(roles, memory=memory, system=system), system)
     assert ctx.positions <= budget, (ctx.positions, budget)  # the invariant fit_pages guarantees
     return ctx

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from renderers import RenderConfig, Tier
 
@@ -104,8 +104,11 @@ class LedgerConfig(_Model):
 
 
 class MemoryConfig(_Model):
+    model: str = Field(default="deepseek-ocr", description="the reader's profile: a built-in name (deepseek-ocr, "
+                       "deepseek-ocr-vllm, gpt-4o, gpt-4.1, gpt-4.1-mini, claude, gemini-2, qwen2.5-vl, qwen3-vl, "
+                       "text) or a profile TOML file (docs/profiles.md)")
     recent_turns: int = Field(default=8, ge=0, description="the newest k turns stay text")
-    budget: int = Field(default=8192, ge=16, description="decoder positions a context may use")
+    budget: int = Field(default=8192, ge=16, description="the reader's input tokens a context may use")
     archive: Literal["verbatim", "optical"] = "verbatim"
     max_turn_chars: int = Field(default=2_000_000, ge=1)
     schedule: ScheduleConfig = ScheduleConfig()
@@ -113,6 +116,14 @@ class MemoryConfig(_Model):
     reexpand: ReexpandConfig = ReexpandConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     ledger: LedgerConfig = LedgerConfig()
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from optmem.profiles import load_profile
+
+        load_profile(value)  # an unknown name or a bad profile file is an error naming this field
+        return value
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "MemoryConfig":

@@ -9,22 +9,24 @@ role (as ``format_turn`` writes them), and a context that would open with the as
 short user message. Empty or blank texts are dropped: both APIs reject empty text blocks. A literal
 ``<image>`` in any text is escaped (:func:`~optmem.assembler.escape_image_placeholder`).
 
-Page images go out as the bytes the page already has (``PageSegment.load_png()``), never
-re-encoded; a segment without stored bytes is encoded once in the profile's media type.
+Page images go out as the bytes the page already has at the side the reader is sent
+(``PageSegment.load_png()``). Every part is the one the assembler priced (optmem.reader).
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 from dataclasses import dataclass
 from typing import Literal
 
-from optmem.assembler import Context, PageSegment, escape_image_placeholder
-from optmem.profiles import Profile
+from typing import TYPE_CHECKING
 
-OPENER = "Earlier conversation, oldest first:"
+from optmem.profiles import Profile
+from optmem.reader import OPENER, chat_role, chat_shape, chat_turn_text, escape_image_placeholder
+
+if TYPE_CHECKING:
+    from optmem.assembler import Context, PageSegment
 
 Role = Literal["user", "assistant"]
 
@@ -43,13 +45,9 @@ class _Image:
 _Part = str | _Image
 
 
-def page_label(s: PageSegment) -> str:
-    return f"Memory page {s.page_seq} (turns {s.first_turn}-{s.last_turn}, {s.tier}):"
-
-
 def page_marker(s: PageSegment) -> str:
     """What a reader without eyes is told about a page it cannot see (as ``Context.to_text``)."""
-    return f"[memory page {s.page_seq}, turns {s.first_turn}-{s.last_turn}: image at {s.tier} tier]\n"
+    return f"[memory page {s.page}, turns {s.first_turn}-{s.last_turn}: image at {s.tier} tier]\n"
 
 
 def sniff_media_type(data: bytes) -> str:
@@ -62,28 +60,10 @@ def sniff_media_type(data: bytes) -> str:
     raise ValueError("page bytes are neither PNG, WebP nor JPEG")
 
 
-_PIL_FORMATS = {"image/png": ("PNG", {}), "image/webp": ("WEBP", {"lossless": True}), "image/jpeg": ("JPEG", {"quality": 95})}
-
-
-def page_image_bytes(s: PageSegment, media_type: str) -> tuple[bytes, str]:
-    """The page's stored bytes and their media type; encoded from ``s.image`` only when the segment
-    has no stored bytes."""
-    load_png = getattr(s, "load_png", None)
-    if load_png is not None:
-        data = load_png()
-        return data, sniff_media_type(data)
-    fmt, options = _PIL_FORMATS[media_type]
-    buf = io.BytesIO()
-    s.image.save(buf, format=fmt, **options)
-    return buf.getvalue(), media_type
-
-
-def _detail(profile: Profile, tier: str) -> str | None:
-    """The API's ``detail`` for a page at ``tier``: its rung's, or the sharpest rung's (the higher
-    count) for a tier the ladder does not name; None for APIs that take no detail."""
-    if not profile.cost.detail_is_api_param:
-        return None
-    return (profile.rung(tier) or profile.ladder[0]).detail
+def page_image_bytes(s: PageSegment) -> tuple[bytes, str]:
+    """The page's image bytes as the reader is sent them, and their media type."""
+    data = s.load_png()
+    return data, sniff_media_type(data)
 
 
 def _turns(ctx: Context, profile: Profile) -> list[tuple[Role, list[_Part]]]:
@@ -94,18 +74,16 @@ def _turns(ctx: Context, profile: Profile) -> list[tuple[Role, list[_Part]]]:
             if not profile.takes_images:
                 items.append(("user", page_marker(s)))
                 continue
-            data, media_type = page_image_bytes(s, profile.media_type)
-            items += [("user", page_label(s)), ("user", _Image(data, media_type, _detail(profile, s.tier)))]
+            data, media_type = page_image_bytes(s)
+            detail = s.detail if profile.cost.detail_is_api_param else None
+            items += [("user", s.label), ("user", _Image(data, media_type, detail))]
         elif s.kind in ("ledger", "expanded"):
             items.append(("user", escape_image_placeholder(s.text)))
-        elif s.role in ("user", "assistant"):
-            items.append((s.role, escape_image_placeholder(s.body)))
         else:
-            items.append(("user", escape_image_placeholder(f"{s.role}: {s.body}")))
+            items.append((chat_role(s.role), escape_image_placeholder(chat_turn_text(s.role, s.body))))
     items = [(role, p) for role, p in items if isinstance(p, _Image) or p.strip()]
-    if items and ctx.segments[0].kind != "turn":
-        items.insert(0, ("user", OPENER))
-    if items and items[0][0] == "assistant":
+    memory_first = bool(ctx.segments) and ctx.segments[0].kind != "turn"
+    if chat_shape([role for role, _ in items], memory_first=memory_first)[1]:
         items.insert(0, ("user", OPENER))
     messages: list[tuple[Role, list[_Part]]] = []
     for role, part in items:
@@ -141,16 +119,18 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def to_openai_messages(ctx: Context, profile: Profile, system: str | None = None) -> list[dict]:
+def to_openai_messages(ctx: Context, profile: Profile | None = None, system: str | None = None) -> list[dict]:
     """OpenAI Chat Completions ``messages``: a text-only system message (when ``system`` is given),
     then user and assistant messages in turn; page images as data URLs in user content with the
-    profile's ``detail``."""
+    profile's ``detail``. ``profile``: the context's reader's unless given."""
+    profile = profile or ctx.reader.profile
     messages: list[dict] = []
     if system:
         messages.append({"role": "system", "content": escape_image_placeholder(system)})
     for role, parts in _turns(ctx, profile):
         if role == "assistant":
-            messages.append({"role": "assistant", "content": "\n\n".join(parts)})  # type: ignore[arg-type]
+            # One text part per turn, as the budget counted them.
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": p} for p in parts]})
             continue
         content = []
         for p in parts:
@@ -166,13 +146,15 @@ def to_openai_messages(ctx: Context, profile: Profile, system: str | None = None
     return messages
 
 
-def to_anthropic(ctx: Context, profile: Profile, system: str | None = None) -> dict:
+def to_anthropic(ctx: Context, profile: Profile | None = None, system: str | None = None) -> dict:
     """Anthropic Messages ``{"system": str, "messages": [...]}``: page images as base64 image blocks
-    in user content."""
+    in user content. ``profile``: the context's reader's unless given."""
+    profile = profile or ctx.reader.profile
     messages: list[dict] = []
     for role, parts in _turns(ctx, profile):
         if role == "assistant":
-            messages.append({"role": "assistant", "content": "\n\n".join(parts)})  # type: ignore[arg-type]
+            # One text part per turn, as the budget counted them.
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": p} for p in parts]})
             continue
         content = []
         for p in parts:

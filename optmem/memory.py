@@ -15,6 +15,8 @@ hard budget.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -29,6 +31,7 @@ from optmem.errors import InvalidArgument, check_count, check_text
 from optmem.excerpts import excerpt_turns, whole_turns
 from optmem.ledger import extract_exact_strings
 from optmem.pager import OpenPageFill, Pager, SealedPage
+from optmem.reader import Reader
 from optmem.reexpand import ReexpandEngine
 from optmem.reexpander import Reexpander, open_image
 from optmem.retrieval import Embedder, Retriever, chunk_spans
@@ -104,19 +107,44 @@ class _Plan:
     moves: list[tuple[TierMove, bytes | None]]  # with the resampled image where one is needed
 
 
+class _Resized:
+    """Page images resized to a reader's rung side, kept for the next context (bounded): a reader
+    whose ladder is not optmem's tiers (OpenAI's 768 px, Qwen's multiples of 28) would otherwise
+    cost a resample and an encode per page per request."""
+
+    def __init__(self, max_images: int = 128):
+        self._max = max_images
+        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+
+    def png(self, key: tuple, side: int, load: Callable[[], Image.Image]) -> bytes:
+        key = (*key, side)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        png = encode_png(downsample(load(), side))
+        self._cache[key] = png
+        if len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return png
+
+
 class _StoredImage:
-    """A sealed page's image at a tier: the stored PNG when it is stored at that tier."""
+    """A sealed page's image at a side: the stored bytes when it is stored at that side."""
 
-    def __init__(self, store: Store, conversation: int, number: int):
-        self._store, self._conv, self._number = store, conversation, number
+    def __init__(self, store: Store, conversation: int, row: PageRow, resized: _Resized):
+        self._store, self._conv, self._row, self._resized = store, conversation, row, resized
 
-    def png(self, tier: str) -> bytes:
-        png, stored = self._store.page_image(self._conv, self._number)
-        return png if Tier(stored).side == Tier(tier).side else encode_png(self.image(tier))
+    def _stored(self) -> bytes:
+        return self._store.page_image(self._conv, self._row.number)[0]
 
-    def image(self, tier: str) -> Image.Image:
-        image = open_image(self._store.page_image(self._conv, self._number)[0])
-        side = Tier(tier).side
+    def png(self, side: int) -> bytes:
+        if Tier(self._row.image_tier).side == side:
+            return self._stored()
+        key = (self._conv, self._row.number, self._row.image_tier)
+        return self._resized.png(key, side, lambda: open_image(self._stored()))
+
+    def image(self, side: int) -> Image.Image:
+        image = open_image(self._stored())
         return image if image.width == side else downsample(image, side)
 
 
@@ -127,16 +155,18 @@ class _OpenImage:
         self._draw = draw
         self._page = None
 
-    def image(self, tier: str) -> Image.Image:
+    def _drawn(self):
         if self._page is None:
             self._page = self._draw()
-        side = Tier(tier).side
-        return self._page.image if side == self._page.side else self._page.at(tier).image
+        return self._page
 
-    def png(self, tier: str) -> bytes:
-        if self._page is None:
-            self._page = self._draw()
-        return self._page.png if Tier(tier).side == self._page.side else self._page.at(tier).png
+    def image(self, side: int) -> Image.Image:
+        page = self._drawn()
+        return page.image if side == page.side else downsample(page.image, side)
+
+    def png(self, side: int) -> bytes:
+        page = self._drawn()
+        return page.png if side == page.side else encode_png(self.image(side))
 
 
 class OpticalMemory:
@@ -159,6 +189,8 @@ class OpticalMemory:
         self._embedder = embedder
         self._retriever: Retriever | None = None
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
+        self.reader = Reader(cfg.model)
+        self._resized = _Resized()
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
 
@@ -377,12 +409,15 @@ class OpticalMemory:
                           first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
                           image_source=_OpenImage(lambda: self._pager.draw_open(turns, start)))
 
-    def context(self, query: str | None = None, budget: int | None = None) -> Context:
+    def context(self, query: str | None = None, budget: int | None = None, *, system: str | None = None) -> Context:
         """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory
-        pages as images, within ``budget`` decoder positions (default: config.budget)."""
+        pages as images, within ``budget`` of the reader's input tokens (default: config.budget),
+        a ``system`` prompt included (``to_messages()`` then sends it)."""
         budget = self.config.budget if budget is None else check_count(budget, "budget")
         if query is not None:
             check_text(query, "query")
+        if system is not None:
+            check_text(system, "system")
         newest = self._store.last_turn(self._conv)
         first_recent = max(1, newest - self.config.recent_turns + 1)
         recent = [RecentTurn(r.seq, r.role, r.text or "") for r in self._store.turns(self._conv, first_recent, newest)]
@@ -402,12 +437,14 @@ class OpticalMemory:
 
         ledger = self.config.ledger.enabled
         pages = [MemoryPage(r.number, r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
-                            _StoredImage(self._store, self._conv, r.number), pinned=r.pinned_tier is not None)
+                            _StoredImage(self._store, self._conv, r, self._resized), pinned=r.pinned_tier is not None,
+                            text_tokens=r.text_tokens)
                  for r in sorted(rows.values(), key=lambda r: r.number)]
         open_page = self._open_page()
         if open_page is not None:
             pages.append(open_page)
-        return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget, ledger=ledger, count=_count)
+        return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget, ledger=ledger,
+                        reader=self.reader, system=system)
 
     def _excerpts(self, query: str, rows: dict[int, PageRow]) -> list[Expansion]:
         """The chunks most related to ``query``, each widened to the whole turns it touches (up to

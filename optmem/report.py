@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import html
 from collections import defaultdict
 from pathlib import Path
 
 from PIL import Image
 
-from optmem.assembler import Context, png_data_url
+from optmem.assembler import Context
 from optmem.memory import OpticalMemory
 from optmem.modes import TIER_NAMES, tier_side
 from renderers import encode_png
@@ -31,7 +32,7 @@ table { border-collapse: collapse; } td, th { padding: 2px 8px; border-bottom: 1
 
 def _thumbnail(image: Image.Image) -> str:
     thumb = image.convert("L").resize((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
-    return png_data_url(encode_png(thumb))
+    return "data:image/png;base64," + base64.b64encode(encode_png(thumb)).decode("ascii")
 
 
 def _expansion_kind(segment) -> str:

@@ -8,7 +8,7 @@ oldest. Newer pages keep their sharpness as long as anything older can still giv
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,33 +35,49 @@ def page_age(schedule: ScheduleConfig, *, pages_after: int, turns_after: int, se
     return max(0.0, seconds_since)
 
 
+TierCost = Callable[[str], "int | None"]  # a page image's cost at a tier; None: not sent at that tier
+
+
+def decoder_slots(tier: str) -> int:
+    return Tier(tier).slots
+
+
 @dataclass(frozen=True)
 class PageCost:
-    """One in-context page as the budget controller sees it: its tier and the text that rides with
-    it (the verbatim ledger) whose positions are paid while the page is in context."""
+    """One in-context page as the budget controller sees it: its tier, the text that rides with
+    it (the verbatim ledger, a label) whose positions are paid while the page is in context, and
+    the tiers it may not be sent at (its image would cost the reader more than its text)."""
 
     tier: str
     extra_positions: int = 0
     pinned: bool = False
+    barred: frozenset[str] = frozenset()
 
 
-def page_positions(cost: PageCost, tier: str | None) -> int:
-    return 0 if tier is None else Tier(tier).slots + cost.extra_positions
+def page_positions(cost: PageCost, tier: str | None, tier_cost: TierCost = decoder_slots) -> int:
+    return 0 if tier is None else tier_cost(tier) + cost.extra_positions
 
 
-def fit_pages(pages: Sequence[PageCost], available: int) -> list[str | None]:
+def _sendable(cost: PageCost, tier: str | None, tier_cost: TierCost) -> str | None:
+    """``tier`` or the first blurrier tier the page may be sent at; None when there is none."""
+    while tier is not None and (tier in cost.barred or tier_cost(tier) is None):
+        tier = Tier(tier).blurrier()
+    return tier
+
+
+def fit_pages(pages: Sequence[PageCost], available: int, tier_cost: TierCost = decoder_slots) -> list[str | None]:
     """Tiers for ``pages`` (oldest first) whose total positions fit in ``available``.
 
     None means the page leaves this context. Pinned pages give way only after every unpinned
     one has. The result never exceeds ``available``: in the worst case every page leaves.
     """
-    tiers: list[str | None] = [p.tier for p in pages]
-    total = sum(page_positions(p, t) for p, t in zip(pages, tiers))
+    tiers: list[str | None] = [_sendable(p, p.tier, tier_cost) for p in pages]
+    total = sum(page_positions(p, t, tier_cost) for p, t in zip(pages, tiers))
     order = [i for i, p in enumerate(pages) if not p.pinned] + [i for i, p in enumerate(pages) if p.pinned]
     for i in order:
         while total > available and tiers[i] is not None:
-            lower = Tier(tiers[i]).blurrier()
-            total += page_positions(pages[i], lower) - page_positions(pages[i], tiers[i])
+            lower = _sendable(pages[i], Tier(tiers[i]).blurrier(), tier_cost)
+            total += page_positions(pages[i], lower, tier_cost) - page_positions(pages[i], tiers[i], tier_cost)
             tiers[i] = lower
         if total <= available:
             break

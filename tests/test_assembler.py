@@ -2,18 +2,19 @@ from PIL import Image
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from optmem.assembler import (ESCAPED_IMAGE_PLACEHOLDER, BudgetError, Expansion, MemoryPage, RecentTurn, assemble)
+from optmem.assembler import BudgetError, Expansion, MemoryPage, RecentTurn, assemble
+from optmem.reader import ESCAPED_IMAGE_PLACEHOLDER
 from optmem.modes import TIER_NAMES, tier_side
 from optmem.tokens import count_tokens
 from renderers import encode_png
 
 
 class _BlankPage:
-    def image(self, tier):
-        return Image.new("L", (tier_side(tier), tier_side(tier)), 255)
+    def image(self, side):
+        return Image.new("L", (side, side), 255)
 
-    def png(self, tier):
-        return encode_png(self.image(tier))
+    def png(self, side):
+        return encode_png(self.image(side))
 
 
 def _pages(tiers, ledger=("AB-1234", "0x9f3a")):
@@ -85,13 +86,12 @@ def test_to_messages_escapes_image_placeholders_and_embeds_pages():
     recent = [RecentTurn(1, "user", "please ignore <image> this"), RecentTurn(2, "assistant", "ok <image>")]
     ctx = assemble(pages=_pages(["tiny"], ledger=("<image>",)), recent=recent, expansions=[], budget=8192, ledger=True)
     messages = ctx.to_messages()
-    assert messages[0]["role"] == "system"
+    assert [m["role"] for m in messages] == ["user", "assistant"]  # memory is user content, never system
     parts = messages[0]["content"]
     assert sum(p["type"] == "image_url" for p in parts) == 1
     assert parts[[p["type"] for p in parts].index("image_url")]["image_url"]["url"].startswith("data:image/png;base64,")
     flat = repr(messages)
-    assert "<image>" not in flat and ESCAPED_IMAGE_PLACEHOLDER in messages[1]["content"]
-    assert [m["role"] for m in messages[1:]] == ["user", "assistant"]
+    assert "<image>" not in flat and ESCAPED_IMAGE_PLACEHOLDER in parts[-1]["text"]
 
 
 @settings(max_examples=150, derandomize=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from optmem.assembler import format_turn
+from optmem.reader import format_turn
 from optmem.bench import baselines
 from optmem.bench.haystack import DialogTurn
 from optmem.bench.textview import format_query

@@ -14,7 +14,6 @@ from PIL import Image
 from pydantic import ConfigDict, TypeAdapter
 
 from optmem.assembler import (
-    ESCAPED_IMAGE_PLACEHOLDER,
     Context,
     ExpandedSegment,
     LedgerSegment,
@@ -27,6 +26,7 @@ from optmem.assembler import (
 from optmem.exports import OPENER, RequestLimitError, to_anthropic, to_openai_messages
 from optmem.modes import tier_side
 from optmem.profiles import BUILTIN
+from optmem.reader import ESCAPED_IMAGE_PLACEHOLDER, Reader
 
 SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "openai_chat_message_schema.json").read_text())
 OPENAI = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
@@ -45,17 +45,22 @@ def _png(image: Image.Image) -> bytes:
 
 
 @dataclass(frozen=True)
-class StoredPageSegment(PageSegment):
-    """A page with stored bytes, as the integrator's PageSegment.load_png() will give."""
+class _Stored:
+    """A page's stored bytes: exports must send them as they are, never decode them."""
 
-    png: bytes = b""
+    data: bytes
 
-    def load_png(self) -> bytes:
-        return self.png
+    def png(self, side: int) -> bytes:
+        return self.data
+
+    def image(self, side: int) -> Image.Image:
+        raise AssertionError("stored bytes exist: the image must not be decoded or re-encoded")
 
 
-def _never(*_):
-    raise AssertionError("stored bytes exist: the image must not be decoded or re-encoded")
+def _page(n, tier, png, *, detail=None, first=None):
+    first = n if first is None else first
+    return PageSegment(n, tier, first, first + 1, 73, _Stored(png), side=8, detail=detail,
+                       label=f"Memory page {n} (turns {first}-{first + 1}):")
 
 
 # -- validators -------------------------------------------------------------------------------------
@@ -117,37 +122,43 @@ def segments(draw):
     if kind == "turn":
         role, body = draw(st.sampled_from(["user", "assistant", "system", "tool"])), draw(TEXT)
         return TurnSegment(n, role, body, f"{role}: {body}\n", 1)
-    if kind == "page":
-        return PageSegment(n, n, draw(TIERS), n, n + 1, 73, lambda: _tiny_image("tiny"))
-    if kind == "stored":
-        return StoredPageSegment(n, n, draw(TIERS), n, n + 1, 73, _never, png=_png(_tiny_image("tiny")))
+    if kind in ("page", "stored"):
+        return _page(n, draw(TIERS), _png(_tiny_image("tiny")), detail=draw(st.sampled_from(["high", "low"])))
     if kind == "ledger":
         strings = tuple(draw(st.lists(TEXT, max_size=3)))
         return LedgerSegment(n, strings, f"[memory page {n}, exact: {', '.join(strings)}]\n", 5)
     body = draw(TEXT)
-    return ExpandedSegment(n, n, "tiny", n, n + 2, body, "verbatim", f"[memory page {n}, turns {n}-{n + 2}]\n{body}\n", 9)
+    return ExpandedSegment(n, "tiny", n, n + 2, body, "verbatim", f"[memory page {n}, turns {n}-{n + 2}]\n{body}\n", 9)
 
 
 @settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(segments(), max_size=12), st.sampled_from(sorted(BUILTIN)), st.one_of(st.none(), TEXT))
 def test_every_export_of_any_context_is_valid(segs, name, system):
-    ctx, profile = Context(segs, 10**6), BUILTIN[name]
+    ctx, profile = Context(segs, 10**6, Reader(name)), BUILTIN[name]
     assert_valid_openai(to_openai_messages(ctx, profile, system=system), profile)
     assert_valid_anthropic(to_anthropic(ctx, profile, system=system))
 
 
 # -- an assembled context ---------------------------------------------------------------------------
 
+class _Blank:
+    def image(self, side):
+        return Image.new("L", (side, side), 255)
+
+    def png(self, side):
+        return _png(self.image(side))
+
+
 def _pages(tiers):
-    return [MemoryPage(page_id=i + 1, page_seq=i + 1, tier=t, first_turn=10 * i + 1, last_turn=10 * i + 10,
-                       ledger=("AB-1234", "<image>"), load_image=lambda tier: Image.new("L", (tier_side(tier),) * 2, 255))
-            for i, t in enumerate(tiers)]
+    return [MemoryPage(number=i + 1, tier=t, first_turn=10 * i + 1, last_turn=10 * i + 10,
+                       ledger=("AB-1234", "<image>"), image_source=_Blank()) for i, t in enumerate(tiers)]
 
 
-def _ctx():
+def _ctx(reader="gpt-4.1"):
     recent = [RecentTurn(1, "user", "please ignore <image> this"), RecentTurn(2, "assistant", "ok <image>"),
               RecentTurn(3, "tool", "result 42"), RecentTurn(4, "user", "and now?")]
-    return assemble(pages=_pages(["tiny", "small"]), recent=recent, expansions=[], budget=8192, ledger=True)
+    return assemble(pages=_pages(["tiny", "small"]), recent=recent, expansions=[], budget=8192, ledger=True,
+                    reader=Reader(reader))
 
 
 def test_memory_goes_to_the_first_user_message_never_the_system():
@@ -158,42 +169,43 @@ def test_memory_goes_to_the_first_user_message_never_the_system():
     first = messages[1]["content"]
     assert first[0] == {"type": "text", "text": OPENER}
     images = [p for p in first if p["type"] == "image_url"]
-    assert len(images) == 2 and {p["image_url"]["detail"] for p in images} == {"high"}
+    assert len(images) == 2 and {p["image_url"]["detail"] for p in images} == {"low"}  # small pages: 512 px, 85 tokens
     assert first[-1]["text"].startswith("please ignore " + ESCAPED_IMAGE_PLACEHOLDER)
     assert messages[3]["content"] == [{"type": "text", "text": "tool: result 42"}, {"type": "text", "text": "and now?"}]
     assert_valid_openai(messages, profile)
 
 
 def test_detail_follows_the_rung_of_the_pages_tier():
-    segs = [PageSegment(1, 1, "low", 1, 2, 85, lambda: _tiny_image("low")), TurnSegment(3, "user", "hi", "user: hi\n", 3)]
-    messages = to_openai_messages(Context(segs, 1000), BUILTIN["gpt-4o"])
+    segs = [_page(1, "tiny", _png(_tiny_image("tiny")), detail="low"), TurnSegment(3, "user", "hi", "user: hi\n", 3)]
+    messages = to_openai_messages(Context(segs, 1000, Reader("gpt-4o")))
     assert messages[0]["content"][2]["image_url"]["detail"] == "low"
-    qwen = to_openai_messages(Context(segs, 1000), BUILTIN["qwen2.5-vl"])
+    qwen = to_openai_messages(Context(segs, 1000, Reader("qwen2.5-vl")))
     assert "detail" not in qwen[0]["content"][2]["image_url"]  # Qwen's API takes no detail
+    assert Reader("gpt-4o").rung("tiny").detail == "low" and Reader("gpt-4o").rung("large").detail == "high"
 
 
 def test_stored_bytes_go_out_as_they_are():
     png = _png(Image.new("L", (16, 16), 7))
-    segs = [StoredPageSegment(1, 1, "tiny", 1, 2, 73, _never, png=png)]
-    messages = to_openai_messages(Context(segs, 1000), BUILTIN["gpt-4o"])
+    segs = [_page(1, "tiny", png)]
+    messages = to_openai_messages(Context(segs, 1000, Reader("gpt-4o")))
     url = messages[0]["content"][2]["image_url"]["url"]
     assert base64.b64decode(url.split(",", 1)[1]) == png
-    request = to_anthropic(Context(segs, 1000), BUILTIN["claude"])
+    request = to_anthropic(Context(segs, 1000, Reader("claude")))
     block = request["messages"][0]["content"][2]
     assert block["source"] == {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png).decode()}
 
 
-def test_a_webp_profile_encodes_segments_without_stored_bytes_as_lossless_webp():
-    profile = BUILTIN["claude"].model_copy(update={"media_type": "image/webp"})
-    segs = [PageSegment(1, 1, "tiny", 1, 2, 73, lambda: Image.new("L", (32, 32), 90))]
-    block = to_anthropic(Context(segs, 1000), profile)["messages"][0]["content"][2]
+def test_webp_bytes_go_out_as_webp():
+    buf = io.BytesIO()
+    Image.new("L", (32, 32), 90).save(buf, format="WEBP", lossless=True)
+    block = to_anthropic(Context([_page(1, "tiny", buf.getvalue())], 1000, Reader("claude")))["messages"][0]["content"][2]
     assert block["source"]["media_type"] == "image/webp"
     decoded = Image.open(io.BytesIO(base64.b64decode(block["source"]["data"])))
     assert decoded.format == "WEBP" and decoded.convert("L").getpixel((5, 5)) == 90
 
 
 def test_anthropic_export_of_an_assembled_context():
-    request = to_anthropic(_ctx(), BUILTIN["claude"], system="Be brief <image>")
+    request = to_anthropic(_ctx("claude"), system="Be brief <image>")
     assert request["system"] == "Be brief " + ESCAPED_IMAGE_PLACEHOLDER
     assert [m["role"] for m in request["messages"]] == ["user", "assistant", "user"]
     assert sum(b["type"] == "image" for b in request["messages"][0]["content"]) == 2
@@ -210,20 +222,20 @@ def test_a_reader_without_eyes_gets_no_images():
 
 def test_a_context_opening_with_the_assistant_opens_with_a_user_message():
     segs = [TurnSegment(1, "assistant", "Hello!", "assistant: Hello!\n", 4), TurnSegment(2, "user", "hi", "user: hi\n", 3)]
-    messages = to_openai_messages(Context(segs, 100), BUILTIN["gpt-4o"], system="sys")
+    messages = to_openai_messages(Context(segs, 100, Reader("gpt-4o")), system="sys")
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1]["content"] == [{"type": "text", "text": OPENER}]
 
 
 def test_request_limits_are_enforced():
-    segs = [PageSegment(i, i, "tiny", i, i, 73, lambda: _tiny_image("tiny")) for i in range(1, 102)]
+    segs = [_page(i, "tiny", _png(_tiny_image("tiny"))) for i in range(1, 102)]
     with pytest.raises(RequestLimitError, match="101 page images, over claude's limit of 100"):
-        to_anthropic(Context(segs, 10**6), BUILTIN["claude"])
-    to_openai_messages(Context(segs, 10**6), BUILTIN["gpt-4o"])  # 500 allowed there
+        to_anthropic(Context(segs, 10**6, Reader("claude")))
+    to_openai_messages(Context(segs, 10**6, Reader("gpt-4o")))  # 500 allowed there
     tight = BUILTIN["claude"].model_copy(update={"limits": BUILTIN["claude"].limits.model_copy(
         update={"max_request_bytes": 1000})})
     with pytest.raises(RequestLimitError, match="over claude's limit of 1000 bytes"):
-        to_anthropic(Context(segs[:20], 10**6), tight)
+        to_anthropic(Context(segs[:20], 10**6, Reader(tight)))
 
 
 def test_the_schema_itself_rejects_what_the_api_rejects():

@@ -7,6 +7,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from optmem import modes
+from renderers import VIEW_TIERS
 from optmem.profiles import (
     BUILTIN,
     Claude,
@@ -67,8 +68,8 @@ def test_gemini_rule():
 
 def test_deepseek_native_is_optmems_own_accounting():
     p = BUILTIN["deepseek-ocr"]
-    for m in modes.TIERS:
-        assert p.image_tokens(m.side, m.side) == m.slots
+    for t in VIEW_TIERS:
+        assert p.image_tokens(t.side, t.side) == t.slots
     assert [p.image_tokens(s, s) for s in PAGE_SIDES] == [73, 111, 273, 421]
     assert p.image_tokens(1280, 1280, "gundam") == modes.tier_slots("gundam") == 693
     with pytest.raises(ValueError, match="no mode of side 700"):

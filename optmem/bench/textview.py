@@ -3,7 +3,7 @@ positions for the same turn."""
 
 from __future__ import annotations
 
-from optmem.assembler import format_turn
+from optmem.reader import format_turn
 
 __all__ = ["format_query", "format_turn"]
 

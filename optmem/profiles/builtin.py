@@ -44,6 +44,7 @@ def _square_ladder(*sides: tuple[str, int]) -> tuple[Rung, ...]:
 def _deepseek_ocr() -> Profile:
     return Profile(
         name="deepseek-ocr", cost=DeepSeekNative(), text=ExactText(name="deepseek"), request_overhead=1,  # BOS
+        request="decoder",
         ladder=(Rung(name="gundam", side=1280, detail="gundam"),)
         + _square_ladder(("large", 1280), ("base", 1024), ("small", 640), ("tiny", 512)),
     )

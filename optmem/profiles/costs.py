@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from optmem import modes
+from renderers.tiers import VIEW_TIERS, Tier
 
 
 class _Rule(BaseModel):
@@ -47,10 +47,10 @@ class DeepSeekNative(_Rule):
         if width != height:
             raise ValueError(f"deepseek-native: optmem pages are square, got {width}x{height}")
         if detail == "gundam":
-            if width != modes.tier_side("gundam"):
-                raise ValueError(f"deepseek-native: a Gundam page is {modes.tier_side('gundam')} px, got {width}")
-            return modes.tier_slots("gundam")
-        by_side = {m.side: m for m in modes.TIERS}
+            if width != Tier.GUNDAM.side:
+                raise ValueError(f"deepseek-native: a Gundam page is {Tier.GUNDAM.side} px, got {width}")
+            return Tier.GUNDAM.slots
+        by_side = {t.side: t for t in VIEW_TIERS}
         if width not in by_side:
             raise ValueError(f"deepseek-native: no mode of side {width}; sides {sorted(by_side)}")
         return by_side[width].slots

@@ -82,6 +82,9 @@ class Profile(_Model):
     request_overhead: int = Field(default=0, ge=0, description="tokens each request adds (BOS, reply priming)")
     limits: Limits = Limits()
     media_type: Literal["image/png", "image/webp", "image/jpeg"] = "image/png"
+    request: Literal["chat", "decoder"] = Field(
+        default="chat", description="chat: the context goes out as chat messages (to_messages, to_anthropic); "
+        "decoder: it is spliced into a DeepSeek-OCR decoder (codec_segments), BOS and segments only")
 
     @model_validator(mode="after")
     def _ladder(self) -> Profile:

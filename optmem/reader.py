@@ -1,0 +1,122 @@
+"""The reader of a context, as the assembler prices it: a profile plus the request form it reads.
+
+A DeepSeek-OCR decoder (``request = "decoder"``) reads ``[BOS]`` then each segment: a page as its
+image slots, each text segment tokenised on its own. An API reader (``"chat"``) reads chat
+messages: memory as user content (a label and the image for each page, ledgers and re-expanded
+text as text parts), then the recent turns, merged so roles alternate, opened by a short user
+message when memory or an assistant turn would come first. Every part of that request is counted
+here the way the export writes it, so ``Context.positions`` is the request's input tokens: exact
+where the profile's rules are exact, an upper bound where they are bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+from optmem.profiles import BoundedText, Profile, Rung, load_profile
+from optmem.tokens import IMAGE_PLACEHOLDER
+from renderers import Tier
+
+OPENER = "Earlier conversation, oldest first:"
+ESCAPED_IMAGE_PLACEHOLDER = "<\u200bimage>"
+
+
+def escape_image_placeholder(text: str) -> str:
+    """``<image>`` → ``<ZWSP image>``: reads the same, can no longer be matched as the placeholder
+    by a server that expands it into image slots."""
+    return text.replace(IMAGE_PLACEHOLDER, ESCAPED_IMAGE_PLACEHOLDER)
+
+
+def format_turn(role: str, text: str) -> str:
+    """A turn as the decoder reads it (and as plain text shows it)."""
+    return f"{role}: {text}\n"
+
+
+def chat_role(role: str) -> str:
+    return role if role in ("user", "assistant") else "user"
+
+
+def chat_turn_text(role: str, body: str) -> str:
+    """A turn as a chat message part: the body; a tool or system turn says whose it is."""
+    return body if role in ("user", "assistant") else f"{role}: {body}"
+
+
+def chat_shape(roles: Sequence[str], *, memory_first: bool) -> tuple[int, bool]:
+    """(messages, whether an opener is added) for parts with these chat roles, in order."""
+    opener = bool(roles) and (memory_first or roles[0] == "assistant")
+    runs, previous = (1, "user") if opener else (0, None)
+    for role in roles:
+        if role != previous:
+            runs, previous = runs + 1, role
+    return runs, opener
+
+
+class Reader:
+    def __init__(self, profile: Profile | str):
+        self.profile = load_profile(profile)
+        self.decoder = self.profile.request == "decoder"
+        self._count = lru_cache(maxsize=4096)(self.profile.count_text)
+
+    def count(self, text: str) -> int:
+        # Labels, ledgers and short turns repeat from context to context; whole pages do not, and
+        # caching them would hold megabytes of text.
+        return self._count(text) if len(text) <= 2048 else self.profile.count_text(text)
+
+    @property
+    def exact(self) -> bool:
+        return self.profile.exact
+
+    def rung(self, tier: str) -> Rung | None:
+        """The image of a page at ``tier`` this reader is sent: the rung named like the tier, else
+        the largest rung no larger than the tier's page, else the smallest; None for a text reader."""
+        ladder = self.profile.ladder
+        if not ladder:
+            return None
+        named = self.profile.rung(tier)
+        if named is not None:
+            return named
+        side = Tier(tier).side
+        fitting = [r for r in ladder if r.side <= side]
+        return max(fitting, key=lambda r: r.side) if fitting else min(ladder, key=lambda r: r.side)
+
+    def image_tokens(self, tier: str) -> int | None:
+        rung = self.rung(tier)
+        return None if rung is None else self.profile.rung_tokens(rung)
+
+    def page_text_tokens(self, deepseek_tokens: int) -> int:
+        """What a page's text costs this reader, from its DeepSeek token count (the one stored):
+        the profile's bound where it counts by a bound, else the DeepSeek count itself."""
+        text = self.profile.text
+        if isinstance(text, BoundedText) and text.base == "deepseek":
+            return math.ceil(text.factor * deepseek_tokens) + text.per_text if deepseek_tokens else 0
+        return deepseek_tokens
+
+    def turn_text(self, role: str, body: str) -> str:
+        if self.decoder:
+            return format_turn(role, body)
+        return chat_turn_text(role, body) if body.strip() else ""  # the export drops blank parts
+
+    def cost(self, text: str) -> int:
+        """What ``text`` costs as this reader gets it (a chat export escapes ``<image>``)."""
+        if not text:
+            return 0
+        return self.count(text if self.decoder else escape_image_placeholder(text))
+
+    def page_label(self, page: int, first_turn: int, last_turn: int) -> str:
+        """The text part naming a page image for a chat reader (the decoder needs none)."""
+        return "" if self.decoder else f"Memory page {page} (turns {first_turn}-{last_turn}):"
+
+    def overhead(self, turn_roles: Sequence[str], *, memory: bool, system: str | None) -> int:
+        """Tokens of the request beyond its segments: BOS for the decoder; for chat, the per-request
+        and per-message tokens, the opener and the system prompt."""
+        p = self.profile
+        if self.decoder:
+            return p.request_overhead
+        roles = (["user"] if memory else []) + [chat_role(r) for r in turn_roles]
+        messages, opener = chat_shape(roles, memory_first=memory)
+        total = p.request_overhead + p.message_overhead * messages + (self.cost(OPENER) if opener else 0)
+        if system:
+            total += p.message_overhead + self.cost(system)
+        return total
