@@ -6,7 +6,14 @@ import sys
 import numpy as np
 import pytest
 
-from optmem.store import ReadOnlyStore, Store, TamperedData, TurnPos, UnknownConversation, UnknownPage
+from optmem.store import (
+    ReadOnlyStore,
+    Store,
+    TamperedData,
+    TurnPos,
+    UnknownConversation,
+    UnknownPage,
+)
 
 
 def _page(store, conv, png=b"\x89PNG fake", first=TurnPos(1, 0), last=TurnPos(2, 5), source="hello world", tier="large"):
@@ -125,11 +132,10 @@ def test_tampered_image_is_detected(store_factory):
 def test_a_failed_write_step_leaves_nothing(store_factory):
     store = store_factory()
     conv = store.conversation_id("a", create=True)
-    with pytest.raises(RuntimeError):
-        with store.write():
-            store.add_turn(conv, "user", "half", 0.0)
-            _page(store, conv)
-            raise RuntimeError("killed mid-step")
+    with pytest.raises(RuntimeError), store.write():
+        store.add_turn(conv, "user", "half", 0.0)
+        _page(store, conv)
+        raise RuntimeError("killed mid-step")
     assert store.turns(conv) == [] and store.pages(conv) == []
     with store.write():  # the store is usable after a rolled-back step
         store.add_turn(conv, "user", "whole", 0.0)
@@ -213,9 +219,8 @@ def test_a_read_only_store_reads_everything_and_writes_nothing(store_factory):
     for write in writes:
         with pytest.raises(ReadOnlyStore, match="read-only"):
             write()
-    with pytest.raises(ReadOnlyStore):
-        with reader.write():
-            pass
+    with pytest.raises(ReadOnlyStore), reader.write():
+        pass
     assert [t.text for t in store_factory().turns(conv)] == ["kept"] and len(store.pages(conv)) == 1
 
 

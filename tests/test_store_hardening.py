@@ -22,7 +22,6 @@ from optmem.store import (
     SchemaMismatch,
     StoreError,
     StoreFull,
-    StorePermissionError,
     TamperedData,
     TurnPos,
     open_store,
@@ -240,8 +239,12 @@ def test_a_database_on_a_read_only_mount_opens_read_only(tmp_path):
     quoted = shlex.quote(str(mount))
     done = _run_in_mount_namespace(f"mount --bind {quoted} {quoted}\nmount -o remount,ro,bind {quoted}",
                                    READ_AND_TRY_TO_WRITE, str(path))
-    _check_read_only_run(done, "is not writable")
+    _check_read_only_run(done, "is on a read-only file system")
     assert _sha(path) == before and sorted(p.name for p in mount.iterdir()) == ["m.db"]
+    create = "from optmem.store import ReadOnlyStore, open_store\ntry:\n    open_store(sys.argv[1])\nexcept ReadOnlyStore as e:\n    print(e)"
+    done = _run_in_mount_namespace(f"mount --bind {quoted} {quoted}\nmount -o remount,ro,bind {quoted}",
+                                   "import sys\n" + create, str(mount / "new.db"))
+    assert done.stdout.strip() == f"cannot create {mount / 'new.db'}: directory {mount} is on a read-only file system"
 
 
 # -- opening: each way to fail has its own error -----------------------------------------------------

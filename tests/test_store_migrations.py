@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from optmem.modes import tier_side
-from optmem.store import SchemaTooNew, TurnPos, open_store
+from optmem.store import ReadOnlyStore, SchemaTooNew, TurnPos, open_store
 from optmem.store.sqlite_migrations import LATEST, MIGRATIONS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "optmem-0.1.0.db"
@@ -158,6 +158,15 @@ def test_a_read_only_open_reads_an_old_database_without_upgrading_it(old_db):
     assert store.vector_index(store.conversation_id("bob", create=False)) is None  # keyed by rowid: not usable
     store.close()
     assert _sha(old_db) == before and _version(old_db) == 1
+
+
+def test_a_read_only_open_refuses_a_schema_its_reads_do_not_know(old_db, monkeypatch):
+    import optmem.store.sqlite as backend
+
+    monkeypatch.setattr(backend, "READABLE_FROM", 2)  # as if migration 2 had changed what reads select
+    with pytest.raises(ReadOnlyStore, match="schema 1, which this optmem reads only after upgrading it"):
+        open_store(old_db, readonly=True)
+    assert _version(old_db) == 1
 
 
 def test_a_database_from_a_newer_optmem_is_refused(old_db):

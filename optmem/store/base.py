@@ -49,7 +49,8 @@ class StorePermissionError(StoreError, PermissionError):
 
 
 class ReadOnlyStore(StoreError):
-    """A write on a store opened read-only (asked for, or because the file is not writable)."""
+    """A write where none can happen: the store is read-only (asked for, or the file is not
+    writable), or a new database would be created on a read-only file system."""
 
 
 class StoreFull(StoreError):

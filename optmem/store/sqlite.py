@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +89,7 @@ class SQLiteStore:
 
     @classmethod
     def open(cls, target: str | os.PathLike | sqlite3.Connection, *, create: bool = True,
-             readonly: bool = False) -> "SQLiteStore":
+             readonly: bool = False) -> SQLiteStore:
         """Open the optmem database at ``target``: a file path, ``":memory:"`` or an open
         ``sqlite3.Connection`` (which the store then drives in autocommit mode and never closes).
 
@@ -102,7 +102,7 @@ class SQLiteStore:
                 raise StoreError("the connection passed to open_store is inside a transaction; commit or roll back first")
             target.isolation_level = None  # the store issues BEGIN / COMMIT itself
             return cls._setup(target, _connection_path(target), owns=False, create=create,
-                              readonly_because="opened read-only" if readonly else None)
+                              readonly_because="readonly=True" if readonly else None)
         path = os.fspath(target)
         if path == ":memory:":
             if readonly or not create:
@@ -114,7 +114,7 @@ class SQLiteStore:
 
     @classmethod
     def _setup(cls, conn: sqlite3.Connection, path: str, *, owns: bool, create: bool,
-               readonly_because: str | None) -> "SQLiteStore":
+               readonly_because: str | None) -> SQLiteStore:
         try:
             store = cls(conn, path, owns_connection=owns, readonly_because=readonly_because,
                         version=_check_header(conn, path, create=create, readonly=readonly_because is not None))
@@ -149,7 +149,7 @@ class SQLiteStore:
         if self._owns_connection:
             self._conn.close()
 
-    def __enter__(self) -> "SQLiteStore":
+    def __enter__(self) -> SQLiteStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -458,18 +458,28 @@ def _connect_file(path: Path, *, create: bool, readonly: bool) -> tuple[sqlite3.
             why = "create=False" if not create else "read-only"
             raise DatabaseNotFound(f"{path}: no such database (opened {why}, so none is created)")
         if not os.access(directory, os.W_OK):
+            if _read_only_file_system(directory):
+                raise ReadOnlyStore(f"cannot create {path}: directory {directory} is on a read-only file system")
             raise StorePermissionError(f"cannot create {path}: permission denied to write in directory {directory}")
         return _connect(path, "rwc"), None
     if not os.access(path, os.R_OK):
         raise StorePermissionError(f"{path}: permission denied to read the database file")
     if readonly:
-        return _connect(path, "ro"), "opened read-only"
+        return _connect(path, "ro"), "readonly=True"
     # The write-ahead log and its index are files beside the database: writing needs the directory too.
     if not os.access(path, os.W_OK):
+        if _read_only_file_system(directory):
+            return _connect(path, "ro"), f"{directory} is on a read-only file system"
         return _connect(path, "ro"), "the file is not writable"
     if not os.access(directory, os.W_OK):
+        if _read_only_file_system(directory):
+            return _connect(path, "ro"), f"{directory} is on a read-only file system"
         return _connect(path, "ro"), f"directory {directory} is not writable"
     return _connect(path, "rw"), None
+
+
+def _read_only_file_system(directory: Path) -> bool:
+    return hasattr(os, "statvfs") and bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
 
 
 def _connect(path: Path, mode: str) -> sqlite3.Connection:
@@ -525,7 +535,7 @@ def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
     conn.execute(f"PRAGMA user_version = {migration.version}")
 
 
-@lru_cache(maxsize=None)  # one entry per schema version
+@cache  # one entry per schema version
 def _expected_schema(version: int) -> dict[str, frozenset[str]]:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
