@@ -64,7 +64,8 @@ class Reexpander:
         lines = tuple(line_from_json(d) for d in self._store.page_layout(self._conv, row.number))
         scale = image.width / self.config.render.page_px
         text = engine.read(image, scale_lines(lines, scale) if scale != 1 else lines)
-        self._store.put_cached_text(self._conv, row.number, row.image_tier, engine.name, text)
+        if not self._store.readonly:
+            self._store.put_cached_text(self._conv, row.number, row.image_tier, engine.name, text)
         return text
 
 

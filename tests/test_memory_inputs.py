@@ -91,3 +91,20 @@ def test_a_corrupt_stored_vector_index_is_rebuilt_from_the_stored_vectors(tmp_pa
         assert [h.page for h in mem.recall("door code for room 3", k=2)] == before
     store = open_store(path)
     assert store.vector_index(store.conversation_id("a", create=False))[1] != b"\x00garbage, not a faiss index"
+
+
+def test_a_read_only_memory_reads_and_searches_but_never_writes(tmp_path):
+    from optmem.store import ReadOnlyStore
+
+    path = tmp_path / "m.db"
+    with OpticalMemory.open(path, "a", SMALL_PAGES) as mem:
+        for i in range(30):
+            mem.add("user", f"turn {i}: the locker code for room {i} is {7000 + i}. " * 8, timestamp=1_700_000_000 + i)
+        hits = [h.page for h in mem.recall("locker code for room 5", k=2)]
+    before = path.read_bytes()
+    with OpticalMemory.open(path, "a", SMALL_PAGES, readonly=True) as mem:
+        assert len(mem.history()) == 30 and [h.page for h in mem.recall("locker code for room 5", k=2)] == hits
+        assert mem.context(query="locker code for room 5").positions > 0
+        with pytest.raises(ReadOnlyStore):
+            mem.add("user", "no")
+    assert path.read_bytes() == before

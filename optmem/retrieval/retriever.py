@@ -64,6 +64,8 @@ class Retriever:
     def index_pending(self) -> None:
         """Embed the pages sealed since the last call; their chunk texts go to the keyword index
         (verbatim archive) and, with the optical archive, their source text is dropped."""
+        if self._store.readonly:
+            return  # a read-only memory searches what was indexed when it was last written
         pending = self._store.unindexed_pages(self._conv)
         if not pending:
             return
@@ -103,7 +105,8 @@ class Retriever:
                 self._index = VectorIndex.from_bytes(persisted[1])
                 return self._index
             except CorruptIndex:
-                self._store.delete_vector_index(self._conv)  # rebuilt below from the stored vectors
+                if not self._store.readonly:
+                    self._store.delete_vector_index(self._conv)  # rebuilt below from the stored vectors
         numbers, vectors = self._store.embeddings(self._conv)
         index = VectorIndex()
         if len(numbers):
