@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from optmem.bench import BENCHMARKS
 from optmem.bench.cli import register
-from optmem.bench.common import COMMIT_AT_START, Report, git_commit, md_table
+from optmem.bench.common import Report, RunStart, git_commit, md_table
 from optmem.bench.schedule import EXAMPLE, ScheduleGridError, load_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,15 +41,24 @@ def test_report_writes_markdown_and_json_with_run_metadata(tmp_path):
     data = json.loads(paths["json"].read_text())
     assert paths["json"].name == "demo_quick.json" and paths["md"].name == "demo_quick.md"
     assert data["config"] == {"budget": 8192, "path": "a/b"} and data["results"] == {"x": [1, 2]}
-    assert data["meta"]["commit"] == COMMIT_AT_START and data["meta"]["machine"]["cpus"] >= 1
+    assert data["meta"]["commit"] == git_commit() and data["meta"]["machine"]["cpus"] >= 1
     md = paths["md"].read_text()
     assert "| a | b\\|c |" in md and "| p\\|q | 12,346 |" in md and "0.123" in md and '"budget": 8192' in md
 
 
+def test_report_records_the_run_as_it_started(tmp_path):
+    started = RunStart(commit="c0ffee", load=(9.0, 8.0, 7.0))
+    data = json.loads(Report("demo", {}, started=started).write(tmp_path, quick=False)["json"].read_text())
+    assert data["meta"]["commit"] == "c0ffee" and data["meta"]["load_average"]["start"] == [9.0, 8.0, 7.0]
+
+
 def test_git_commit_is_a_sha_or_unknown(tmp_path):
     assert git_commit(tmp_path) == "unknown"
+    assert git_commit(tmp_path / "missing") == "unknown"
+    assert git_commit(REPO / "optmem") == "unknown"  # inside a checkout, but not its root
     sha = git_commit(REPO)
     assert sha == "unknown" or len(sha.removesuffix("+dirty")) == 40
+    assert git_commit() == sha  # by default: the checkout optmem is imported from
 
 
 def test_example_schedule_grid_loads():

@@ -22,7 +22,12 @@ def default_data(*parts: str) -> Path:
     return DEFAULT_DATA.joinpath(*parts)
 
 
-def _git(*args: str, cwd: Path | None = None) -> str | None:
+# The source tree this module was loaded from: its commit is the code a run uses, wherever the
+# user's working directory is.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str, cwd: Path) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -30,19 +35,34 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def git_commit(cwd: Path | None = None) -> str:
-    """HEAD, with ``+dirty`` when tracked files differ from it: the code a run is about to use."""
-    sha = (_git("rev-parse", "HEAD", cwd=cwd) or "").strip()
+def git_commit(repo: Path | None = None) -> str:
+    """HEAD of the checkout whose root is ``repo`` (default: the source tree optmem runs from),
+    with ``+dirty`` when tracked files differ from it; ``unknown`` when that is not a checkout's
+    root (an installed optmem, no git)."""
+    root = Path(repo) if repo is not None else _SOURCE_ROOT
+    top = (_git("rev-parse", "--show-toplevel", cwd=root) or "").strip()
+    # An installed copy inside some other repository (a venv in a checkout) is not that checkout's code.
+    if not top or Path(top).resolve() != root.resolve():
+        return "unknown"
+    sha = (_git("rev-parse", "HEAD", cwd=root) or "").strip()
     if len(sha) != 40:
         return "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=root)
     return sha + ("+dirty" if dirty else "")
 
 
-# Taken when the benchmark starts, not when it writes its results: a long run must not be
-# credited to commits made while it ran.
-COMMIT_AT_START = git_commit()
-LOAD_AT_START = os.getloadavg()  # the machine may be shared: timings are read against its load
+@dataclass(frozen=True)
+class RunStart:
+    """The code and the machine's load when a benchmark began. Taken when it starts, not when it
+    writes its results: a long run must not be credited to commits made while it ran; the
+    machine may be shared, and timings are read against its load."""
+
+    commit: str
+    load: tuple[float, float, float]
+
+    @classmethod
+    def now(cls) -> "RunStart":
+        return cls(git_commit(), os.getloadavg())
 
 
 def machine() -> dict[str, Any]:
@@ -112,6 +132,7 @@ class Report:
     results: dict[str, Any] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
+    started: RunStart | None = None  # None: taken when the report is written
 
     def add(self, title: str, body: str) -> None:
         self.sections.append(f"## {title}\n\n{body}\n")
@@ -121,14 +142,15 @@ class Report:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{self.name}_quick" if quick else self.name
+        started = self.started or RunStart.now()
         meta = {
             "benchmark": self.name,
             "quick": quick,
             "finished_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-            "commit": COMMIT_AT_START,
+            "commit": started.commit,
             "machine": machine(),
             "argv": sys.argv,
-            "load_average": {"start": [round(x, 2) for x in LOAD_AT_START],
+            "load_average": {"start": [round(x, 2) for x in started.load],
                              "finish": [round(x, 2) for x in os.getloadavg()]},
         }
         paths: dict[str, Path] = {}

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from optmem.modes import tier_slots, tier_vision_tokens
 from optmem.tokens import count_tokens, default_tokenizer
 
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, progress
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, RunStart, default_data, md_table, new_figure, progress
 from .haystack import load_essays
 
 BINS = tuple((lo, lo + 100) for lo in range(600, 1300, 100))
@@ -269,13 +269,13 @@ def config_from_args(args: argparse.Namespace) -> FidelityConfig:
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     rec = asdict(cfg)
     from .systems import memory_config
 
     rec["render"] = memory_config(cfg.memory_config).render.model_dump(mode="json")
-    report = Report("fidelity", rec, results=out)
+    report = Report("fidelity", rec, results=out, started=started)
     figs = render_report(cfg, out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines, systems
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, progress
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, RunStart, default_data, md_table, progress
 from .haystack import load_locomo, locomo_turns
 from .scoring import answer_contained, normalize_answer
 
@@ -257,9 +257,9 @@ def config_record(cfg: LocomoConfig) -> dict:
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    report = Report("locomo", config_record(cfg), results=out)
+    report = Report("locomo", config_record(cfg), results=out, started=started)
     figs = render_report(cfg, out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)

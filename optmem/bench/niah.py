@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines, systems
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, progress
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, RunStart, default_data, md_table, new_figure, progress
 from .haystack import HAYSTACKS, DialogTurn, essay_turns, insert_sentence, load_essays, load_locomo, locomo_haystack
 from .needles import NEEDLE_KINDS, make_needle
 from .scoring import string_match_all
@@ -311,9 +311,9 @@ def config_record(cfg: NiahConfig) -> dict:
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
-    report = Report("niah", config_record(cfg), results=out)
+    report = Report("niah", config_record(cfg), results=out, started=started)
     figs = render_report(cfg, out, report)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     return report.publish(args.out, quick=args.quick, figures=figs)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, percentile, progress
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, RunStart, default_data, md_table, new_figure, percentile, progress
 from .haystack import essay_turns, load_essays
 
 FULL_COUNTS = (1_000, 10_000, 100_000)
@@ -195,11 +195,11 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     from .systems import memory_config
 
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     rec = asdict(cfg)
     rec["memory_config"] = memory_config(cfg.memory_config).model_dump(mode="json")
-    report = Report("scale", rec, results=out)
+    report = Report("scale", rec, results=out, started=started)
     figs = render_report(cfg, out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)

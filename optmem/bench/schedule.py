@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from . import locomo as locomo_bench
 from . import niah as niah_bench
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure
+from .common import DEFAULT_OUT, DEFAULT_SEED, Report, RunStart, default_data, md_table, new_figure
 
 EXAMPLE = Path("benchmarks") / "schedules.example.toml"
 _BENCH_KEYS = {"budget", "niah_lengths", "niah_ages", "niah_needles", "niah_haystacks",
@@ -176,11 +176,11 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     bench, entries = load_grid(args.schedules)
     cfg = ScheduleBenchConfig(entries=entries, bench=bench, essays=args.essays, locomo=args.locomo, seed=args.seed,
                               run_niah=args.only in (None, "niah"), run_locomo=args.only in (None, "locomo"))
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg, args.quick)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     rec = {"schedules_file": str(args.schedules), "bench": bench, "only": args.only, "seed": args.seed,
            "entries": [{"name": e.name, "config": e.config.model_dump(mode="json")} for e in entries]}
-    report = Report("schedule", rec, results=out)
+    report = Report("schedule", rec, results=out, started=started)
     figs = render_report(out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)
