@@ -88,9 +88,9 @@ def run(cfg: LocomoConfig) -> dict:
         embedder = get_embedder()
     llm = None
     if cfg.llm:
-        from .llm import LLMClient
+        from .llm import answer_client
 
-        llm = LLMClient(cfg.llm, model=cfg.llm_model)
+        llm = answer_client(cfg.llm, cfg.llm_model)
 
     questions, convs = [], []
     for ci in picks:

@@ -102,9 +102,9 @@ def run(cfg: NiahConfig) -> dict:
 
     llm = None
     if cfg.llm:
-        from .llm import LLMClient
+        from .llm import answer_client
 
-        llm = LLMClient(cfg.llm, model=cfg.llm_model)
+        llm = answer_client(cfg.llm, cfg.llm_model)
     base_mem_cfg = systems.memory_config(cfg.memory_config, budget=cfg.budget)
     recent_k = base_mem_cfg.recent_turns
     embedder = get_embedder()  # optmem's own lazy chunk embedding goes through it too

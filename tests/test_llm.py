@@ -1,12 +1,17 @@
-"""--llm: the OpenAI-compatible client (urllib) against a loopback server."""
+"""The OpenAI-compatible client (urllib) shared by `optmem chat` and the benchmarks' --llm,
+against a loopback server."""
 
+import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from optmem.bench.llm import LLMClient, LLMError, text_messages
+from optmem.bench.llm import ANSWER_MAX_TOKENS, answer_client, text_messages
+from optmem.chat import run_chat
+from optmem.config import MemoryConfig
+from optmem.llm import LLMClient, LLMError
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -15,6 +20,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.seen.append((self.path, body))
         if body["messages"][-1]["content"] == "garbage":
             payload = b'{"nope": 1}'
+        elif body["messages"][-1]["content"] == "overloaded":
+            self.send_error(503, "busy")
+            return
         else:
             payload = json.dumps({"choices": [{"message": {"content": "echo: " + body["messages"][-1]["content"]}}]}).encode()
         self.send_response(200)
@@ -56,3 +64,36 @@ def test_bad_reply_and_unreachable_server_are_llm_errors(server):
     server.server_close()
     with pytest.raises(LLMError, match="failed"):
         LLMClient(f"http://127.0.0.1:{port}", timeout_s=2).chat([{"role": "user", "content": "x"}])
+
+
+def test_max_tokens_is_sent_only_when_set(server):
+    base = f"http://127.0.0.1:{server.server_port}/v1/"
+    LLMClient(base).chat([{"role": "user", "content": "a"}])
+    answer_client(base, "m").chat([{"role": "user", "content": "b"}])
+    (_, plain), (_, bench) = server.seen
+    assert "max_tokens" not in plain and plain["model"] == "default"
+    assert bench["max_tokens"] == ANSWER_MAX_TOKENS and bench["model"] == "m"
+
+
+def test_http_error_names_the_endpoint_and_status(server):
+    client = LLMClient(f"http://127.0.0.1:{server.server_port}/v1")
+    with pytest.raises(LLMError, match=rf"127\.0\.0\.1:{server.server_port}/v1/chat/completions failed: HTTP 503"):
+        client.chat([{"role": "user", "content": "overloaded"}])
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "localhost:8000/v1", "http://", ""])
+def test_only_http_urls_with_a_host_are_accepted(url):
+    with pytest.raises(ValueError, match="http"):
+        LLMClient(url)
+
+
+def test_chat_repl_answers_through_the_client(server, tmp_path):
+    out = io.StringIO()
+    cfg = MemoryConfig.model_validate({"retrieval": {"enabled": False}})
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    assert run_chat(tmp_path / "c.db", "me", cfg, llm_url=url, model="m", stdin=io.StringIO("hi there\ngarbage\n"),
+                    stdout=out) == 0
+    assert "echo: hi there" in out.getvalue()
+    assert f"[llm error: unexpected reply from {url}/chat/completions" in out.getvalue()
+    path, body = server.seen[0]
+    assert path == "/v1/chat/completions" and body["model"] == "m" and "max_tokens" not in body
