@@ -63,7 +63,7 @@ def test_git_commit_is_a_sha_or_unknown(tmp_path):
 
 def test_example_schedule_grid_loads():
     bench, entries = load_grid(REPO / EXAMPLE)
-    assert bench["budget"] == 8192 and len(entries) >= 3
+    assert bench.budget == 8192 and len(entries) >= 3
     assert len({e.name for e in entries}) == len(entries)
     assert {e.config.schedule.age_unit for e in entries} >= {"pages", "turns"}
 
@@ -95,3 +95,49 @@ def test_bad_schedule_file_is_a_clear_error(tmp_path, text, match):
         load_grid(f)
     with pytest.raises(ScheduleGridError, match="not found"):
         load_grid(tmp_path / "missing.toml")
+
+
+def test_every_bench_toml_validates():
+    from optmem.config import MemoryConfig
+
+    tomls = sorted((REPO / "benchmarks").glob("*.toml"))
+    assert REPO / EXAMPLE in tomls and len(tomls) >= 3
+    for path in tomls:
+        if path == REPO / EXAMPLE:
+            load_grid(path)
+        else:
+            MemoryConfig.from_toml(path)
+
+
+def test_bench_configs_name_a_bad_field_and_are_frozen(tmp_path):
+    from optmem.bench.fidelity import FidelityConfig
+    from optmem.bench.locomo import LocomoConfig
+    from optmem.bench.niah import NiahConfig
+    from optmem.bench.scale import ScaleConfig
+
+    with pytest.raises(ValidationError, match="lenghts"):
+        NiahConfig(lenghts=(8000,))
+    with pytest.raises(ValidationError, match="systems.1"):
+        NiahConfig(systems=("window", "windw"))
+    with pytest.raises(ValidationError, match="systems.0"):
+        LocomoConfig(systems=("optmem-optical",))  # locomo picks optmem's archive with `archive`
+    with pytest.raises(ValidationError, match="engines"):
+        FidelityConfig(engines=("model",))
+    with pytest.raises(ValidationError, match="counts.0"):
+        ScaleConfig(counts=(5,))
+    toml = tmp_path / "m.toml"
+    toml.write_text("[retrieval]\nenabeld = false\n")
+    with pytest.raises(ValidationError, match=r"memory_config\.retrieval\.enabeld"):
+        NiahConfig(memory_config=toml)
+    toml.write_text("recent_turns = 3\n")
+    cfg = NiahConfig(memory_config=toml, lengths=[9000])
+    assert cfg.memory_config.recent_turns == 3 and cfg.lengths == (9000,)
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.budget = 1
+
+
+def test_bad_bench_table_value_names_the_key(tmp_path):
+    f = tmp_path / "g.toml"
+    f.write_text("[bench]\nniah_lengths = ['long']\n[[schedules]]\nname = 'a'\n")
+    with pytest.raises(ScheduleGridError, match=r"\[bench\] niah_lengths\.0"):
+        load_grid(f)

@@ -68,7 +68,8 @@ def test_locomo_lengths_limit_only_the_dialogue_haystack():
 
 def test_undated_haystacks_ingest_to_the_same_pages_every_run():
     from optmem.bench.haystack import DialogTurn
-    from optmem.bench.systems import ingest, memory_config
+    from optmem.bench.common import memory_config
+    from optmem.bench.optmem_system import ingest
 
     turns = [DialogTurn("user" if i % 2 == 0 else "assistant", f"turn {i} " + "words and more words " * 12)
              for i in range(60)]

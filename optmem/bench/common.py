@@ -10,7 +10,11 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Annotated, Any, Iterable, Sequence
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from optmem.config import MemoryConfig, load_config, read_toml
 
 DEFAULT_SEED = 1234
 DEFAULT_OUT = Path("benchmarks") / "results"
@@ -20,6 +24,36 @@ DEFAULT_DATA = Path("..") / "shared" / "data"
 
 def default_data(*parts: str) -> Path:
     return DEFAULT_DATA.joinpath(*parts)
+
+
+class BenchConfig(BaseModel):
+    """A benchmark's settings, like optmem's own config: frozen, and an unknown key is a
+    validation error naming it instead of a setting silently ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _memory_config_source(value: Any) -> Any:
+    # A TOML path is read here so that pydantic validates its content in place and names the
+    # field inside memory_config that is wrong.
+    if value is None:
+        return {}
+    if isinstance(value, (str, Path)):
+        return read_toml(value)
+    return value
+
+
+# A MemoryConfig field of a benchmark config: given as a MemoryConfig, a dict, a TOML path or None.
+MemoryConfigField = Annotated[MemoryConfig, BeforeValidator(_memory_config_source)]
+
+
+def memory_config(base: Any = None, **overrides: Any) -> MemoryConfig:
+    """A MemoryConfig from ``base`` (None, a TOML path, a dict or a MemoryConfig) with top-level
+    fields replaced by ``overrides``."""
+    cfg = load_config(base)
+    if overrides:
+        cfg = MemoryConfig.model_validate({**cfg.model_dump(), **overrides})
+    return cfg
 
 
 # The source tree this module was loaded from: its commit is the code a run uses, wherever the
