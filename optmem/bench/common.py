@@ -30,7 +30,8 @@ class BenchConfig(BaseModel):
     """A benchmark's settings, like optmem's own config: frozen, and an unknown key is a
     validation error naming it instead of a setting silently ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Every optmem command imports the bench parsers: validators are built when a benchmark runs.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 def _memory_config_source(value: Any) -> Any:
