@@ -91,8 +91,8 @@ class OptmemRun:
         return {"ingest_s": self.ingest_s, "pages": len(self.memory.pages())}
 
     def age_class(self, turn: int) -> str:
-        """"text" while the turn is a recent turn, else the tier its page is stored at by the
-        schedule ("evicted" when past the last step)."""
+        """The turn's age class: "text" while it is a recent turn, else the tier its page is
+        stored at by the schedule ("evicted" when past the last step)."""
         turn_id = self.turn_ids[turn]
         for page in self.memory.pages():
             if page.first_turn <= turn_id <= page.last_turn:
