@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from optmem.config import MemoryConfig
+from optmem.llm import LLMClient, LLMError
 from optmem.memory import OpticalMemory
 
 HELP = """commands:
@@ -20,19 +18,10 @@ HELP = """commands:
 anything else is a user turn (answered by --llm when given)"""
 
 
-def ask_llm(url: str, model: str, messages: list[dict], timeout: float = 120.0) -> str:
-    """One chat completion from an OpenAI-compatible server; returns the reply text."""
-    body = json.dumps({"model": model, "messages": messages, "temperature": 0}).encode("utf-8")
-    request = urllib.request.Request(url.rstrip("/") + "/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        reply = json.load(response)
-    return reply["choices"][0]["message"]["content"]
-
-
 def run_chat(db: Path, conversation: str, config: MemoryConfig, llm_url: str | None = None, model: str = "default",
              stdin=None, stdout=None) -> int:
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    llm = LLMClient(llm_url, model=model) if llm_url else None
     say = lambda *a: print(*a, file=stdout, flush=True)  # noqa: E731
     with OpticalMemory.open(db, conversation=conversation, config=config) as mem:
         say(f"optmem chat on {db} [{conversation}], {len(mem.history())} turns so far. /help for commands.")
@@ -66,10 +55,10 @@ def run_chat(db: Path, conversation: str, config: MemoryConfig, llm_url: str | N
                 say(f"unknown command {command}; /help lists them")
             else:
                 mem.add("user", line)
-                if llm_url:
+                if llm:
                     try:
-                        reply = ask_llm(llm_url, model, mem.context(query=line).to_messages())
-                    except (urllib.error.URLError, KeyError, ValueError) as e:
+                        reply = llm.chat(mem.context(query=line).to_messages())
+                    except LLMError as e:
                         say(f"[llm error: {e}]")
                         continue
                     mem.add("assistant", reply)

@@ -68,7 +68,8 @@ def test_locomo_lengths_limit_only_the_dialogue_haystack():
 
 def test_undated_haystacks_ingest_to_the_same_pages_every_run():
     from optmem.bench.haystack import DialogTurn
-    from optmem.bench.systems import ingest, memory_config
+    from optmem.bench.common import memory_config
+    from optmem.bench.optmem_system import ingest
 
     turns = [DialogTurn("user" if i % 2 == 0 else "assistant", f"turn {i} " + "words and more words " * 12)
              for i in range(60)]
@@ -76,8 +77,8 @@ def test_undated_haystacks_ingest_to_the_same_pages_every_run():
     for _ in range(2):
         run_ = ingest(turns, memory_config(NO_RETRIEVAL))
         pages = [p for p in run_.memory.pages() if p.sealed]
-        hashes.append([run_.memory._store.page_image(run_.memory._conv, p.id)[0] for p in pages])
-        first = run_.memory._store.page_source_text(run_.memory._conv, pages[0].id)
+        hashes.append([run_.memory.page_image(p.number).tobytes() for p in pages])
+        first = run_.memory.page_text(pages[0].number)
         run_.memory.close()
         assert "user · #1 · 2023-11-14 22:13 UTC" in first  # the fixed clock, not today's
     assert hashes[0] and hashes[0] == hashes[1]

@@ -3,7 +3,10 @@
 import hashlib
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -113,3 +116,21 @@ def test_chat_repl_commands(tmp_path):
 
     with OpticalMemory.open(tmp_path / "c.db", "me") as mem:
         assert [t.text for t in mem.history()] == ["hello there", "my locker code is 4821-XK"]
+
+
+def test_importing_the_cli_starts_no_process(tmp_path):
+    """Every command imports optmem.cli (and the bench parsers): none may fork, e.g. git."""
+    code = (
+        "import os, subprocess\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise AssertionError(f'a process was started at import: {args!r}')\n"
+        "subprocess.Popen._execute_child = refuse\n"
+        "for name in ('fork', 'forkpty', 'posix_spawn', 'posix_spawnp', 'system', 'execv', 'execve'):\n"
+        "    setattr(os, name, refuse)\n"
+        "import optmem.cli\n"
+        "optmem.cli.build_parser()\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo))  # this checkout, not an installed copy
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

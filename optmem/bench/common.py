@@ -10,7 +10,11 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Annotated, Any, Iterable, Sequence
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from optmem.config import MemoryConfig, load_config, read_toml
 
 DEFAULT_SEED = 1234
 DEFAULT_OUT = Path("benchmarks") / "results"
@@ -22,7 +26,43 @@ def default_data(*parts: str) -> Path:
     return DEFAULT_DATA.joinpath(*parts)
 
 
-def _git(*args: str, cwd: Path | None = None) -> str | None:
+class BenchConfig(BaseModel):
+    """A benchmark's settings, like optmem's own config: frozen, and an unknown key is a
+    validation error naming it instead of a setting silently ignored."""
+
+    # Every optmem command imports the bench parsers: validators are built when a benchmark runs.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+def _memory_config_source(value: Any) -> Any:
+    # A TOML path is read here so that pydantic validates its content in place and names the
+    # field inside memory_config that is wrong.
+    if value is None:
+        return {}
+    if isinstance(value, (str, Path)):
+        return read_toml(value)
+    return value
+
+
+# A MemoryConfig field of a benchmark config: given as a MemoryConfig, a dict, a TOML path or None.
+MemoryConfigField = Annotated[MemoryConfig, BeforeValidator(_memory_config_source)]
+
+
+def memory_config(base: Any = None, **overrides: Any) -> MemoryConfig:
+    """A MemoryConfig from ``base`` (None, a TOML path, a dict or a MemoryConfig) with top-level
+    fields replaced by ``overrides``."""
+    cfg = load_config(base)
+    if overrides:
+        cfg = MemoryConfig.model_validate({**cfg.model_dump(), **overrides})
+    return cfg
+
+
+# The source tree this module was loaded from: its commit is the code a run uses, wherever the
+# user's working directory is.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str, cwd: Path) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -30,19 +70,34 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def git_commit(cwd: Path | None = None) -> str:
-    """HEAD, with ``+dirty`` when tracked files differ from it: the code a run is about to use."""
-    sha = (_git("rev-parse", "HEAD", cwd=cwd) or "").strip()
+def git_commit(repo: Path | None = None) -> str:
+    """HEAD of the checkout whose root is ``repo`` (default: the source tree optmem runs from),
+    with ``+dirty`` when tracked files differ from it; ``unknown`` when that is not a checkout's
+    root (an installed optmem, no git)."""
+    root = Path(repo) if repo is not None else _SOURCE_ROOT
+    top = (_git("rev-parse", "--show-toplevel", cwd=root) or "").strip()
+    # An installed copy inside some other repository (a venv in a checkout) is not that checkout's code.
+    if not top or Path(top).resolve() != root.resolve():
+        return "unknown"
+    sha = (_git("rev-parse", "HEAD", cwd=root) or "").strip()
     if len(sha) != 40:
         return "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=root)
     return sha + ("+dirty" if dirty else "")
 
 
-# Taken when the benchmark starts, not when it writes its results: a long run must not be
-# credited to commits made while it ran.
-COMMIT_AT_START = git_commit()
-LOAD_AT_START = os.getloadavg()  # the machine may be shared: timings are read against its load
+@dataclass(frozen=True)
+class RunStart:
+    """The code and the machine's load when a benchmark began. Taken when it starts, not when it
+    writes its results: a long run must not be credited to commits made while it ran; the
+    machine may be shared, and timings are read against its load."""
+
+    commit: str
+    load: tuple[float, float, float]
+
+    @classmethod
+    def now(cls) -> "RunStart":
+        return cls(git_commit(), os.getloadavg())
 
 
 def machine() -> dict[str, Any]:
@@ -112,6 +167,7 @@ class Report:
     results: dict[str, Any] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
+    started: RunStart | None = None  # None: taken when the report is written
 
     def add(self, title: str, body: str) -> None:
         self.sections.append(f"## {title}\n\n{body}\n")
@@ -121,14 +177,15 @@ class Report:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{self.name}_quick" if quick else self.name
+        started = self.started or RunStart.now()
         meta = {
             "benchmark": self.name,
             "quick": quick,
             "finished_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-            "commit": COMMIT_AT_START,
+            "commit": started.commit,
             "machine": machine(),
             "argv": sys.argv,
-            "load_average": {"start": [round(x, 2) for x in LOAD_AT_START],
+            "load_average": {"start": [round(x, 2) for x in started.load],
                              "finish": [round(x, 2) for x in os.getloadavg()]},
         }
         paths: dict[str, Path] = {}

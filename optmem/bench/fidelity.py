@@ -12,20 +12,28 @@ import argparse
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Literal, get_args
+
+from pydantic import AfterValidator, Field, model_validator
+
+from optmem.config import MemoryConfig
 
 from optmem.modes import tier_slots, tier_vision_tokens
 from optmem.tokens import count_tokens, default_tokenizer
 
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, progress
+from .common import (
+    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, new_figure, progress,
+)
 from .haystack import load_essays
 
 BINS = tuple((lo, lo + 100) for lo in range(600, 1300, 100))
-TIERS = ("large", "base", "small", "tiny")
-ENGINES = ("ppocr-strips", "tesseract", "model")
-LANGS = ("en", "zh")
+Tier = Literal["large", "base", "small", "tiny"]
+Engine = Literal["ppocr-strips", "tesseract", "model"]
+Lang = Literal["en", "zh"]
+TIERS: tuple[str, ...] = get_args(Tier)
+ENGINES: tuple[str, ...] = get_args(Engine)
+LANGS: tuple[str, ...] = get_args(Lang)
 
 # DeepSeek-OCR paper (arXiv 2510.18234) Table 2, Fox English pages: (bin, vision tokens) ->
 # (precision %, compression ×). Drawn as the reference points; see anchors.md §A.2.
@@ -40,30 +48,29 @@ PAPER_TABLE2 = {
 }
 
 
-@dataclass
-class FidelityConfig:
-    langs: Sequence[str] = LANGS
-    bins: Sequence[tuple[int, int]] = BINS
-    pages_per_bin: int = 3
-    tiers: Sequence[str] = TIERS
-    engines: Sequence[str] | None = None  # None: every available engine
+def _ordered_bin(b: tuple[int, int]) -> tuple[int, int]:
+    if not 0 <= b[0] < b[1]:
+        raise ValueError(f"a bin is (low, high) text tokens with 0 <= low < high, got {b}")
+    return b
+
+
+class FidelityConfig(BenchConfig):
+    langs: tuple[Lang, ...] = Field(default=LANGS, min_length=1)
+    bins: tuple[Annotated[tuple[int, int], AfterValidator(_ordered_bin)], ...] = Field(default=BINS, min_length=1)
+    pages_per_bin: int = Field(default=3, ge=1)
+    tiers: tuple[Tier, ...] = Field(default=TIERS, min_length=1)
+    engines: tuple[Engine, ...] | None = Field(default=None, min_length=1)  # None: every available engine
     model_dir: Path | None = None
-    essays: Path = field(default_factory=lambda: default_data("pg_essays"))
+    essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
     zh_text: Path | None = None  # a UTF-8 Chinese text file; default: words from the tokenizer's vocabulary
-    memory_config: Any = None  # its [render] section sets the page style
+    memory_config: MemoryConfigField = MemoryConfig()  # its [render] section sets the page style
     seed: int = DEFAULT_SEED
 
-    def validate(self) -> None:
-        if not self.langs or any(x not in LANGS for x in self.langs):
-            raise ValueError(f"langs: choose from {LANGS}, got {list(self.langs)}")
-        if not self.tiers or any(t not in TIERS for t in self.tiers):
-            raise ValueError(f"tiers: choose from {TIERS}, got {list(self.tiers)}")
-        if self.engines is not None and (not self.engines or any(e not in ENGINES for e in self.engines)):
-            raise ValueError(f"engines: choose from {ENGINES}, got {list(self.engines)}")
+    @model_validator(mode="after")
+    def _model_engine_has_weights(self) -> "FidelityConfig":
         if self.engines and "model" in self.engines and self.model_dir is None:
             raise ValueError("engines: 'model' needs model_dir (a local DeepSeek-OCR weights directory)")
-        if self.pages_per_bin < 1:
-            raise ValueError(f"pages_per_bin: must be >= 1, got {self.pages_per_bin}")
+        return self
 
 
 def available_engines(model_dir: Path | None) -> list[str]:
@@ -151,12 +158,9 @@ def make_pages(cfg: FidelityConfig, render_cfg, lang: str) -> list[dict]:
 
 
 def run(cfg: FidelityConfig) -> dict:
-    cfg.validate()
     from optmem.reexpand import cer, precision
 
-    from .systems import memory_config
-
-    render_cfg = memory_config(cfg.memory_config).render
+    render_cfg = cfg.memory_config.render
     engines = list(cfg.engines) if cfg.engines else available_engines(cfg.model_dir)
     loaded = {name: _engine(name, cfg.model_dir) for name in engines}
     rows, missing = [], []
@@ -269,13 +273,11 @@ def config_from_args(args: argparse.Namespace) -> FidelityConfig:
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    rec = asdict(cfg)
-    from .systems import memory_config
-
-    rec["render"] = memory_config(cfg.memory_config).render.model_dump(mode="json")
-    report = Report("fidelity", rec, results=out)
+    rec = cfg.model_dump(mode="json", exclude={"memory_config"})
+    rec["render"] = cfg.memory_config.render.model_dump(mode="json")
+    report = Report("fidelity", rec, results=out, started=started)
     figs = render_report(cfg, out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)

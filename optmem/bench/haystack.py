@@ -8,10 +8,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal, get_args
 
 from optmem.tokens import count_tokens
 
-HAYSTACKS = ("pg", "locomo")
+HaystackKind = Literal["pg", "locomo"]
+HAYSTACKS: tuple[str, ...] = get_args(HaystackKind)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

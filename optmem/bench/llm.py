@@ -1,48 +1,19 @@
-"""Optional end-to-end scoring with an OpenAI-compatible chat-completions server (urllib only).
+"""Optional end-to-end scoring with an OpenAI-compatible chat server (the client is optmem.llm's).
 
 Nothing here runs unless a benchmark gets ``--llm URL``; without it no network is touched.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+from optmem.llm import LLMClient
 
 SYSTEM_PROMPT = "You are a helpful AI bot that answers questions for a user. Keep your response short and direct"
+ANSWER_MAX_TOKENS = 128  # RULER generates up to 128 tokens for NIAH
 
 
-class LLMError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class LLMClient:
-    url: str  # base URL (…/v1) or the full …/chat/completions endpoint
-    model: str = "default"
-    max_tokens: int = 128  # RULER generates up to 128 tokens for NIAH
-    timeout_s: float = 120.0
-
-    @property
-    def endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        return url if url.endswith("/chat/completions") else url + "/chat/completions"
-
-    def chat(self, messages: list[dict]) -> str:
-        body = json.dumps({
-            "model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens,
-        }).encode("utf-8")
-        req = urllib.request.Request(self.endpoint, data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                payload = json.loads(resp.read().decode("utf-8"))
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
-            raise LLMError(f"chat completion at {self.endpoint} failed: {exc}") from exc
-        try:
-            return payload["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError) as exc:
-            raise LLMError(f"unexpected reply from {self.endpoint}: {str(payload)[:200]}") from exc
+def answer_client(url: str, model: str = "default") -> LLMClient:
+    """The client a benchmark asks its questions with: greedy, short answers."""
+    return LLMClient(url, model=model, max_tokens=ANSWER_MAX_TOKENS)
 
 
 def text_messages(context_text: str) -> list[dict]:

@@ -14,41 +14,40 @@ import argparse
 import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Collection, Literal, Sequence, get_args
 
-from . import baselines, systems
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, progress
+from pydantic import Field
+
+from optmem.config import MemoryConfig
+
+from .common import (
+    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, memory_config,
+    progress,
+)
 from .haystack import load_locomo, locomo_turns
+from .protocol import Transcript
 from .scoring import answer_contained, normalize_answer
+from .systems import build
 
-SYSTEMS = ("window", "retrieval", "optmem", "full")
+# optmem runs as its MemoryConfig says, with ``archive`` from this benchmark's config.
+LocomoSystem = Literal["window", "retrieval", "optmem", "full"]
+SYSTEMS: tuple[str, ...] = get_args(LocomoSystem)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 
 
-@dataclass
-class LocomoConfig:
-    data: Path = field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
-    conversations: Sequence[int] | None = None  # indices into the file; None = all
-    max_sessions: int | None = None  # keep only the first N sessions of each conversation
-    max_questions: int | None = None  # per conversation, evenly spaced in file order
-    systems: Sequence[str] = SYSTEMS
-    archive: str = "verbatim"
-    budget: int = 8192
+class LocomoConfig(BenchConfig):
+    data: Path = Field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
+    conversations: tuple[Annotated[int, Field(ge=0)], ...] | None = None  # indices into the file; None = all
+    max_sessions: int | None = Field(default=None, ge=1)  # keep only the first N sessions of each conversation
+    max_questions: int | None = Field(default=None, ge=1)  # per conversation, evenly spaced in file order
+    systems: tuple[LocomoSystem, ...] = Field(default=SYSTEMS, min_length=1)
+    archive: Literal["verbatim", "optical"] = "verbatim"
+    budget: int = Field(default=8192, ge=64, description="decoder positions every system may use")
     seed: int = DEFAULT_SEED
-    memory_config: Any = None
-    llm: str | None = None
+    memory_config: MemoryConfigField = MemoryConfig()
+    llm: str | None = None  # OpenAI-compatible base URL: also score the model's answers (token F1)
     llm_model: str = "default"
-
-    def validate(self) -> None:
-        bad = [s for s in self.systems if s not in SYSTEMS]
-        if bad or not self.systems:
-            raise ValueError(f"systems: unknown or empty {bad or list(self.systems)}; choose from {SYSTEMS}")
-        if self.archive not in ("verbatim", "optical"):
-            raise ValueError(f"archive: must be 'verbatim' or 'optical', got {self.archive!r}")
-        if self.budget < 64:
-            raise ValueError(f"budget: must be >= 64 positions, got {self.budget}")
 
 
 QUICK = dict(conversations=(0,), max_sessions=14, max_questions=20)
@@ -73,24 +72,22 @@ def _session_of(dia_id: str) -> int:
     return int(dia_id.split(":")[0].lstrip("D"))
 
 
+def _effective_memory_config(cfg: LocomoConfig) -> MemoryConfig:
+    return memory_config(cfg.memory_config, budget=cfg.budget, archive=cfg.archive)
+
+
 def run(cfg: LocomoConfig) -> dict:
-    cfg.validate()
     data = load_locomo(cfg.data)
     picks = list(cfg.conversations) if cfg.conversations is not None else list(range(len(data)))
     for i in picks:
         if not 0 <= i < len(data):
             raise ValueError(f"conversations: index {i} out of range 0..{len(data) - 1}")
-    mem_cfg = systems.memory_config(cfg.memory_config, budget=cfg.budget, archive=cfg.archive)
-    embedder = None
-    if "retrieval" in cfg.systems:
-        from .embed import get_embedder
-
-        embedder = get_embedder()
+    runners = [build(name, _effective_memory_config(cfg)) for name in cfg.systems]
     llm = None
     if cfg.llm:
-        from .llm import LLMClient
+        from .llm import answer_client
 
-        llm = LLMClient(cfg.llm, model=cfg.llm_model)
+        llm = answer_client(cfg.llm, cfg.llm_model)
 
     questions, convs = [], []
     for ci in picks:
@@ -106,66 +103,50 @@ def run(cfg: LocomoConfig) -> dict:
             # Evenly spaced through the file: its questions run roughly in session order.
             step = len(qa) / cfg.max_questions
             qa = [qa[int(i * step)] for i in range(cfg.max_questions)]
-        costs = baselines.turn_costs(turns)
-        conv = {"conversation": sample.get("sample_id", str(ci)), "turns": len(turns), "text_tokens": sum(costs),
+        transcript = Transcript.of(turns, name=sample.get("sample_id", str(ci)))
+        conv = {"conversation": transcript.name, "turns": len(turns), "text_tokens": sum(transcript.costs),
                 "questions": len(qa)}
-        emb = embedder.encode([t.text for t in turns]) if embedder else None
-        orun = None
-        if "optmem" in cfg.systems:
-            orun = systems.ingest(turns, mem_cfg, conversation=conv["conversation"])
-            conv["optmem_ingest_s"] = round(orun.ingest_s, 2)
-            conv["optmem_pages"] = len(orun.memory.pages())
         convs.append(conv)
-        q_emb = embedder.encode([q["question"] for q in qa]) if (embedder and qa) else None
+        held = {}
         try:
-            for qi, q in enumerate(progress(qa, desc=f"locomo {conv['conversation']}")):
+            for system in runners:
+                held[system.name] = system.ingest(transcript)
+                for key, value in held[system.name].stats().items():
+                    conv[f"{system.name}_{key}"] = round(value, 2) if isinstance(value, float) else value
+            for q in progress(qa, desc=f"locomo {conv['conversation']}"):
                 ev = [index[e] for e in _evidence_ids(q["evidence"])]
                 answer = q.get("answer", q.get("adversarial_answer", ""))
                 # Results name questions by their index in the file, never by their text: the data
                 # (CC BY-NC) stays out of anything that may be committed.
                 rec = {"conversation": conv["conversation"], "qa_index": qa_index[id(q)], "category": q["category"],
                        "evidence": _evidence_ids(q["evidence"]), "systems": {}}
-                for system in cfg.systems:
-                    if system == "optmem":
-                        v = systems.view(orun, q["question"], cfg.budget, system)
-                        locs = [v.locate(orun.turn_ids[i]) for i in ev]
-                        res = {"positions": v.positions, "context_s": round(v.context_s, 3),
-                               "evidence": [loc["text"] or (f"page:{loc['page_tier']}" if loc["page_tier"] else None)
-                                            for loc in locs],
-                               "evidence_text": sum(loc["text"] is not None for loc in locs) / len(ev),
-                               "evidence_page": sum(loc["text"] is not None or loc["page_tier"] is not None
-                                                    for loc in locs) / len(ev)}
-                    else:
-                        if system == "window":
-                            v = baselines.sliding_window(turns, q["question"], cfg.budget, costs)
-                        elif system == "retrieval":
-                            v = baselines.text_retrieval(turns, q["question"], cfg.budget, recent=mem_cfg.recent_turns,
-                                                         embeddings=emb, query_embedding=q_emb[qi], costs=costs)
-                        else:
-                            v = baselines.full_text(turns, q["question"], costs)
-                        present = set(v.turns)
-                        share = sum(i in present for i in ev) / len(ev)
-                        res = {"positions": v.positions, "evidence_text": share, "evidence_page": share}
+                for system in runners:
+                    v = held[system.name].context(q["question"], cfg.budget)
+                    locs = [v.locate(i) for i in ev]
+                    res = {"positions": v.positions,
+                           "evidence_text": sum(loc.text is not None for loc in locs) / len(ev),
+                           "evidence_page": sum(loc.where is not None for loc in locs) / len(ev)}
+                    if system.paged:
+                        res["evidence"], res["context_s"] = [loc.where for loc in locs], round(v.context_s, 3)
                     res["answer_contained"] = answer_contained(str(answer), v.text) if q["category"] != 5 else None
                     if llm:
-                        from .llm import context_messages, text_messages
-
-                        msgs = context_messages(v.context, q["question"]) if system == "optmem" else text_messages(v.text)
-                        reply = llm.chat(msgs)
+                        reply = llm.chat(v.messages(q["question"]))
                         res["llm_answer"], res["llm_f1"] = reply, token_f1(reply, str(answer))
-                    rec["systems"][system] = res
+                    rec["systems"][system.name] = res
                 questions.append(rec)
         finally:
-            if orun is not None:
-                orun.memory.close()
-    return {"conversations": convs, "questions": questions, "summary": summarise(questions, cfg.systems)}
+            for h in held.values():
+                h.close()
+    paged = [s.name for s in runners if s.paged]
+    return {"conversations": convs, "questions": questions, "summary": summarise(questions, paged)}
 
 
 def _pct(xs: list[float]) -> float | None:
     return round(100.0 * sum(xs) / len(xs), 1) if xs else None
 
 
-def summarise(questions: list[dict], names: Sequence[str]) -> dict:
+def summarise(questions: list[dict], paged: Collection[str]) -> dict:
+    """``paged``: the systems whose records say where each evidence turn was."""
     rows: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     where: dict[str, int] = Counter()
     for q in questions:
@@ -180,7 +161,7 @@ def summarise(questions: list[dict], names: Sequence[str]) -> dict:
                     d["answer_contained"].append(float(r["answer_contained"]))
                 if "llm_f1" in r:
                     d["llm_f1"].append(r["llm_f1"])
-            if name == "optmem" and q["category"] != 5:
+            if name in paged and q["category"] != 5:
                 for e in r["evidence"]:
                     where[e or "absent"] += 1
     out: dict[str, Any] = {"by_category": {}, "optmem_evidence_where": dict(where)}
@@ -249,17 +230,16 @@ def config_from_args(args: argparse.Namespace) -> LocomoConfig:
 
 
 def config_record(cfg: LocomoConfig) -> dict:
-    rec = asdict(cfg)
-    rec["memory_config"] = systems.memory_config(cfg.memory_config, budget=cfg.budget,
-                                                 archive=cfg.archive).model_dump(mode="json")
+    rec = cfg.model_dump(mode="json")
+    rec["memory_config"] = _effective_memory_config(cfg).model_dump(mode="json")
     return rec
 
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    report = Report("locomo", config_record(cfg), results=out)
+    report = Report("locomo", config_record(cfg), results=out, started=started)
     figs = render_report(cfg, out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)

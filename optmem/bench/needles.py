@@ -9,8 +9,10 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-NEEDLE_KINDS = ("word-number", "uuid-uuid", "multikey", "sf")
+NeedleKind = Literal["word-number", "uuid-uuid", "multikey", "sf"]
+NEEDLE_KINDS: tuple[str, ...] = get_args(NeedleKind)
 
 _ADJECTIVES = (
     "abundant", "ancient", "bitter", "brave", "calm", "clever", "crimson", "curious", "damp", "eager",

@@ -14,18 +14,28 @@ import argparse
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Sequence
 
-from . import baselines, systems
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, progress
-from .haystack import HAYSTACKS, DialogTurn, essay_turns, insert_sentence, load_essays, load_locomo, locomo_haystack
-from .needles import NEEDLE_KINDS, make_needle
+from pydantic import AfterValidator, Field
+
+from optmem.config import MemoryConfig
+
+from .common import (
+    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, memory_config,
+    new_figure, progress,
+)
+from .haystack import (
+    HAYSTACKS, DialogTurn, HaystackKind, essay_turns, insert_sentence, load_essays, load_locomo, locomo_haystack,
+)
+from .needles import NEEDLE_KINDS, NeedleKind, make_needle
+from .protocol import PagedView, Transcript
 from .scoring import string_match_all
+from .systems import SYSTEMS, build
+from .textview import turn_costs
 
-SYSTEMS = ("window", "retrieval", "optmem-optical", "optmem-verbatim", "full")
-OPTMEM_ARCHIVE = {"optmem-optical": "optical", "optmem-verbatim": "verbatim"}
+DEFAULT_SYSTEMS = ("window", "retrieval", "optmem-optical", "optmem-verbatim", "full")
 AGE_CLASSES = ("text", "gundam", "large", "base", "small", "tiny", "evicted")
 
 FULL = dict(lengths=(8_000, 32_000, 128_000, 512_000), ages=(2, 16, 64, 256, 1024),
@@ -35,37 +45,31 @@ FULL = dict(lengths=(8_000, 32_000, 128_000, 512_000), ages=(2, 16, 64, 256, 102
 QUICK = dict(lengths=(12_000,), ages=(20, 60), needles=("word-number", "sf"), haystacks=("pg",))
 
 
-@dataclass
-class NiahConfig:
-    lengths: Sequence[int] = FULL["lengths"]
-    # LoCoMo dialogue cycles to reach a length: long ones repeat it (and take 5x the turns of essays).
-    locomo_lengths: Sequence[int] | None = None  # None: the same as ``lengths``
-    ages: Sequence[int] = FULL["ages"]
-    needles: Sequence[str] = FULL["needles"]
-    haystacks: Sequence[str] = FULL["haystacks"]
-    systems: Sequence[str] = SYSTEMS
-    budget: int = 8192
-    seed: int = DEFAULT_SEED
-    essays: Path = field(default_factory=lambda: default_data("pg_essays"))
-    locomo: Path = field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
-    memory_config: Any = None  # MemoryConfig | TOML path | None (defaults)
-    llm: str | None = None
-    llm_model: str = "default"
+def _known_system(name: str) -> str:
+    if name not in SYSTEMS:
+        raise ValueError(f"unknown system {name!r}; choose from {tuple(SYSTEMS)}")
+    return name
 
-    def validate(self) -> None:
-        for name, values, allowed in (("needles", self.needles, NEEDLE_KINDS), ("haystacks", self.haystacks, HAYSTACKS),
-                                      ("systems", self.systems, SYSTEMS)):
-            bad = [v for v in values if v not in allowed]
-            if bad or not values:
-                raise ValueError(f"{name}: unknown or empty {bad or values}; choose from {allowed}")
-        if any(n < 1000 for n in self.lengths):
-            raise ValueError(f"lengths: each must be >= 1000 text tokens, got {list(self.lengths)}")
-        if self.locomo_lengths is not None and any(n < 1000 for n in self.locomo_lengths):
-            raise ValueError(f"locomo_lengths: each must be >= 1000 text tokens, got {list(self.locomo_lengths)}")
-        if any(a < 0 for a in self.ages):
-            raise ValueError(f"ages: turn ages must be >= 0, got {list(self.ages)}")
-        if self.budget < 64:
-            raise ValueError(f"budget: must be >= 64 positions, got {self.budget}")
+
+SystemName = Annotated[str, AfterValidator(_known_system)]
+Length = Annotated[int, Field(ge=1000, description="text tokens")]
+
+
+class NiahConfig(BenchConfig):
+    lengths: tuple[Length, ...] = Field(default=FULL["lengths"], min_length=1)
+    # LoCoMo dialogue cycles to reach a length: long ones repeat it (and take 5x the turns of essays).
+    locomo_lengths: tuple[Length, ...] | None = Field(default=None, min_length=1)  # None: the same as ``lengths``
+    ages: tuple[Annotated[int, Field(ge=0)], ...] = Field(default=FULL["ages"], min_length=1)  # turns before the last
+    needles: tuple[NeedleKind, ...] = Field(default=NEEDLE_KINDS, min_length=1)
+    haystacks: tuple[HaystackKind, ...] = Field(default=HAYSTACKS, min_length=1)
+    systems: tuple[SystemName, ...] = Field(default=DEFAULT_SYSTEMS, min_length=1)
+    budget: int = Field(default=8192, ge=64, description="decoder positions every system may use")
+    seed: int = DEFAULT_SEED
+    essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
+    locomo: Path = Field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
+    memory_config: MemoryConfigField = MemoryConfig()
+    llm: str | None = None  # OpenAI-compatible base URL: also score the model's answers
+    llm_model: str = "default"
 
 
 def _haystack(cfg: NiahConfig, kind: str, length: int) -> list[DialogTurn]:
@@ -86,28 +90,22 @@ def _plant(base: list[DialogTurn], needle, age: int, rng: random.Random) -> tupl
     return turns, idx, sorted(spots)
 
 
-def _where(text: str, golds: Sequence[str], ov: systems.OptmemView) -> list[str]:
+def _found_in(view: PagedView, golds: Sequence[str]) -> list[str]:
     """Which kinds of text segment hold every gold string (for optmem's breakdown)."""
-    kinds = []
-    for seg in ov.context.segments:
-        body = getattr(seg, "text", None)
-        if body and seg.kind != "query" and string_match_all(body, golds) == 1.0:
-            kinds.append(seg.kind if seg.kind != "expanded" else f"expanded:{seg.source}")
-    return sorted(set(kinds))
+    return sorted({kind for kind, text in view.text_segments() if string_match_all(text, golds) == 1.0})
 
 
 def run(cfg: NiahConfig) -> dict:
-    cfg.validate()
     from .embed import get_embedder
 
     llm = None
     if cfg.llm:
-        from .llm import LLMClient
+        from .llm import answer_client
 
-        llm = LLMClient(cfg.llm, model=cfg.llm_model)
-    base_mem_cfg = systems.memory_config(cfg.memory_config, budget=cfg.budget)
-    recent_k = base_mem_cfg.recent_turns
-    embedder = get_embedder()  # optmem's own lazy chunk embedding goes through it too
+        llm = answer_client(cfg.llm, cfg.llm_model)
+    get_embedder()  # remembers what it embeds: optmem's own lazy chunk embedding goes through it too
+    mem_cfg = memory_config(cfg.memory_config, budget=cfg.budget)
+    runners = [build(name, mem_cfg) for name in cfg.systems]
 
     def lengths(haystack: str) -> Sequence[int]:
         return cfg.locomo_lengths if haystack == "locomo" and cfg.locomo_lengths is not None else cfg.lengths
@@ -115,14 +113,13 @@ def run(cfg: NiahConfig) -> dict:
     grid = [(h, n, k, a) for h in cfg.haystacks for n in lengths(h) for k in cfg.needles for a in cfg.ages]
     samples, skipped = [], []
     bar = progress(total=len(grid), desc="niah")
-    cache: dict[tuple[str, int], tuple[list[DialogTurn], list[int], Any]] = {}
+    cache: dict[tuple[str, int], tuple[list[DialogTurn], list[int]]] = {}
     for hay, length, kind, age in grid:
         if (hay, length) not in cache:
             cache.clear()
             turns0 = _haystack(cfg, hay, length)
-            emb0 = embedder.encode([t.text for t in turns0]) if "retrieval" in cfg.systems else None
-            cache[(hay, length)] = (turns0, baselines.turn_costs(turns0), emb0)
-        base, base_costs, base_emb = cache[(hay, length)]
+            cache[(hay, length)] = (turns0, turn_costs(turns0))
+        base, base_costs = cache[(hay, length)]
         if age >= len(base):
             skipped.append({"haystack": hay, "length": length, "needle": kind, "age": age,
                             "why": f"conversation has only {len(base)} turns"})
@@ -133,62 +130,44 @@ def run(cfg: NiahConfig) -> dict:
         turns, idx, spots = _plant(base, needle, age, rng)
         changed = [idx, *spots]
         costs = list(base_costs)
-        for i, c in zip(changed, baselines.turn_costs([turns[i] for i in changed])):
+        for i, c in zip(changed, turn_costs([turns[i] for i in changed])):
             costs[i] = c
+        transcript = Transcript.of(turns, costs=costs)
         q = needle.question
         sample = {"haystack": hay, "length": length, "needle": kind, "age": age, "turns": len(turns),
                   "needle_turn": idx, "text_tokens": sum(costs), "systems": {}}
-        for system in cfg.systems:
-            if system == "full":
-                v = baselines.full_text(turns, q, costs)
-                res = {"positions": v.positions}
-            elif system == "window":
-                v = baselines.sliding_window(turns, q, cfg.budget, costs)
-                res = {"positions": v.positions, "needle_as_text": idx in v.turns}
-            elif system == "retrieval":
-                emb = base_emb.copy()
-                emb[changed] = embedder.encode([turns[i].text for i in changed])
-                v = baselines.text_retrieval(turns, q, cfg.budget, recent=recent_k, embeddings=emb,
-                                             query_embedding=embedder.encode([q])[0], costs=costs)
-                res = {"positions": v.positions, "needle_as_text": idx in v.turns}
-            else:
-                mem_cfg = systems.memory_config(base_mem_cfg, archive=OPTMEM_ARCHIVE[system])
-                orun = systems.ingest(turns, mem_cfg)
-                try:
-                    v = systems.view(orun, q, cfg.budget, system)
-                    loc = v.locate(orun.turn_ids[idx])
-                    where = loc["text"] or (f"page:{loc['page_tier']}" if loc["page_tier"] else "absent")
-                    res = {"positions": v.positions, "needle_as_text": loc["text"], "needle_page_tier": loc["page_tier"],
-                           "needle_where": where,
-                           "age_class": systems.scheduled_tier(orun, orun.turn_ids[idx]),
-                           "found_in": _where(v.text, needle.golds, v),
-                           "ingest_s": round(orun.ingest_s, 3), "context_s": round(v.context_s, 3)}
-                    if llm:
-                        from .llm import context_messages
-
-                        answer = llm.chat(context_messages(v.context, q))
-                        res["llm_answer"], res["llm_score"] = answer, string_match_all(answer, needle.golds)
-                finally:
-                    orun.memory.close()
-            res["score"] = string_match_all(v.text, needle.golds)
-            if llm and system in ("window", "retrieval", "full"):
-                from .llm import text_messages
-
-                answer = llm.chat(text_messages(v.text))
-                res["llm_answer"], res["llm_score"] = answer, string_match_all(answer, needle.golds)
-            sample["systems"][system] = res
-        sample["age_class"] = next((sample["systems"][s]["age_class"] for s in OPTMEM_ARCHIVE if s in sample["systems"]), None)
+        for system in runners:
+            held = system.ingest(transcript)
+            try:
+                v = held.context(q, cfg.budget)
+                res = {"positions": v.positions, "score": string_match_all(v.text, needle.golds)}
+                if system.paged:
+                    loc = v.locate(idx)
+                    res.update(needle_as_text=loc.text, needle_page_tier=loc.page_tier, needle_where=loc.where or "absent",
+                               age_class=held.age_class(idx), found_in=_found_in(v, needle.golds),
+                               ingest_s=round(held.stats()["ingest_s"], 3), context_s=round(v.context_s, 3))
+                elif system.bounded:  # the full text holds every turn by construction
+                    res["needle_as_text"] = v.locate(idx).text is not None
+                if llm:
+                    answer = llm.chat(v.messages(q))
+                    res["llm_answer"], res["llm_score"] = answer, string_match_all(answer, needle.golds)
+            finally:
+                held.close()
+            sample["systems"][system.name] = res
+        sample["age_class"] = next((sample["systems"][s.name]["age_class"] for s in runners if s.paged), None)
         samples.append(sample)
         bar.update(1)
     bar.close()
-    return {"samples": samples, "skipped": skipped, "summary": summarise(samples, cfg.systems)}
+    paged = [s.name for s in runners if s.paged]
+    return {"samples": samples, "skipped": skipped, "summary": summarise(samples, cfg.systems, paged)}
 
 
 def _mean(xs: Sequence[float]) -> float | None:
     return round(100.0 * sum(xs) / len(xs), 1) if xs else None
 
 
-def summarise(samples: list[dict], system_names: Sequence[str]) -> dict:
+def summarise(samples: list[dict], system_names: Sequence[str], paged: Sequence[str]) -> dict:
+    """``paged``: the systems whose records say where the needle's turn was."""
     by_class: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     by_len_age: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     positions: dict[str, list[int]] = defaultdict(list)
@@ -199,7 +178,7 @@ def summarise(samples: list[dict], system_names: Sequence[str]) -> dict:
             by_class[s["age_class"] or "n/a"][name].append(r["score"])
             by_len_age[(s["haystack"], s["length"], s["age"])][name].append(r["score"])
             positions[name].append(r["positions"])
-            if name in OPTMEM_ARCHIVE:
+            if name in paged:
                 page_tiers[name][r["needle_where"]] += 1
                 for where in r["found_in"] or ["nowhere"]:
                     found[name][where] += 1
@@ -239,7 +218,7 @@ def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
     report.add("Recall by haystack × conversation length (text tokens) × needle age (turns ago)",
                md_table(["haystack", "length", "age", *names], rows))
     report.add("Positions used (mean)", md_table(["system", "positions"], [[n, summ["mean_positions"][n]] for n in names]))
-    om = [n for n in names if n in OPTMEM_ARCHIVE]
+    om = [n for n in names if n in summ["needle_where"]]
     if om:
         tiers = sorted({t for n in om for t in summ["needle_where"][n]})
         report.add("optmem: where the needle's turn is in the context (samples)",
@@ -280,7 +259,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ages", type=int, nargs="+", help="needle ages in turns before the last turn")
     p.add_argument("--needles", nargs="+", choices=NEEDLE_KINDS)
     p.add_argument("--haystacks", nargs="+", choices=HAYSTACKS)
-    p.add_argument("--systems", nargs="+", choices=SYSTEMS)
+    p.add_argument("--systems", nargs="+", choices=tuple(SYSTEMS), help=f"default: {' '.join(DEFAULT_SYSTEMS)}")
     p.add_argument("--budget", type=int, default=8192)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
@@ -297,23 +276,21 @@ def config_from_args(args: argparse.Namespace) -> NiahConfig:
         lengths=tuple(args.lengths or preset["lengths"]),
         locomo_lengths=tuple(args.locomo_lengths) if args.locomo_lengths else None, ages=tuple(args.ages or preset["ages"]),
         needles=tuple(args.needles or preset["needles"]), haystacks=tuple(args.haystacks or preset["haystacks"]),
-        systems=tuple(args.systems or SYSTEMS), budget=args.budget, seed=args.seed, essays=args.essays,
+        systems=tuple(args.systems or DEFAULT_SYSTEMS), budget=args.budget, seed=args.seed, essays=args.essays,
         locomo=args.locomo, memory_config=args.config, llm=args.llm, llm_model=args.llm_model)
 
 
 def config_record(cfg: NiahConfig) -> dict:
-    from dataclasses import asdict
-
-    rec = asdict(cfg)
-    rec["memory_config"] = systems.memory_config(cfg.memory_config, budget=cfg.budget).model_dump(mode="json")
+    rec = cfg.model_dump(mode="json")
+    rec["memory_config"] = memory_config(cfg.memory_config, budget=cfg.budget).model_dump(mode="json")
     return rec
 
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
-    report = Report("niah", config_record(cfg), results=out)
+    report = Report("niah", config_record(cfg), results=out, started=started)
     figs = render_report(cfg, out, report)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     return report.publish(args.out, quick=args.quick, figures=figs)

@@ -9,32 +9,37 @@ import random
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Sequence
 
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure, percentile, progress
+from pydantic import Field, model_validator
+
+from optmem.config import MemoryConfig
+
+from .common import (
+    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, new_figure,
+    percentile, progress,
+)
 from .haystack import essay_turns, load_essays
 
 FULL_COUNTS = (1_000, 10_000, 100_000)
 QUICK_COUNTS = (40, 120, 240)
 
 
-@dataclass
-class ScaleConfig:
-    counts: Sequence[int] = FULL_COUNTS
-    repeats: int = 20  # context() calls per measurement
+class ScaleConfig(BenchConfig):
+    counts: tuple[Annotated[int, Field(ge=10)], ...] = Field(default=FULL_COUNTS, min_length=1)  # turns
+    repeats: int = Field(default=20, ge=1)  # context() calls per measurement
     seed: int = DEFAULT_SEED
-    essays: Path = field(default_factory=lambda: default_data("pg_essays"))
-    memory_config: Any = None
-    min_turn_tokens: int = 20
-    max_turn_tokens: int = 120
+    essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
+    memory_config: MemoryConfigField = MemoryConfig()
+    min_turn_tokens: int = Field(default=20, ge=1)
+    max_turn_tokens: int = Field(default=120, ge=1)
 
-    def validate(self) -> None:
-        if not self.counts or any(c < 10 for c in self.counts):
-            raise ValueError(f"counts: each must be >= 10 turns, got {list(self.counts)}")
-        if self.repeats < 1:
-            raise ValueError(f"repeats: must be >= 1, got {self.repeats}")
+    @model_validator(mode="after")
+    def _turn_sizes_ordered(self) -> "ScaleConfig":
+        if self.min_turn_tokens > self.max_turn_tokens:
+            raise ValueError(f"min_turn_tokens {self.min_turn_tokens} is above max_turn_tokens {self.max_turn_tokens}")
+        return self
 
 
 def _rss_bytes() -> int:
@@ -74,9 +79,7 @@ def _db_bytes(path: Path) -> int:
 def measure(n_turns: int, turns, queries: Sequence[str], cfg: ScaleConfig, workdir: Path) -> dict:
     from optmem import OpticalMemory
 
-    from .systems import memory_config
-
-    mem_cfg = memory_config(cfg.memory_config)
+    mem_cfg = cfg.memory_config
     db = workdir / f"scale_{n_turns}.db"
     with PeakRSS() as rss:
         mem = OpticalMemory.open(db, conversation="scale", config=mem_cfg)
@@ -115,7 +118,6 @@ def measure(n_turns: int, turns, queries: Sequence[str], cfg: ScaleConfig, workd
 
 
 def run(cfg: ScaleConfig, workdir: Path | None = None) -> dict:
-    cfg.validate()
     rng = random.Random(f"{cfg.seed}|scale")
     n = max(cfg.counts)
     # Chat-sized turns: each turn's token count is drawn between min and max; the essays wrap around.
@@ -192,14 +194,11 @@ def config_from_args(args: argparse.Namespace) -> ScaleConfig:
 
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:
-    from .systems import memory_config
-
     cfg = config_from_args(args)
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    rec = asdict(cfg)
-    rec["memory_config"] = memory_config(cfg.memory_config).model_dump(mode="json")
-    report = Report("scale", rec, results=out)
+    rec = cfg.model_dump(mode="json")
+    report = Report("scale", rec, results=out, started=started)
     figs = render_report(cfg, out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)

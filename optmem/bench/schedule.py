@@ -9,44 +9,71 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from pydantic import Field, ValidationError
+
+from optmem.config import MemoryConfig
+
 from . import locomo as locomo_bench
 from . import niah as niah_bench
-from .common import DEFAULT_OUT, DEFAULT_SEED, Report, default_data, md_table, new_figure
+from .common import DEFAULT_OUT, DEFAULT_SEED, BenchConfig, Report, RunStart, default_data, md_table, new_figure
+from .haystack import HaystackKind
+from .needles import NeedleKind
 
 EXAMPLE = Path("benchmarks") / "schedules.example.toml"
-_BENCH_KEYS = {"budget", "niah_lengths", "niah_ages", "niah_needles", "niah_haystacks",
-               "locomo_conversations", "locomo_max_sessions", "locomo_max_questions"}
 
 
 class ScheduleGridError(ValueError):
     """The schedules TOML is malformed (names the offending key or entry)."""
 
 
-@dataclass
-class GridEntry:
-    name: str
-    config: Any  # MemoryConfig
+class GridBench(BenchConfig):
+    """The ``[bench]`` table: the grid every schedule is run on. A key left out takes the
+    default grid (or, with --quick, the quick one; ``budget`` applies to --quick too)."""
+
+    budget: int | None = Field(default=None, ge=64)  # None: each schedule's own MemoryConfig.budget
+    niah_lengths: tuple[niah_bench.Length, ...] | None = Field(default=None, min_length=1)
+    niah_ages: tuple[int, ...] | None = Field(default=None, min_length=1)
+    niah_needles: tuple[NeedleKind, ...] | None = Field(default=None, min_length=1)
+    niah_haystacks: tuple[HaystackKind, ...] | None = Field(default=None, min_length=1)
+    locomo_conversations: tuple[int, ...] | None = Field(default=None, min_length=1)
+    locomo_max_sessions: int | None = Field(default=None, ge=1)
+    locomo_max_questions: int | None = Field(default=None, ge=1)
 
 
-@dataclass
-class ScheduleBenchConfig:
-    entries: list[GridEntry]
-    bench: dict = field(default_factory=dict)
-    essays: Path = field(default_factory=lambda: default_data("pg_essays"))
-    locomo: Path = field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
+class GridEntry(BenchConfig):
+    name: str = Field(min_length=1)
+    config: MemoryConfig
+
+
+class ScheduleBenchConfig(BenchConfig):
+    entries: tuple[GridEntry, ...] = Field(min_length=1)
+    bench: GridBench = GridBench()
+    essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
+    locomo: Path = Field(default_factory=lambda: default_data("locomo", "locomo5_dev.json"))
     seed: int = DEFAULT_SEED
     run_niah: bool = True
     run_locomo: bool = True
 
 
-def load_grid(path: Path) -> tuple[dict, list[GridEntry]]:
+def _bench_table(path: Path, table: Any) -> GridBench:
+    try:
+        return GridBench.model_validate(table)
+    except ValidationError as exc:
+        unknown = sorted(str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden")
+        if unknown:
+            raise ScheduleGridError(f"{path}: unknown [bench] keys {unknown}; allowed {sorted(GridBench.model_fields)}") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'table'}: {e['msg']}" for e in exc.errors())
+        raise ScheduleGridError(f"{path}: [bench] {problems}") from None
+
+
+def load_grid(path: Path) -> tuple[GridBench, list[GridEntry]]:
     """Read ``[bench]`` settings and ``[[schedules]]`` entries (``name`` + ``config``, a partial
-    MemoryConfig). A bad MemoryConfig value raises pydantic's ValidationError naming the field."""
-    from optmem.config import ConfigError, MemoryConfig, read_toml
+    MemoryConfig). A bad MemoryConfig value raises pydantic's ValidationError naming the field;
+    anything else wrong with the file a ScheduleGridError naming the key."""
+    from optmem.config import ConfigError, read_toml
 
     path = Path(path)
     try:
@@ -56,19 +83,15 @@ def load_grid(path: Path) -> tuple[dict, list[GridEntry]]:
     unknown = set(data) - {"bench", "schedules"}
     if unknown:
         raise ScheduleGridError(f"{path}: unknown top-level keys {sorted(unknown)}; expected [bench] and [[schedules]]")
-    bench = data.get("bench", {})
-    bad = set(bench) - _BENCH_KEYS
-    if bad:
-        raise ScheduleGridError(f"{path}: unknown [bench] keys {sorted(bad)}; allowed {sorted(_BENCH_KEYS)}")
+    bench = _bench_table(path, data.get("bench", {}))
     entries = []
     for i, item in enumerate(data.get("schedules", [])):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
             raise ScheduleGridError(f"{path}: schedules[{i}] needs a non-empty 'name'")
-        extra = set(item) - {"name", "config"}
+        extra = set(item) - set(GridEntry.model_fields)
         if extra:
             raise ScheduleGridError(f"{path}: schedules[{i}] ({item['name']}): unknown keys {sorted(extra)}")
-        cfg = MemoryConfig.model_validate(item.get("config", {}))
-        entries.append(GridEntry(item["name"], cfg))
+        entries.append(GridEntry(name=item["name"], config=MemoryConfig.model_validate(item.get("config", {}))))
     if not entries:
         raise ScheduleGridError(f"{path}: no [[schedules]] entries")
     names = [e.name for e in entries]
@@ -82,25 +105,29 @@ QUICK_NIAH = dict(niah_bench.QUICK, needles=("sf",))
 QUICK_LOCOMO = dict(conversations=(0,), max_sessions=6, max_questions=8)
 
 
-def _niah_cfg(cfg: ScheduleBenchConfig, quick: bool, systems: Sequence[str], mem_cfg: Any, budget: int):
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _niah_cfg(cfg: ScheduleBenchConfig, quick: bool, systems: Sequence[str], mem_cfg: MemoryConfig, budget: int):
     # --quick always runs the niah quick grid; otherwise [bench] keys, then these defaults.
-    b = {} if quick else cfg.bench
+    b = GridBench() if quick else cfg.bench
     preset = QUICK_NIAH if quick else dict(lengths=(32_000,), ages=(2, 16, 64, 128),
-                                                  needles=("word-number", "uuid-uuid", "sf"), haystacks=("pg",))
+                                           needles=("word-number", "uuid-uuid", "sf"), haystacks=("pg",))
     return niah_bench.NiahConfig(
-        lengths=tuple(b.get("niah_lengths", preset["lengths"])), ages=tuple(b.get("niah_ages", preset["ages"])),
-        needles=tuple(b.get("niah_needles", preset["needles"])),
-        haystacks=tuple(b.get("niah_haystacks", preset["haystacks"])), systems=tuple(systems), budget=budget,
-        seed=cfg.seed, essays=cfg.essays, locomo=cfg.locomo, memory_config=mem_cfg)
+        lengths=_given(b.niah_lengths, preset["lengths"]), ages=_given(b.niah_ages, preset["ages"]),
+        needles=_given(b.niah_needles, preset["needles"]), haystacks=_given(b.niah_haystacks, preset["haystacks"]),
+        systems=tuple(systems), budget=budget, seed=cfg.seed, essays=cfg.essays, locomo=cfg.locomo,
+        memory_config=mem_cfg)
 
 
-def _locomo_cfg(cfg: ScheduleBenchConfig, quick: bool, systems: Sequence[str], mem_cfg: Any, budget: int):
-    b = {} if quick else cfg.bench
+def _locomo_cfg(cfg: ScheduleBenchConfig, quick: bool, systems: Sequence[str], mem_cfg: MemoryConfig, budget: int):
+    b = GridBench() if quick else cfg.bench
     preset = QUICK_LOCOMO if quick else dict(conversations=(0,), max_sessions=None, max_questions=60)
     return locomo_bench.LocomoConfig(
-        data=cfg.locomo, conversations=tuple(b.get("locomo_conversations", preset["conversations"])),
-        max_sessions=b.get("locomo_max_sessions", preset["max_sessions"]),
-        max_questions=b.get("locomo_max_questions", preset["max_questions"]),
+        data=cfg.locomo, conversations=_given(b.locomo_conversations, preset["conversations"]),
+        max_sessions=_given(b.locomo_max_sessions, preset["max_sessions"]),
+        max_questions=_given(b.locomo_max_questions, preset["max_questions"]),
         systems=tuple(systems), archive=mem_cfg.archive, budget=budget, seed=cfg.seed, memory_config=mem_cfg)
 
 
@@ -120,20 +147,19 @@ def _row(name: str, system: str, niah_out: dict | None, locomo_out: dict | None)
 
 
 def run(cfg: ScheduleBenchConfig, quick: bool) -> dict:
-    budget_default = cfg.bench.get("budget", 8192)
     rows = []
     first = cfg.entries[0].config
-    ref_budget = first.budget if "budget" not in cfg.bench else budget_default
+    ref_budget = _given(cfg.bench.budget, first.budget)
     n_ref = _niah_cfg(cfg, quick, ["window"], first, ref_budget) if cfg.run_niah else None
     l_ref = _locomo_cfg(cfg, quick, ["window"], first, ref_budget) if cfg.run_locomo else None
     rows.append(_row(f"sliding window (reference, budget {ref_budget})", "window",
                      niah_bench.run(n_ref) if n_ref else None, locomo_bench.run(l_ref) if l_ref else None))
     for e in cfg.entries:
-        budget = cfg.bench.get("budget", e.config.budget)
-        system = "optmem-optical" if e.config.archive == "optical" else "optmem-verbatim"
-        n_out = niah_bench.run(_niah_cfg(cfg, quick, [system], e.config, budget)) if cfg.run_niah else None
+        budget = _given(cfg.bench.budget, e.config.budget)
+        # "optmem": the schedule's MemoryConfig as it is, archive included.
+        n_out = niah_bench.run(_niah_cfg(cfg, quick, ["optmem"], e.config, budget)) if cfg.run_niah else None
         l_out = locomo_bench.run(_locomo_cfg(cfg, quick, ["optmem"], e.config, budget)) if cfg.run_locomo else None
-        row = _row(e.name, system, n_out, None)
+        row = _row(e.name, "optmem", n_out, None)
         row.update({k: v for k, v in _row(e.name, "optmem", None, l_out).items() if k != "schedule"})
         row["budget"] = budget
         row["config"] = e.config.model_dump(mode="json", include={"recent_turns", "archive", "schedule"})
@@ -176,11 +202,12 @@ def main_args(args: argparse.Namespace) -> dict[str, Path]:
     bench, entries = load_grid(args.schedules)
     cfg = ScheduleBenchConfig(entries=entries, bench=bench, essays=args.essays, locomo=args.locomo, seed=args.seed,
                               run_niah=args.only in (None, "niah"), run_locomo=args.only in (None, "locomo"))
-    t0 = time.perf_counter()
+    started, t0 = RunStart.now(), time.perf_counter()
     out = run(cfg, args.quick)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    rec = {"schedules_file": str(args.schedules), "bench": bench, "only": args.only, "seed": args.seed,
+    rec = {"schedules_file": str(args.schedules), "bench": bench.model_dump(mode="json", exclude_unset=True),
+           "only": args.only, "seed": args.seed,
            "entries": [{"name": e.name, "config": e.config.model_dump(mode="json")} for e in entries]}
-    report = Report("schedule", rec, results=out)
+    report = Report("schedule", rec, results=out, started=started)
     figs = render_report(out, report)
     return report.publish(args.out, quick=args.quick, figures=figs)
