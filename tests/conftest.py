@@ -15,7 +15,7 @@ import os
 import sqlite3
 import uuid
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
 
@@ -73,11 +73,13 @@ def postgres_dsn() -> str:
     return dsn
 
 
-def with_search_path(dsn: str, schema: str) -> str:
-    """``dsn`` with its sessions' search_path set to ``schema`` alone."""
+def with_search_path(dsn: str, schema: str, *settings: str) -> str:
+    """``dsn`` with its sessions' search_path set to ``schema`` alone (and each ``name=value`` of
+    ``settings`` set too)."""
     base, _, query = dsn.partition("?")  # urlunsplit would turn postgresql:///db into postgresql:/db
-    params = [(k, v) for k, v in parse_qsl(query) if k != "options"] + [("options", f"-csearch_path={schema}")]
-    return f"{base}?{urlencode(params)}"
+    options = " ".join(f"-c{s}" for s in (f"search_path={schema}", *settings))
+    params = [(k, v) for k, v in parse_qsl(query) if k != "options"] + [("options", options)]
+    return f"{base}?{urlencode(params, quote_via=quote)}"  # libpq reads "+" as itself, not a space
 
 
 class PostgresFactory:
