@@ -5,14 +5,15 @@ The shared contract runs against it through ``store_factory`` (tests/test_store*
 when ``OPTMEM_TEST_POSTGRES_DSN`` is set, and must under CI (see conftest.py).
 """
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import PostgresFactory, postgres_dsn, with_search_path
+
 from optmem.store import (
     DatabaseNotFound,
     NotAnOptmemDatabase,
@@ -142,6 +143,7 @@ def test_a_missing_database_or_schema_is_named_and_nothing_is_created():
 
 
 def test_connection_errors_never_show_the_password():
+    pytest.importorskip("psycopg")
     with pytest.raises(StoreError) as error:
         open_store("postgresql://optmem:hunter2@/optmem?host=/nonexistent/socket/dir")
     assert "cannot connect" in str(error.value) and "hunter2" not in str(error.value)
@@ -265,6 +267,21 @@ def test_write_steps_of_two_processes_on_one_conversation_never_interleave(pg):
     assert store.open_page_start(conv) == TurnPos(80, 0)
 
 
+def test_a_writer_waits_for_the_conversation_s_lock_no_longer_than_lock_timeout(pg):
+    holder = pg()
+    conv = holder.conversation_id("a", create=True)
+    other = holder.conversation_id("b", create=True)
+    waiter = open_store(with_search_path(postgres_dsn(), pg.schema, "lock_timeout=200ms"))
+    with holder.write():
+        holder.add_turn(conv, "user", "first", 1.0)
+        with pytest.raises(StoreError, match="held the lock longer than lock_timeout; the write step was rolled back"):
+            waiter.add_turn(conv, "user", "blocked", 2.0)
+        assert waiter.add_turn(other, "user", "another conversation is not blocked", 2.0) == 1
+    assert waiter.add_turn(conv, "user", "second", 3.0) == 2
+    assert [t.text for t in holder.turns(conv)] == ["first", "second"]
+    waiter.close()
+
+
 MEMORY_WRITER = """
 import sys
 from optmem import OpticalMemory
@@ -305,4 +322,4 @@ def test_two_processes_adding_to_one_memory_lose_duplicate_and_reorder_nothing(p
 
     assert pages and [p.number for p in pages] == list(range(1, len(pages) + 1))
     assert pages[0].first == TurnPos(1, 0)
-    assert all(b.first in following(a.last) for a, b in zip(pages, pages[1:])), [(p.first, p.last) for p in pages]
+    assert all(b.first in following(a.last) for a, b in itertools.pairwise(pages)), [(p.first, p.last) for p in pages]

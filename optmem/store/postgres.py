@@ -60,6 +60,10 @@ from optmem.store.postgres_migrations import (
 
 TEXT_SEARCH_CONFIG = "simple"
 
+# How long a write step waits for another instance's lock on its conversation (SQLiteStore's busy
+# timeout), unless the DSN sets lock_timeout itself.
+LOCK_TIMEOUT_S = 30.0
+
 _PAGE_COLUMNS = ("seq, first_turn, first_char, last_turn, last_char, last_timestamp, "
                  "tier, pinned_tier, image_tier, text_tokens, ledger, indexed")
 
@@ -136,11 +140,13 @@ class PostgresStore:
                                 "the server accepts no writes (a standby, or default_transaction_read_only)"
                                 if server_readonly else None)
             lock_space = conn.execute("SELECT hashtext(current_schema())").fetchone()[0]
+            if conn.execute("SHOW lock_timeout").fetchone()[0] == "0":
+                conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(LOCK_TIMEOUT_S * 1000)}ms",))
             if readonly_because is None:
                 version = _migrate(conn, name, create=create)
             else:
                 conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                exists, version = _read_version(conn, name, create=create, readonly=True)
+                _, version = _read_version(conn, name, create=create, readonly=True)
                 if version < READABLE_FROM:
                     raise ReadOnlyStore(f"{name} has optmem schema {version}, which this optmem reads only after "
                                         f"upgrading it to {LATEST}; open it once writable ({readonly_because})")
@@ -468,6 +474,9 @@ def _translate(name: str, e: psycopg.Error) -> Exception:
     if isinstance(e, (errors.DiskFull, errors.OutOfMemory)):
         return StoreFull(f"{name}: the server's disk is full; the write step was rolled back whole "
                          f"(PostgreSQL says: {e})")
+    if isinstance(e, errors.LockNotAvailable):
+        return StoreError(f"{name}: another writer held the lock longer than lock_timeout; the write step was "
+                          f"rolled back whole (PostgreSQL says: {e})")
     if isinstance(e, errors.InsufficientPrivilege):
         return StorePermissionError(f"{name}: permission denied: {e}")
     return e
