@@ -141,11 +141,11 @@ def test_a_0_1_0_database_grows_through_optical_memory(old_db):
     config = {"recent_turns": 4,
               "schedule": {"age_unit": "pages", "steps": [{"tier": "small", "until": 1}, {"tier": "tiny", "until": 100}]}}
     with OpticalMemory.open(old_db, "bob", config=config) as mem:
-        before = [p.id for p in mem.pages() if p.sealed]
+        before = [p.number for p in mem.pages() if p.sealed]
         for i in range(25, 45):
             mem.add("user" if i % 2 else "assistant", _text_0_1_0("bob", i), timestamp=1_700_000_000 + 60 * i)
         sealed = [p for p in mem.pages() if p.sealed]
-        assert before == [1, 2] and [p.id for p in sealed][:2] == [1, 2] and len(sealed) > 2
+        assert before == [1, 2] and [p.number for p in sealed][:2] == [1, 2] and len(sealed) > 2
         assert [t.text for t in mem.history()] == [_text_0_1_0("bob", i) for i in range(1, 45)]
         assert any(s.kind == "page" for s in mem.context().segments)
 
