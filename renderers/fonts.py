@@ -1,7 +1,12 @@
-"""Fonts from installed wheels, pinned by sha256; cmap coverage and kerning pairs via fontTools.
+"""Fonts pinned by sha256; cmap coverage and kerning pairs via fontTools.
 
 Never the system's fonts: a different DejaVu build can move glyphs by a pixel and change every
 page hash. Each file is hashed once per process and checked against the pin.
+
+DejaVu Sans, Sans Bold and Sans Mono ship inside this package (``font_files/``, the unmodified
+files of the DejaVu 2.37 release, licence in ``font_files/LICENSE-DejaVu``): no PyPI package ships
+these fonts without a document toolchain around them. Noto Sans CJK comes from the
+``noto-cjk-sans-otc`` wheel, which holds only the font.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class FontMismatchError(FontError):
 class FontSpec:
     key: str
     name: str  # family + style, as shown in page metadata
-    package: str
+    package: str  # import name of the package (or data folder) holding the file
     filename: str
     index: int  # face index inside a collection (.ttc)
     sha256: str
@@ -45,11 +50,11 @@ class FontSpec:
 FONTS: dict[str, FontSpec] = {
     s.key: s
     for s in (
-        FontSpec("sans", "DejaVu Sans", "rinoh_typeface_dejavusans", "DejaVuSans.ttf", 0,
+        FontSpec("sans", "DejaVu Sans", "renderers.font_files", "DejaVuSans.ttf", 0,
                  "7da195a74c55bef988d0d48f9508bd5d849425c1770dba5d7bfc6ce9ed848954"),
-        FontSpec("bold", "DejaVu Sans Bold", "rinoh_typeface_dejavusans", "DejaVuSans-Bold.ttf", 0,
+        FontSpec("bold", "DejaVu Sans Bold", "renderers.font_files", "DejaVuSans-Bold.ttf", 0,
                  "e6476c1b80502924294eed40894c5b18e06c181444ca953e5334262df9c27724"),
-        FontSpec("mono", "DejaVu Sans Mono", "rinoh_typeface_dejavusansmono", "DejaVuSansMono.ttf", 0,
+        FontSpec("mono", "DejaVu Sans Mono", "renderers.font_files", "DejaVuSansMono.ttf", 0,
                  "b4a6c3e4faab8773f4ff761d56451646409f29abedd68f05d38c2df667d3c582"),
         FontSpec("cjk", "Noto Sans CJK SC", "noto_cjk_sans_otc", "NotoSansCJK-Regular.ttc", 2,
                  "b76b0433203017ca80401b2ee0dd69350349871c4b19d504c34dbdd80541690a"),
@@ -80,13 +85,7 @@ def verify_font_file(path: Path, expected: str) -> Path:
 
 
 def _package_dir(spec: FontSpec) -> Path:
-    if spec.package == "noto_cjk_sans_otc":
-        try:
-            import noto_cjk_sans_otc
-        except ImportError as e:
-            raise FontNotFoundError(spec.name, spec.package, str(e)) from None
-        return Path(str(noto_cjk_sans_otc.FONT_PATH)).parent
-    # The rinoh packages import `rinoh` in __init__; locate them without executing it.
+    # find_spec locates the package without executing it (font_files is a plain data folder).
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
         raise FontNotFoundError(spec.name, spec.package, "not installed")
