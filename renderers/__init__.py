@@ -7,7 +7,17 @@
 
 from .config import RenderConfig
 from .draw import draw_layout, encode_png
-from .export import export_pages
+from .export import (
+    PAGE_ENCODINGS,
+    TIER_ENCODINGS,
+    PageEncoding,
+    decode_page_image,
+    encode_page_image,
+    export_pages,
+    page_encoding,
+    quantize_grey,
+    quantized_image,
+)
 from .fonts import FONTS, FontError, FontMismatchError, FontNotFoundError
 from .layout import choose_font_px, layout_pages, normalize_turns
 from .page import (
@@ -26,9 +36,10 @@ from .render import iter_pages, render_pages
 from .schema import Line, PageLayout, PlacedLine, Run, Segment, TurnInput
 
 __all__ = [
-    "FONTS", "RENDERER_VERSION", "TIER_SIDES", "FontError", "FontMismatchError", "FontNotFoundError",
-    "GundamView", "Line", "Page", "PageLayout", "PageView", "PlacedLine", "RenderConfig", "Run", "Segment",
-    "TurnInput", "choose_font_px", "downsample", "draw_layout", "draw_page", "encode_png", "export_pages",
-    "gundam_grid",
-    "iter_pages", "layout_pages", "make_page", "normalize_turns", "render_pages", "scale_lines",
+    "FONTS", "PAGE_ENCODINGS", "RENDERER_VERSION", "TIER_ENCODINGS", "TIER_SIDES", "FontError", "FontMismatchError",
+    "FontNotFoundError", "GundamView", "Line", "Page", "PageEncoding", "PageLayout", "PageView", "PlacedLine",
+    "RenderConfig", "Run", "Segment", "TurnInput", "choose_font_px", "decode_page_image", "downsample", "draw_layout",
+    "draw_page", "encode_page_image", "encode_png", "export_pages", "gundam_grid",
+    "iter_pages", "layout_pages", "make_page", "normalize_turns", "page_encoding", "quantize_grey", "quantized_image",
+    "render_pages", "scale_lines",
 ]

@@ -1,11 +1,21 @@
-"""Write pages to disk for `optmem render FILE --out DIR`: one PNG per tier plus the layout as JSON."""
+"""Pages out of the renderer: page image encodings (grey PNG at 8/4/2/1 bit, lossless WebP) for the
+store and for requests, and `optmem render FILE --out DIR` (one PNG per tier plus the layout as JSON)."""
 
 from __future__ import annotations
 
+import io
 import json
+import struct
+import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
+from PIL import Image
+
+from .draw import _PNG_SIGNATURE, _chunk, encode_png
 from .page import TIER_SIDES, Page
 
 
@@ -49,3 +59,126 @@ def export_pages(pages: Iterable[Page], out_dir: str | Path) -> list[Path]:
         meta.write_text(json.dumps(page_record(page, index, files), ensure_ascii=False, indent=1), encoding="utf-8")
         written.append(meta)
     return written
+
+
+# --- page image encodings ---------------------------------------------------------------------
+#
+# Pages are black text on white: after a tier downsample (LANCZOS) nearly every edge pixel takes
+# its own grey level, and deflate sees noise (a 1024 px page is larger than the 1280 one). A reader
+# needs far fewer levels than 256 to see the glyphs, so the smaller encodings quantise to 2**bits
+# evenly spaced greys first (the levels grey PNG of that bit depth decodes to), then write them
+# losslessly. Decoded pixels are identical for the PNG and WebP of one bit depth.
+
+
+@dataclass(frozen=True)
+class PageEncoding:
+    """How one page image is stored and sent: a container and the grey bit depth kept."""
+
+    name: str
+    container: Literal["png", "webp"]
+    bits: Literal[1, 2, 4, 8]
+
+    @property
+    def media_type(self) -> str:
+        return f"image/{self.container}"
+
+
+PAGE_ENCODINGS: dict[str, PageEncoding] = {
+    e.name: e for e in (
+        PageEncoding("png", "png", 8), PageEncoding("png4", "png", 4), PageEncoding("png2", "png", 2),
+        PageEncoding("png1", "png", 1), PageEncoding("webp", "webp", 8), PageEncoding("webp4", "webp", 4),
+        PageEncoding("webp2", "webp", 2), PageEncoding("webp1", "webp", 1),
+    )
+}
+
+
+# What to store and send at each tier: the fewest bytes whose OCR read-back stays within 0.1 pt CER
+# of the 8-bit page, among encoders fast enough for ingest (benchmarks/results/image_bytes.md).
+TIER_ENCODINGS: dict[str, str] = {"large": "png2", "base": "png2", "small": "png2", "tiny": "png2"}
+
+
+def page_encoding(fmt: str) -> PageEncoding:
+    try:
+        return PAGE_ENCODINGS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown page image format {fmt!r}; expected one of {sorted(PAGE_ENCODINGS)}") from None
+
+
+def quantize_grey(image: Image.Image, bits: int) -> np.ndarray:
+    """Sample indices 0 … 2**bits − 1 of the nearest of 2**bits evenly spaced greys (integer
+    rounding, so equal pixels always give equal samples)."""
+    if bits not in (1, 2, 4, 8):
+        raise ValueError(f"bits must be 1, 2, 4 or 8, got {bits}")
+    pixels = _grey_pixels(image)
+    if bits == 8:
+        return pixels
+    top = (1 << bits) - 1
+    return ((pixels.astype(np.uint16) * top + 127) // 255).astype(np.uint8)
+
+
+def quantized_image(image: Image.Image, bits: int) -> Image.Image:
+    """What a reader decodes from ``image`` stored at ``bits``: the chosen greys at 8 bit."""
+    samples = quantize_grey(image, bits)
+    if bits == 8:
+        return Image.fromarray(samples)
+    return Image.fromarray((samples.astype(np.uint16) * (255 // ((1 << bits) - 1))).astype(np.uint8))
+
+
+def encode_page_image(image: Image.Image, fmt: str = "png") -> bytes:
+    """A greyscale page image as ``fmt`` (see PAGE_ENCODINGS), byte-identical for equal pixels.
+
+    ``png`` is today's 8-bit writer (encode_png). ``png4/2/1`` write grey PNG at that bit depth:
+    no row filter (the filters predict bytes, and a packed byte holds several pixels) and zlib
+    level 6. ``webp*`` are lossless WebP of the same greys (Pillow's libwebp, method 4)."""
+    enc = page_encoding(fmt)
+    if enc.container == "webp":
+        buf = io.BytesIO()
+        quantized_image(image, enc.bits).save(buf, "WEBP", lossless=True, quality=_WEBP_EFFORT, method=_WEBP_METHOD,
+                                              exact=True)
+        return buf.getvalue()
+    if enc.bits == 8:
+        return encode_png(image)
+    return _grey_png(quantize_grey(image, enc.bits), enc.bits)
+
+
+def decode_page_image(data: bytes) -> Image.Image:
+    """Any PAGE_ENCODINGS bytes back to an 8-bit greyscale ('L') image."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"page image data must be bytes, got {type(data).__name__}")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, SyntaxError) as exc:  # Pillow's UnidentifiedImageError is an OSError
+        raise ValueError(f"not a decodable page image ({len(data)} bytes): {exc}") from exc
+    if image.format not in ("PNG", "WEBP"):
+        raise ValueError(f"page images are PNG or WebP, got {image.format}")
+    return image if image.mode == "L" else image.convert("L")
+
+
+_WEBP_METHOD = 4  # libwebp's default speed/size trade-off; 6 is ~10x slower for < 1 % fewer bytes
+_WEBP_EFFORT = 75  # lossless "quality" is effort, not fidelity
+
+
+def _grey_pixels(image: Image.Image) -> np.ndarray:
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(image).__name__}")
+    if image.mode != "L":
+        raise ValueError(f"pages are 8-bit greyscale ('L'); got mode {image.mode!r}")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _grey_png(samples: np.ndarray, bits: int) -> bytes:
+    height, width = samples.shape
+    per_byte = 8 // bits
+    padded = np.zeros((height, -(-width // per_byte) * per_byte), dtype=np.uint8)
+    padded[:, :width] = samples
+    groups = padded.reshape(height, -1, per_byte)
+    packed = np.zeros(groups.shape[:2], dtype=np.uint8)
+    for i in range(per_byte):  # first pixel in the most significant bits, as PNG packs them
+        packed |= groups[:, :, i] << (8 - bits * (i + 1))
+    rows = np.empty((height, packed.shape[1] + 1), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type None
+    rows[:, 1:] = packed
+    header = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)  # greyscale, deflate, no interlace
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header),
+                     _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _chunk(b"IEND", b"")))
