@@ -11,9 +11,10 @@ encode and decode ms (median), the mean absolute pixel difference from the 8-bit
 character error rate of the PP-OCRv6 strip engine (`get_engine("ppocr-strips")`, line boxes from
 the layout) on the decoded pixels, EN and ZH, with its difference from today's `png`.
 
-PNG and WebP of one bit depth decode to the same pixels (checked here on every page), so OCR runs
-once per bit depth and tier. 1-bit pages are read only at 1024 px and above: below that the
-10 px (640) and 8 px (512) font loses whole strokes to the threshold (pixel error > 20 levels).
+PNG and WebP of one level count decode to the same pixels (checked here on every page), so OCR
+runs once per level count and tier. Two-level (1-bit) pages are read only at 1024 px and above:
+below that the 10 px (640) and 8 px (512) font loses whole strokes to the threshold (pixel error
+above 20 grey levels).
 Writes benchmarks/results/image_bytes.{json,md}.
 """
 
@@ -44,7 +45,7 @@ from renderers import (
 )
 
 TIERS = tuple(TIER_SIDES)
-OCR_MIN_SIDE_1BIT = 1024
+OCR_MIN_SIDE_2_LEVELS = 1024
 CER_TOLERANCE_PT = 0.1  # the issue's bar: CER within 0.1 percentage point of today's
 BYTES_GOAL = 60_000
 
@@ -86,16 +87,16 @@ def measure_bytes(pages: list[dict], repeats: int) -> list[dict]:
         for tier in TIERS:
             image = p["page"].at(tier).image
             base = np.asarray(image, dtype=np.int16)
-            pixels_by_bits: dict[int, np.ndarray] = {}
+            pixels_by_levels: dict[int, np.ndarray] = {}
             for name, enc in PAGE_ENCODINGS.items():
                 enc_ms, data = _ms(lambda im=image, fmt=name: encode_page_image(im, fmt), repeats)
                 dec_ms, decoded = _ms(lambda d=data: decode_page_image(d), repeats)
                 px = np.asarray(decoded)
-                if not np.array_equal(px, np.asarray(quantized_image(image, enc.bits))):
+                if not np.array_equal(px, np.asarray(quantized_image(image, enc.levels))):
                     raise AssertionError(f"{name} at {tier} does not decode to its quantised pixels")
-                if enc.bits in pixels_by_bits and not np.array_equal(px, pixels_by_bits[enc.bits]):
-                    raise AssertionError(f"{name} decodes to other pixels than the PNG of its bit depth")
-                pixels_by_bits.setdefault(enc.bits, px)
+                if enc.levels in pixels_by_levels and not np.array_equal(px, pixels_by_levels[enc.levels]):
+                    raise AssertionError(f"{name} decodes to other pixels than the PNG of its level count")
+                pixels_by_levels.setdefault(enc.levels, px)
                 rows.append({"page": i, "lang": p["lang"], "tier": tier, "encoding": name, "bytes": len(data),
                              "encode_ms": round(enc_ms, 2), "decode_ms": round(dec_ms, 2),
                              "pixel_mae": round(float(np.abs(px.astype(np.int16) - base).mean()), 3)})
@@ -103,22 +104,26 @@ def measure_bytes(pages: list[dict], repeats: int) -> list[dict]:
     return rows
 
 
+# The deciding comparisons first; 8 levels last and smallest tier first, since it sits between 4
+# and 16 and matters only where 4 levels lose.
+OCR_WAVES = (((256, 4), TIERS), ((16, 2), TIERS), ((8,), TIERS[::-1]))
+
+
 def ocr_plan(pages: list[dict]) -> list[tuple[int, str, int]]:
-    """(page, tier, bits) reads, the deciding ones first: 8 and 2 bit everywhere, then 1 and 4 bit,
-    pages of both languages interleaved, so a run stopped early still compares like with like."""
-    depths = sorted({e.bits for e in PAGE_ENCODINGS.values()}, reverse=True)
+    """(page, tier, levels) reads in OCR_WAVES order, pages of both languages interleaved, so a run
+    stopped early (--max-reads) still compares like with like."""
     read = [i for i, p in enumerate(pages) if p["reference"] is not None]
     order = sorted(read, key=lambda i: (sum(pages[j]["lang"] == pages[i]["lang"] for j in read if j < i), pages[i]["lang"]))
     plan = []
-    for wave in ((8, 2), tuple(b for b in depths if b not in (8, 2))):
-        for i in order:
-            for tier in TIERS:
-                plan += [(i, tier, b) for b in wave if not (b == 1 and TIER_SIDES[tier] < OCR_MIN_SIDE_1BIT)]
+    for wave, tiers in OCR_WAVES:
+        for tier in tiers:
+            for i in order:
+                plan += [(i, tier, n) for n in wave if not (n == 2 and TIER_SIDES[tier] < OCR_MIN_SIDE_2_LEVELS)]
     return plan
 
 
 def measure_ocr(pages: list[dict], cache: Path | None, max_reads: int | None) -> list[dict]:
-    """CER per planned read (the first ``max_reads`` of the plan, when given). With ``cache`` (JSON lines keyed by page hash, tier and bits) every
+    """CER per planned read (the first ``max_reads`` of the plan, when given). With ``cache`` (JSON lines keyed by page hash, tier and levels) every
     read is appended as it finishes and a rerun skips those already there."""
     from optmem.reexpand import cer, get_engine
 
@@ -126,24 +131,24 @@ def measure_ocr(pages: list[dict], cache: Path | None, max_reads: int | None) ->
     if cache is not None and cache.exists():
         for line in cache.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
-            done[(r["hash"], r["tier"], r["bits"])] = r
+            done[(r["hash"], r["tier"], r["levels"])] = r
     engine = get_engine("ppocr-strips")
     rows = []
     plan = ocr_plan(pages)[:max_reads]
-    for n, (i, tier, bits) in enumerate(plan, start=1):
+    for n, (i, tier, levels) in enumerate(plan, start=1):
         p = pages[i]
-        key = (p["page"].content_hash, tier, bits)
+        key = (p["page"].content_hash, tier, levels)
         if key not in done:
             view = p["page"].at(tier)
             t0 = time.perf_counter()
-            hyp = engine.read(quantized_image(view.image, bits), view.lines)
-            done[key] = {"hash": key[0], "tier": tier, "bits": bits, "cer": cer(p["reference"], hyp),
+            hyp = engine.read(quantized_image(view.image, levels), view.lines)
+            done[key] = {"hash": key[0], "tier": tier, "levels": levels, "cer": cer(p["reference"], hyp),
                          "read_s": round(time.perf_counter() - t0, 2)}
             if cache is not None:
                 with cache.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(done[key]) + "\n")
-        rows.append({"page": i, "lang": p["lang"], **{k: done[key][k] for k in ("tier", "bits", "cer", "read_s")}})
-        print(f"ocr {n}/{len(plan)}: page {i + 1} ({p['lang']}) {tier} {bits} bit: CER {100 * rows[-1]['cer']:.2f} %",
+        rows.append({"page": i, "lang": p["lang"], **{k: done[key][k] for k in ("tier", "levels", "cer", "read_s")}})
+        print(f"ocr {n}/{len(plan)}: page {i + 1} ({p['lang']}) {tier} {levels} levels: CER {100 * rows[-1]['cer']:.2f} %",
               file=sys.stderr, flush=True)
     return rows
 
@@ -152,15 +157,15 @@ def summarise(byte_rows: list[dict], ocr_rows: list[dict]) -> list[dict]:
     cer_of: dict[tuple, float] = {}
     for lang in ("en", "zh"):
         for tier in TIERS:
-            for bits in {r["bits"] for r in ocr_rows}:
-                vals = [r["cer"] for r in ocr_rows if r["lang"] == lang and r["tier"] == tier and r["bits"] == bits]
+            for levels in {r["levels"] for r in ocr_rows}:
+                vals = [r["cer"] for r in ocr_rows if r["lang"] == lang and r["tier"] == tier and r["levels"] == levels]
                 if vals:
-                    cer_of[(lang, tier, bits)] = 100 * statistics.mean(vals)
+                    cer_of[(lang, tier, levels)] = 100 * statistics.mean(vals)
     out = []
     for name, enc in PAGE_ENCODINGS.items():
         for tier in TIERS:
             rs = [r for r in byte_rows if r["encoding"] == name and r["tier"] == tier]
-            row = {"encoding": name, "media_type": enc.media_type, "bits": enc.bits, "tier": tier,
+            row = {"encoding": name, "media_type": enc.media_type, "levels": enc.levels, "bits": enc.bits, "tier": tier,
                    "side": TIER_SIDES[tier], "pages": len(rs),
                    "bytes_mean": round(statistics.mean(r["bytes"] for r in rs)),
                    "bytes_max": max(r["bytes"] for r in rs),
@@ -170,7 +175,7 @@ def summarise(byte_rows: list[dict], ocr_rows: list[dict]) -> list[dict]:
                    "decode_ms": round(statistics.median(r["decode_ms"] for r in rs), 1),
                    "pixel_mae": round(statistics.mean(r["pixel_mae"] for r in rs), 2)}
             for lang in ("en", "zh"):
-                c, ref = cer_of.get((lang, tier, enc.bits)), cer_of.get((lang, tier, 8))
+                c, ref = cer_of.get((lang, tier, enc.levels)), cer_of.get((lang, tier, 256))
                 row[f"cer_{lang}"] = None if c is None else round(c, 3)
                 row[f"dcer_{lang}"] = None if c is None or ref is None else round(c - ref, 3)
             row["ocr_ok"] = (None if row["dcer_en"] is None or row["dcer_zh"] is None
@@ -224,12 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Bytes, speed and OCR read-back per encoding and tier ({langs['en']} EN + {langs['zh']} ZH dense "
         f"pages, {langs['chat']} LoCoMo chat pages)",
         "CER: PP-OCRv6 strips on the decoded pixels, mean over the dense pages of that language, in %; "
-        "Δ against `png` (today's 8-bit writer) at the same tier; `-`: not read (1-bit below 1024 px). "
+        "Δ against `png` (today's 8-bit writer) at the same tier; `-`: not read (2 levels below 1024 px). "
         "Pixel error: mean |decoded − 8-bit view| in grey levels. Encode/decode: fastest of "
         f"{args.repeats} runs, median over pages.\n\n"
-        + md_table(["encoding", "tier", "KB mean", "KB max", "KB EN / ZH / chat", "encode ms", "decode ms", "pixel err",
+        + md_table(["encoding", "levels", "tier", "KB mean", "KB max", "KB EN / ZH / chat", "encode ms", "decode ms", "pixel err",
                     "CER EN", "Δ EN", "CER ZH", "Δ ZH"],
-                   [[r["encoding"], f"{r['tier']} {r['side']}", round(r["bytes_mean"] / 1000, 1),
+                   [[r["encoding"], r["levels"], f"{r['tier']} {r['side']}", round(r["bytes_mean"] / 1000, 1),
                      round(r["bytes_max"] / 1000, 1),
                      " / ".join(f"{r[k] / 1000:.0f}" if k in r else "-" for k in ("bytes_mean_en", "bytes_mean_zh", "bytes_mean_chat")),
                      r["encode_ms"], r["decode_ms"], r["pixel_mae"],

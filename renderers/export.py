@@ -3,6 +3,7 @@ store and for requests, and `optmem render FILE --out DIR` (one PNG per tier plu
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import struct
@@ -65,36 +66,44 @@ def export_pages(pages: Iterable[Page], out_dir: str | Path) -> list[Path]:
 #
 # Pages are black text on white: after a tier downsample (LANCZOS) nearly every edge pixel takes
 # its own grey level, and deflate sees noise (a 1024 px page is larger than the 1280 one). A reader
-# needs far fewer levels than 256 to see the glyphs, so the smaller encodings quantise to 2**bits
-# evenly spaced greys first (the levels grey PNG of that bit depth decodes to), then write them
-# losslessly. Decoded pixels are identical for the PNG and WebP of one bit depth.
+# needs far fewer than 256 levels to see the glyphs, so the smaller encodings first quantise to
+# N evenly spaced greys (nearest level, by a lookup table), then write them losslessly: grey PNG at
+# the smallest bit depth that holds N levels, or lossless WebP. PNG and WebP of one N decode to the
+# same pixels.
+
+GREY_LEVELS = (256, 16, 8, 4, 2)
 
 
 @dataclass(frozen=True)
 class PageEncoding:
-    """How one page image is stored and sent: a container and the grey bit depth kept."""
+    """How one page image is stored and sent: a container and the number of grey levels kept."""
 
     name: str
     container: Literal["png", "webp"]
-    bits: Literal[1, 2, 4, 8]
+    levels: int
 
     @property
     def media_type(self) -> str:
         return f"image/{self.container}"
 
+    @property
+    def bits(self) -> int:
+        """Grey PNG bit depth that holds ``levels``."""
+        return _storage_bits(self.levels)
 
+
+# ``png`` is today's 8-bit writer; ``-g<N>`` keeps N grey levels.
 PAGE_ENCODINGS: dict[str, PageEncoding] = {
     e.name: e for e in (
-        PageEncoding("png", "png", 8), PageEncoding("png4", "png", 4), PageEncoding("png2", "png", 2),
-        PageEncoding("png1", "png", 1), PageEncoding("webp", "webp", 8), PageEncoding("webp4", "webp", 4),
-        PageEncoding("webp2", "webp", 2), PageEncoding("webp1", "webp", 1),
+        PageEncoding("png", "png", 256), PageEncoding("webp", "webp", 256),
+        *(PageEncoding(f"{c}-g{n}", c, n) for c in ("png", "webp") for n in GREY_LEVELS[1:]),
     )
 }
 
 
 # What to store and send at each tier: the fewest bytes whose OCR read-back stays within 0.1 pt CER
 # of the 8-bit page, among encoders fast enough for ingest (benchmarks/results/image_bytes.md).
-TIER_ENCODINGS: dict[str, str] = {"large": "png2", "base": "png2", "small": "png2", "tiny": "png2"}
+TIER_ENCODINGS: dict[str, str] = {"large": "png-g4", "base": "png-g4", "small": "png-g4", "tiny": "png-g4"}
 
 
 def page_encoding(fmt: str) -> PageEncoding:
@@ -104,41 +113,52 @@ def page_encoding(fmt: str) -> PageEncoding:
         raise ValueError(f"unknown page image format {fmt!r}; expected one of {sorted(PAGE_ENCODINGS)}") from None
 
 
-def quantize_grey(image: Image.Image, bits: int) -> np.ndarray:
-    """Sample indices 0 … 2**bits − 1 of the nearest of 2**bits evenly spaced greys (integer
-    rounding, so equal pixels always give equal samples)."""
-    if bits not in (1, 2, 4, 8):
-        raise ValueError(f"bits must be 1, 2, 4 or 8, got {bits}")
-    pixels = _grey_pixels(image)
-    if bits == 8:
-        return pixels
-    top = (1 << bits) - 1
-    return ((pixels.astype(np.uint16) * top + 127) // 255).astype(np.uint8)
+def quantize_grey(image: Image.Image, levels: int) -> np.ndarray:
+    """Grey PNG samples (0 … 2**bits − 1 at the encoding's bit depth) of the nearest of ``levels``
+    evenly spaced greys; ties go to the darker level, so equal pixels always give equal samples."""
+    samples, _ = _level_tables(levels)
+    return samples[_grey_pixels(image)]
 
 
-def quantized_image(image: Image.Image, bits: int) -> Image.Image:
-    """What a reader decodes from ``image`` stored at ``bits``: the chosen greys at 8 bit."""
-    samples = quantize_grey(image, bits)
-    if bits == 8:
-        return Image.fromarray(samples)
-    return Image.fromarray((samples.astype(np.uint16) * (255 // ((1 << bits) - 1))).astype(np.uint8))
+def quantized_image(image: Image.Image, levels: int) -> Image.Image:
+    """What a reader decodes from ``image`` kept at ``levels`` greys, as an 8-bit image."""
+    _, values = _level_tables(levels)
+    return Image.fromarray(values[_grey_pixels(image)])
+
+
+def _storage_bits(levels: int) -> int:
+    if levels not in GREY_LEVELS:
+        raise ValueError(f"levels must be one of {GREY_LEVELS}, got {levels}")
+    return next(b for b in (1, 2, 4, 8) if 1 << b >= levels)
+
+
+@functools.cache
+def _level_tables(levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per 8-bit input value: its PNG sample and the 8-bit grey that sample decodes to."""
+    top = (1 << _storage_bits(levels)) - 1
+    level_samples = np.array([(i * top + (levels - 1) // 2) // (levels - 1) for i in range(levels)], dtype=np.int32)
+    level_values = level_samples * (255 // top)  # grey PNG decodes sample s as s·255/top
+    nearest = np.abs(np.arange(256)[:, None] - level_values[None, :]).argmin(axis=1)
+    samples, values = level_samples[nearest].astype(np.uint8), level_values[nearest].astype(np.uint8)
+    samples.flags.writeable = values.flags.writeable = False
+    return samples, values
 
 
 def encode_page_image(image: Image.Image, fmt: str = "png") -> bytes:
     """A greyscale page image as ``fmt`` (see PAGE_ENCODINGS), byte-identical for equal pixels.
 
-    ``png`` is today's 8-bit writer (encode_png). ``png4/2/1`` write grey PNG at that bit depth:
-    no row filter (the filters predict bytes, and a packed byte holds several pixels) and zlib
-    level 6. ``webp*`` are lossless WebP of the same greys (Pillow's libwebp, method 4)."""
+    ``png`` is today's 8-bit writer (encode_png). ``png-g<N>`` writes grey PNG at the bit depth of
+    N levels: no row filter (the filters predict bytes, and a packed byte holds several pixels) and
+    zlib level 6. ``webp*`` are lossless WebP of the same greys (Pillow's libwebp, method 4)."""
     enc = page_encoding(fmt)
     if enc.container == "webp":
         buf = io.BytesIO()
-        quantized_image(image, enc.bits).save(buf, "WEBP", lossless=True, quality=_WEBP_EFFORT, method=_WEBP_METHOD,
-                                              exact=True)
+        quantized_image(image, enc.levels).save(buf, "WEBP", lossless=True, quality=_WEBP_EFFORT, method=_WEBP_METHOD,
+                                                exact=True)
         return buf.getvalue()
-    if enc.bits == 8:
+    if enc.levels == 256:
         return encode_png(image)
-    return _grey_png(quantize_grey(image, enc.bits), enc.bits)
+    return _grey_png(quantize_grey(image, enc.levels), enc.bits)
 
 
 def decode_page_image(data: bytes) -> Image.Image:

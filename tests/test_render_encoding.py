@@ -60,7 +60,7 @@ def test_decodes_to_the_quantised_pixels(page, fmt):
     data = encode_page_image(image, fmt)
     decoded = decode_page_image(data)
     assert decoded.mode == "L" and decoded.size == image.size
-    assert np.array_equal(np.asarray(decoded), np.asarray(quantized_image(image, page_encoding(fmt).bits)))
+    assert np.array_equal(np.asarray(decoded), np.asarray(quantized_image(image, page_encoding(fmt).levels)))
     assert Image.open(io.BytesIO(data)).format == page_encoding(fmt).container.upper()
 
 
@@ -69,7 +69,7 @@ def test_decodes_to_the_quantised_pixels(page, fmt):
 def test_round_trip_at_odd_sizes(fmt, size):
     image = _noise(sum(size), *size)
     decoded = decode_page_image(encode_page_image(image, fmt))
-    assert np.array_equal(np.asarray(decoded), np.asarray(quantized_image(image, page_encoding(fmt).bits)))
+    assert np.array_equal(np.asarray(decoded), np.asarray(quantized_image(image, page_encoding(fmt).levels)))
 
 
 def test_png_is_todays_writer(page):
@@ -78,29 +78,32 @@ def test_png_is_todays_writer(page):
     assert np.array_equal(np.asarray(decode_page_image(encode_png(image))), np.asarray(image))
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4])
-def test_grey_png_header_and_an_independent_decoder(page, bits):
+@pytest.mark.parametrize(("levels", "bits"), [(16, 4), (8, 4), (4, 2), (2, 1)])
+def test_grey_png_header_and_an_independent_decoder(page, levels, bits):
     import cv2  # libpng through OpenCV, not Pillow
 
     image = page.at("small").image
-    data = encode_page_image(image, f"png{bits}")
+    data = encode_page_image(image, f"png-g{levels}")
     assert data[12:16] == b"IHDR" and data[24] == bits and data[25] == 0  # bit depth, colour type greyscale
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    assert np.array_equal(decoded, np.asarray(quantized_image(image, bits)))
+    assert np.array_equal(decoded, np.asarray(quantized_image(image, levels)))
+    assert len(np.unique(decoded)) <= levels
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 255), min_size=1, max_size=64), st.sampled_from([1, 2, 4]))
-def test_quantisation_picks_the_nearest_level(values, bits):
+@given(st.lists(st.integers(0, 255), min_size=1, max_size=64), st.sampled_from([16, 8, 4, 2]))
+def test_quantisation_picks_the_nearest_level(values, levels):
     image = Image.fromarray(np.array([values], dtype=np.uint8))
-    out = np.asarray(quantized_image(image, bits)).astype(int)[0]
-    levels = np.arange(1 << bits) * (255 // ((1 << bits) - 1))
-    assert set(out) <= set(levels)
-    err = np.abs(out - np.array(values))
-    nearest = np.min(np.abs(np.array(values)[:, None] - levels[None, :]), axis=1)
-    assert np.array_equal(err, nearest)
-    assert np.array_equal(np.asarray(quantized_image(Image.fromarray(out.astype(np.uint8)[None]), bits))[0], out)
-    assert quantize_grey(image, bits).max() < (1 << bits)
+    out = np.asarray(quantized_image(image, levels)).astype(int)[0]
+    # The greys N levels can decode to: evenly spaced samples at the PNG bit depth that holds N.
+    bits = {16: 4, 8: 4, 4: 2, 2: 1}[levels]
+    top = (1 << bits) - 1
+    greys = np.array([round(i * top / (levels - 1)) * (255 // top) for i in range(levels)])
+    assert set(out) <= set(greys)
+    nearest = np.min(np.abs(np.array(values)[:, None] - greys[None, :]), axis=1)
+    assert np.array_equal(np.abs(out - np.array(values)), nearest)
+    assert np.array_equal(np.asarray(quantized_image(Image.fromarray(out.astype(np.uint8)[None]), levels))[0], out)
+    assert quantize_grey(image, levels).max() <= top
 
 
 def test_black_and_white_survive_every_depth():
@@ -111,13 +114,13 @@ def test_black_and_white_survive_every_depth():
 
 def test_fewer_levels_give_fewer_bytes_on_a_downsampled_page(page):
     image = page.at("base").image
-    sizes = [len(encode_page_image(image, f)) for f in ("png", "png4", "png2", "png1")]
-    assert sizes == sorted(sizes, reverse=True) and sizes[2] < sizes[0] / 2
+    sizes = [len(encode_page_image(image, f)) for f in ("png", "png-g16", "png-g8", "png-g4", "png-g2")]
+    assert sizes == sorted(sizes, reverse=True) and sizes[3] < sizes[0] / 2
 
 
 def test_media_types():
-    assert {e.name: e.media_type for e in PAGE_ENCODINGS.values() if e.bits == 2} == {
-        "png2": "image/png", "webp2": "image/webp"}
+    assert {e.name: e.media_type for e in PAGE_ENCODINGS.values() if e.levels == 4} == {
+        "png-g4": "image/png", "webp-g4": "image/webp"}
     assert all(e.media_type in ("image/png", "image/webp") for e in PAGE_ENCODINGS.values())
 
 
@@ -130,10 +133,10 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="'gif'"):
         encode_page_image(_noise(0, 4, 4), "gif")
     with pytest.raises(ValueError, match="'RGB'"):
-        encode_page_image(Image.new("RGB", (4, 4)), "png2")
+        encode_page_image(Image.new("RGB", (4, 4)), "png-g4")
     with pytest.raises(TypeError, match="PIL image"):
-        encode_page_image(np.zeros((4, 4), np.uint8), "png2")
-    with pytest.raises(ValueError, match="bits"):
+        encode_page_image(np.zeros((4, 4), np.uint8), "png-g4")
+    with pytest.raises(ValueError, match="levels"):
         quantize_grey(_noise(0, 4, 4), 3)
     with pytest.raises(TypeError, match="bytes"):
         decode_page_image("page.png")
