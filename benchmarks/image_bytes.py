@@ -184,14 +184,18 @@ def summarise(byte_rows: list[dict], ocr_rows: list[dict]) -> list[dict]:
     return out
 
 
+SIZE_SLACK = 1.10  # within 10 % of the fewest bytes, the faster encoder wins (ingest encodes every page)
+
+
 def smallest_passing(summary: list[dict]) -> list[dict]:
-    """Per tier: the encoding with the smallest largest page among those whose OCR read-back is
-    within the tolerance (fewest bytes first, then the faster encoder)."""
+    """Per tier, among the encodings whose OCR read-back is within the tolerance: the fastest to
+    encode of those whose largest page is within SIZE_SLACK of the smallest largest page."""
     picks = []
     for tier in TIERS:
         ok = [r for r in summary if r["tier"] == tier and r["ocr_ok"]]
         if ok:
-            best = min(ok, key=lambda r: (r["bytes_max"], r["encode_ms"]))
+            fewest = min(r["bytes_max"] for r in ok)
+            best = min((r for r in ok if r["bytes_max"] <= SIZE_SLACK * fewest), key=lambda r: (r["encode_ms"], r["bytes_max"]))
             picks.append({"tier": tier, "encoding": best["encoding"], "bytes_max": best["bytes_max"],
                           "bytes_mean": best["bytes_mean"], "encode_ms": best["encode_ms"],
                           "meets_goal": best["bytes_max"] <= BYTES_GOAL})
@@ -240,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                      r["encode_ms"], r["decode_ms"], r["pixel_mae"],
                      r["cer_en"], r["dcer_en"], r["cer_zh"], r["dcer_zh"]] for r in summary]))
     if picks:
-        report.add(f"Smallest encoding per tier within {CER_TOLERANCE_PT} pt CER of today's (goal ≤ {BYTES_GOAL // 1000} KB)",
+        report.add(f"Pick per tier: within {CER_TOLERANCE_PT} pt CER of today's, fewest bytes (largest page; the faster "
+                   f"encoder within {round(100 * (SIZE_SLACK - 1))} %), goal ≤ {BYTES_GOAL // 1000} KB",
                    md_table(["tier", "encoding", "KB mean", "KB max", "encode ms", "≤ goal"],
                             [[p["tier"], p["encoding"], round(p["bytes_mean"] / 1000, 1), round(p["bytes_max"] / 1000, 1),
                               p["encode_ms"], p["meets_goal"]] for p in picks]))
