@@ -17,6 +17,7 @@ from .export import (
     page_encoding,
     quantize_grey,
     quantized_image,
+    tier_image,
 )
 from .fonts import FONTS, FontError, FontMismatchError, FontNotFoundError
 from .layout import choose_font_px, layout_pages, normalize_turns
@@ -41,5 +42,5 @@ __all__ = [
     "RenderConfig", "Run", "Segment", "TurnInput", "choose_font_px", "decode_page_image", "downsample", "draw_layout",
     "draw_page", "encode_page_image", "encode_png", "export_pages", "gundam_grid",
     "iter_pages", "layout_pages", "make_page", "normalize_turns", "page_encoding", "quantize_grey", "quantized_image",
-    "render_pages", "scale_lines",
+    "render_pages", "scale_lines", "tier_image",
 ]

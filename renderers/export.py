@@ -161,6 +161,18 @@ def encode_page_image(image: Image.Image, fmt: str = "png") -> bytes:
     return _grey_png(quantize_grey(image, enc.levels), enc.bits)
 
 
+def tier_image(page: Page, tier: str, fmt: str | None = None) -> tuple[bytes, str]:
+    """(bytes, media type) of ``page`` at ``tier`` in ``fmt`` (default TIER_ENCODINGS[tier]).
+
+    Always made from the 8-bit page: a tier downsampled from an already quantised image, then
+    quantised again, has 2-4x the pixel error of one made from the 8-bit page (measured: 512 px at
+    8 levels from a 2-level 1280 page, 6-10 grey levels against 4-5)."""
+    if tier not in TIER_ENCODINGS:
+        raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIER_ENCODINGS)}")
+    enc = page_encoding(fmt or TIER_ENCODINGS[tier])
+    return encode_page_image(page.at(tier).image, enc.name), enc.media_type
+
+
 def decode_page_image(data: bytes) -> Image.Image:
     """Any PAGE_ENCODINGS bytes back to an 8-bit greyscale ('L') image."""
     if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -30,6 +30,7 @@ from renderers import (
     quantize_grey,
     quantized_image,
     render_pages,
+    tier_image,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "encoding_hashes.json"
@@ -129,7 +130,20 @@ def test_tier_encodings_are_known_formats():
     assert all(fmt in PAGE_ENCODINGS for fmt in TIER_ENCODINGS.values())
 
 
+@pytest.mark.parametrize("tier", ["large", "tiny"])
+def test_tier_image_is_made_from_the_8bit_page(page, tier):
+    data, media_type = tier_image(page, tier)
+    assert data == encode_page_image(page.at(tier).image, TIER_ENCODINGS[tier])
+    assert media_type == page_encoding(TIER_ENCODINGS[tier]).media_type
+    assert decode_page_image(data).size == (page.at(tier).side,) * 2
+    webp, webp_type = tier_image(page, tier, "webp-g4")
+    assert webp_type == "image/webp"
+    assert np.array_equal(np.asarray(decode_page_image(webp)), np.asarray(quantized_image(page.at(tier).image, 4)))
+
+
 def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="'huge'"):
+        tier_image(render_pages("x")[0], "huge")
     with pytest.raises(ValueError, match="'gif'"):
         encode_page_image(_noise(0, 4, 4), "gif")
     with pytest.raises(ValueError, match="'RGB'"):
