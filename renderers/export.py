@@ -101,9 +101,11 @@ PAGE_ENCODINGS: dict[str, PageEncoding] = {
 }
 
 
-# What to store and send at each tier: the fewest bytes whose OCR read-back stays within 0.1 pt CER
-# of the 8-bit page, among encoders fast enough for ingest (benchmarks/results/image_bytes.md).
-TIER_ENCODINGS: dict[str, str] = {"large": "png-g4", "base": "png-g4", "small": "png-g4", "tiny": "png-g4"}
+# What to store and send at each tier: the fewest bytes whose PP-OCR read-back stays within 0.1 pt
+# CER of the 8-bit page, PNG over WebP where WebP saves under 10 % (it encodes 3-8x slower).
+# benchmarks/results/image_bytes.md: 4 levels lose 0.5-6 pt at 512 px and 0.8 pt (Chinese) at 640,
+# 8 levels 0.4 pt (Chinese) at 512; 2 levels lose nothing at 1024 and 1280.
+TIER_ENCODINGS: dict[str, str] = {"large": "png-g2", "base": "png-g2", "small": "png-g8", "tiny": "png-g16"}
 
 
 def page_encoding(fmt: str) -> PageEncoding:
