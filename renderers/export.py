@@ -166,9 +166,9 @@ def encode_page_image(image: Image.Image, fmt: str = "png") -> bytes:
 def tier_image(page: Page, tier: str, fmt: str | None = None) -> tuple[bytes, str]:
     """(bytes, media type) of ``page`` at ``tier`` in ``fmt`` (default TIER_ENCODINGS[tier]).
 
-    Always made from the 8-bit page: a tier downsampled from an already quantised image, then
-    quantised again, has 2-4x the pixel error of one made from the 8-bit page (measured: 512 px at
-    8 levels from a 2-level 1280 page, 6-10 grey levels against 4-5)."""
+    Always made from the 8-bit page: a tier downsampled from an already quantised image and
+    quantised again has several times the pixel error (benchmarks/results/image_bytes.md, last
+    table)."""
     if tier not in TIER_ENCODINGS:
         raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIER_ENCODINGS)}")
     enc = page_encoding(fmt or TIER_ENCODINGS[tier])
