@@ -7,7 +7,18 @@
 
 from .config import RenderConfig
 from .draw import draw_layout, encode_png
-from .export import export_pages
+from .export import (
+    PAGE_ENCODINGS,
+    TIER_ENCODINGS,
+    PageEncoding,
+    decode_page_image,
+    encode_page_image,
+    export_pages,
+    page_encoding,
+    quantize_grey,
+    quantized_image,
+    tier_image,
+)
 from .header import find_headers, format_header, format_timestamp, normalize_separators
 from .fonts import FONTS, FontError, FontMismatchError, FontNotFoundError
 from .layout import choose_font_px, layout_pages, normalize_turns
@@ -28,9 +39,11 @@ from .schema import LayoutPos, Line, PageLayout, PlacedLine, Run, Segment, TurnI
 from .tiers import VIEW_TIERS, Tier
 
 __all__ = [
-    "FONTS", "RENDERER_VERSION", "TIER_SIDES", "FontError", "FontMismatchError", "FontNotFoundError",
-    "GundamView", "LayoutPos", "Line", "Page", "PageLayout", "PageView", "PlacedLine", "RenderConfig", "Run", "Segment",
-    "Tier", "TurnInput", "VIEW_TIERS", "choose_font_px", "downsample", "draw_layout", "draw_page", "encode_png", "export_pages", "find_headers", "format_header", "format_timestamp",
-    "gundam_grid",
-    "iter_pages", "layout_pages", "make_page", "normalize_separators", "normalize_turns", "render_pages", "scale_lines",
+    "FONTS", "PAGE_ENCODINGS", "RENDERER_VERSION", "TIER_ENCODINGS", "TIER_SIDES", "FontError", "FontMismatchError",
+    "FontNotFoundError", "GundamView", "LayoutPos", "Line", "Page", "PageEncoding", "PageLayout", "PageView",
+    "PlacedLine", "RenderConfig", "Run", "Segment", "Tier", "TurnInput", "VIEW_TIERS", "choose_font_px",
+    "decode_page_image", "downsample", "draw_layout", "draw_page", "encode_page_image", "encode_png", "export_pages",
+    "find_headers", "format_header", "format_timestamp", "gundam_grid", "iter_pages", "layout_pages", "make_page",
+    "normalize_separators", "normalize_turns", "page_encoding", "quantize_grey", "quantized_image", "render_pages",
+    "scale_lines", "tier_image",
 ]

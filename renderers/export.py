@@ -1,11 +1,22 @@
-"""Write pages to disk for `optmem render FILE --out DIR`: one PNG per tier plus the layout as JSON."""
+"""Pages out of the renderer: page image encodings (grey PNG at 8/4/2/1 bit, lossless WebP) for the
+store and for requests, and `optmem render FILE --out DIR` (one PNG per tier plus the layout as JSON)."""
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import struct
+import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
+from PIL import Image
+
+from .draw import _PNG_SIGNATURE, _chunk, encode_png
 from .page import TIER_SIDES, Page
 
 
@@ -49,3 +60,159 @@ def export_pages(pages: Iterable[Page], out_dir: str | Path) -> list[Path]:
         meta.write_text(json.dumps(page_record(page, index, files), ensure_ascii=False, indent=1), encoding="utf-8")
         written.append(meta)
     return written
+
+
+# --- page image encodings ---------------------------------------------------------------------
+#
+# Pages are black text on white: after a tier downsample (LANCZOS) nearly every edge pixel takes
+# its own grey level, and deflate sees noise (a 1024 px page is larger than the 1280 one). A reader
+# needs far fewer than 256 levels to see the glyphs, so the smaller encodings first quantise to
+# N evenly spaced greys (nearest level, by a lookup table), then write them losslessly: grey PNG at
+# the smallest bit depth that holds N levels, or lossless WebP. PNG and WebP of one N decode to the
+# same pixels.
+
+GREY_LEVELS = (256, 16, 8, 4, 2)
+
+
+@dataclass(frozen=True)
+class PageEncoding:
+    """How one page image is stored and sent: a container and the number of grey levels kept."""
+
+    name: str
+    container: Literal["png", "webp"]
+    levels: int
+
+    @property
+    def media_type(self) -> str:
+        return f"image/{self.container}"
+
+    @property
+    def bits(self) -> int:
+        """Grey PNG bit depth that holds ``levels``."""
+        return _storage_bits(self.levels)
+
+
+# ``png`` is today's 8-bit writer; ``-g<N>`` keeps N grey levels.
+PAGE_ENCODINGS: dict[str, PageEncoding] = {
+    e.name: e for e in (
+        PageEncoding("png", "png", 256), PageEncoding("webp", "webp", 256),
+        *(PageEncoding(f"{c}-g{n}", c, n) for c in ("png", "webp") for n in GREY_LEVELS[1:]),
+    )
+}
+
+
+# What to store and send at each tier: the fewest bytes whose PP-OCR read-back stays within 0.1 pt
+# CER of the 8-bit page, PNG over WebP where WebP saves under 10 % (it encodes 3-8x slower).
+# benchmarks/results/image_bytes.md: 4 levels lose 0.5-6 pt at 512 px and 0.8 pt (Chinese) at 640,
+# 8 levels 0.4 pt (Chinese) at 512; 2 levels lose nothing at 1024 and 1280.
+TIER_ENCODINGS: dict[str, str] = {"large": "png-g2", "base": "png-g2", "small": "png-g8", "tiny": "png-g16"}
+
+
+def page_encoding(fmt: str) -> PageEncoding:
+    try:
+        return PAGE_ENCODINGS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown page image format {fmt!r}; expected one of {sorted(PAGE_ENCODINGS)}") from None
+
+
+def quantize_grey(image: Image.Image, levels: int) -> np.ndarray:
+    """Grey PNG samples (0 … 2**bits − 1 at the encoding's bit depth) of the nearest of ``levels``
+    evenly spaced greys; ties go to the darker level, so equal pixels always give equal samples."""
+    samples, _ = _level_tables(levels)
+    return samples[_grey_pixels(image)]
+
+
+def quantized_image(image: Image.Image, levels: int) -> Image.Image:
+    """What a reader decodes from ``image`` kept at ``levels`` greys, as an 8-bit image."""
+    _, values = _level_tables(levels)
+    return Image.fromarray(values[_grey_pixels(image)])
+
+
+def _storage_bits(levels: int) -> int:
+    if levels not in GREY_LEVELS:
+        raise ValueError(f"levels must be one of {GREY_LEVELS}, got {levels}")
+    return next(b for b in (1, 2, 4, 8) if 1 << b >= levels)
+
+
+@functools.cache
+def _level_tables(levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per 8-bit input value: its PNG sample and the 8-bit grey that sample decodes to."""
+    top = (1 << _storage_bits(levels)) - 1
+    level_samples = np.array([(i * top + (levels - 1) // 2) // (levels - 1) for i in range(levels)], dtype=np.int32)
+    level_values = level_samples * (255 // top)  # grey PNG decodes sample s as s·255/top
+    nearest = np.abs(np.arange(256)[:, None] - level_values[None, :]).argmin(axis=1)
+    samples, values = level_samples[nearest].astype(np.uint8), level_values[nearest].astype(np.uint8)
+    samples.flags.writeable = values.flags.writeable = False
+    return samples, values
+
+
+def encode_page_image(image: Image.Image, fmt: str = "png") -> bytes:
+    """A greyscale page image as ``fmt`` (see PAGE_ENCODINGS), byte-identical for equal pixels.
+
+    ``png`` is today's 8-bit writer (encode_png). ``png-g<N>`` writes grey PNG at the bit depth of
+    N levels: no row filter (the filters predict bytes, and a packed byte holds several pixels) and
+    zlib level 6. ``webp*`` are lossless WebP of the same greys (Pillow's libwebp, method 4)."""
+    enc = page_encoding(fmt)
+    if enc.container == "webp":
+        buf = io.BytesIO()
+        quantized_image(image, enc.levels).save(buf, "WEBP", lossless=True, quality=_WEBP_EFFORT, method=_WEBP_METHOD,
+                                                exact=True)
+        return buf.getvalue()
+    if enc.levels == 256:
+        return encode_png(image)
+    return _grey_png(quantize_grey(image, enc.levels), enc.bits)
+
+
+def tier_image(page: Page, tier: str, fmt: str | None = None) -> tuple[bytes, str]:
+    """(bytes, media type) of ``page`` at ``tier`` in ``fmt`` (default TIER_ENCODINGS[tier]).
+
+    Always made from the 8-bit page: a tier downsampled from an already quantised image and
+    quantised again has several times the pixel error (benchmarks/results/image_bytes.md, last
+    table)."""
+    if tier not in TIER_ENCODINGS:
+        raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIER_ENCODINGS)}")
+    enc = page_encoding(fmt or TIER_ENCODINGS[tier])
+    return encode_page_image(page.at(tier).image, enc.name), enc.media_type
+
+
+def decode_page_image(data: bytes) -> Image.Image:
+    """Any PAGE_ENCODINGS bytes back to an 8-bit greyscale ('L') image."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"page image data must be bytes, got {type(data).__name__}")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, SyntaxError) as exc:  # Pillow's UnidentifiedImageError is an OSError
+        raise ValueError(f"not a decodable page image ({len(data)} bytes): {exc}") from exc
+    if image.format not in ("PNG", "WEBP"):
+        raise ValueError(f"page images are PNG or WebP, got {image.format}")
+    return image if image.mode == "L" else image.convert("L")
+
+
+_WEBP_METHOD = 4  # libwebp's default speed/size trade-off; 6 is ~10x slower for < 1 % fewer bytes
+_WEBP_EFFORT = 75  # lossless "quality" is effort, not fidelity
+
+
+def _grey_pixels(image: Image.Image) -> np.ndarray:
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(image).__name__}")
+    if image.mode != "L":
+        raise ValueError(f"pages are 8-bit greyscale ('L'); got mode {image.mode!r}")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _grey_png(samples: np.ndarray, bits: int) -> bytes:
+    height, width = samples.shape
+    per_byte = 8 // bits
+    padded = np.zeros((height, -(-width // per_byte) * per_byte), dtype=np.uint8)
+    padded[:, :width] = samples
+    groups = padded.reshape(height, -1, per_byte)
+    packed = np.zeros(groups.shape[:2], dtype=np.uint8)
+    for i in range(per_byte):  # first pixel in the most significant bits, as PNG packs them
+        packed |= groups[:, :, i] << (8 - bits * (i + 1))
+    rows = np.empty((height, packed.shape[1] + 1), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type None
+    rows[:, 1:] = packed
+    header = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)  # greyscale, deflate, no interlace
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header),
+                     _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _chunk(b"IEND", b"")))
