@@ -39,7 +39,7 @@ from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import Tier, downsample, encode_png
+from renderers import Tier, downsample, encode_page_image, encode_png, encoding_for_side
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
@@ -107,12 +107,14 @@ class _Plan:
     moves: list[tuple[TierMove, bytes | None]]  # with the resampled image where one is needed
 
 
-class _Resized:
-    """Page images resized to a reader's rung side, kept for the next context (bounded): a reader
-    whose ladder is not optmem's tiers (OpenAI's 768 px, Qwen's multiples of 28) would otherwise
-    cost a resample and an encode per page per request."""
+class _SentImages:
+    """The bytes a reader is sent for a page image, made once per (page, stored tier, side) and
+    kept for the next contexts (bounded). The store keeps each page lossless, at 8 bits, so the
+    next tier down is made from the full greys; what goes out is resized to the reader's rung
+    and kept at the grey levels measured to read back as well (renderers.TIER_ENCODINGS, about a
+    quarter of the bytes)."""
 
-    def __init__(self, max_images: int = 128):
+    def __init__(self, max_images: int = 256):
         self._max = max_images
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
 
@@ -121,7 +123,8 @@ class _Resized:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        png = encode_png(downsample(load(), side))
+        image = load()
+        png = encode_page_image(image if image.width == side else downsample(image, side), encoding_for_side(side))
         self._cache[key] = png
         if len(self._cache) > self._max:
             self._cache.popitem(last=False)
@@ -131,17 +134,15 @@ class _Resized:
 class _StoredImage:
     """A sealed page's image at a side: the stored bytes when it is stored at that side."""
 
-    def __init__(self, store: Store, conversation: int, row: PageRow, resized: _Resized):
-        self._store, self._conv, self._row, self._resized = store, conversation, row, resized
+    def __init__(self, store: Store, conversation: int, row: PageRow, sent: _SentImages):
+        self._store, self._conv, self._row, self._sent = store, conversation, row, sent
 
     def _stored(self) -> bytes:
         return self._store.page_image(self._conv, self._row.number)[0]
 
     def png(self, side: int) -> bytes:
-        if Tier(self._row.image_tier).side == side:
-            return self._stored()
         key = (self._conv, self._row.number, self._row.image_tier)
-        return self._resized.png(key, side, lambda: open_image(self._stored()))
+        return self._sent.png(key, side, lambda: open_image(self._stored()))
 
     def image(self, side: int) -> Image.Image:
         image = open_image(self._stored())
@@ -165,8 +166,7 @@ class _OpenImage:
         return page.image if side == page.side else downsample(page.image, side)
 
     def png(self, side: int) -> bytes:
-        page = self._drawn()
-        return page.png if side == page.side else encode_png(self.image(side))
+        return encode_page_image(self.image(side), encoding_for_side(side))
 
 
 class OpticalMemory:
@@ -190,7 +190,7 @@ class OpticalMemory:
         self._retriever: Retriever | None = None
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
         self.reader = Reader(cfg.model)
-        self._resized = _Resized()
+        self._sent = _SentImages()
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
 
@@ -437,7 +437,7 @@ class OpticalMemory:
 
         ledger = self.config.ledger.enabled
         pages = [MemoryPage(r.number, r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
-                            _StoredImage(self._store, self._conv, r, self._resized), pinned=r.pinned_tier is not None,
+                            _StoredImage(self._store, self._conv, r, self._sent), pinned=r.pinned_tier is not None,
                             text_tokens=r.text_tokens)
                  for r in sorted(rows.values(), key=lambda r: r.number)]
         open_page = self._open_page()

@@ -18,6 +18,7 @@ from PIL import Image
 
 from .draw import _PNG_SIGNATURE, _chunk, encode_png
 from .page import TIER_SIDES, Page
+from .tiers import VIEW_TIERS
 
 
 def page_record(page: Page, index: int, files: dict[str, dict]) -> dict:
@@ -106,6 +107,14 @@ PAGE_ENCODINGS: dict[str, PageEncoding] = {
 # benchmarks/results/image_bytes.md: 4 levels lose 0.5-6 pt at 512 px and 0.8 pt (Chinese) at 640,
 # 8 levels 0.4 pt (Chinese) at 512; 2 levels lose nothing at 1024 and 1280.
 TIER_ENCODINGS: dict[str, str] = {"large": "png-g2", "base": "png-g2", "small": "png-g8", "tiny": "png-g16"}
+
+
+def encoding_for_side(side: int) -> str:
+    """The TIER_ENCODINGS format for an image of ``side`` px: that of the largest tier no larger
+    (a reader's rung need not be one of optmem's sides: OpenAI's 768, Qwen's multiples of 28)."""
+    fitting = [t for t in VIEW_TIERS if t.side <= side]
+    tier = max(fitting, key=lambda t: t.side) if fitting else VIEW_TIERS[-1]
+    return TIER_ENCODINGS[tier.value]
 
 
 def page_encoding(fmt: str) -> PageEncoding:

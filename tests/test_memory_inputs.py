@@ -108,3 +108,19 @@ def test_a_read_only_memory_reads_and_searches_but_never_writes(tmp_path):
         with pytest.raises(ReadOnlyStore):
             mem.add("user", "no")
     assert path.read_bytes() == before
+
+
+def test_pages_go_out_in_fewer_greys_while_the_store_keeps_them_lossless(tmp_path):
+    from renderers import decode_page_image
+
+    with OpticalMemory.open(tmp_path / "m.db", "a", {"recent_turns": 2, "retrieval": {"enabled": False}}) as mem:
+        for i in range(40):
+            mem.add("user", f"turn {i}: " + "the quick brown fox jumps over the lazy dog " * 12, timestamp=1_700_000_000 + i)
+        ctx = mem.context()
+        pages = [s for s in ctx.segments if s.kind == "page" and s.page <= mem.pages()[-1].number - 1]
+        assert pages
+        for s in pages:
+            sent = decode_page_image(s.load_png())
+            stored = mem.page_image(s.page)
+            assert sent.size == (s.side, s.side)
+            assert len(set(sent.getdata())) <= 16 < len(set(stored.getdata()))  # quantised out, 8-bit kept
