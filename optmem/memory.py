@@ -39,7 +39,7 @@ from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import Tier, downsample, encode_page_image, encode_png, encoding_for_side
+from renderers import Tier, downsample, encode_page_image, encode_png, encoding_for_side, format_header
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
@@ -423,9 +423,12 @@ class OpticalMemory:
         recent = [RecentTurn(r.seq, r.role, r.text or "") for r in self._store.turns(self._conv, first_recent, newest)]
 
         rows = {r.number: r for r in self._store.pages(self._conv, in_context_only=True)}
+        open_page = self._open_page()
         expansions: list[Expansion] = []
         retrieval = self.config.retrieval
-        if query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
+        if not self.reader.profile.takes_images:
+            expansions = self._text_memory(query, rows, open_page, budget)
+        elif query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
         elif query and retrieval.enabled and self.config.reexpand.max_pages > 0:
             for hit in self._retrieval().pages(query, self.config.reexpand.max_pages):
@@ -440,11 +443,55 @@ class OpticalMemory:
                             _StoredImage(self._store, self._conv, r, self._sent), pinned=r.pinned_tier is not None,
                             text_tokens=r.text_tokens)
                  for r in sorted(rows.values(), key=lambda r: r.number)]
-        open_page = self._open_page()
         if open_page is not None:
             pages.append(open_page)
         return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget, ledger=ledger,
                         reader=self.reader, system=system)
+
+    def _text_memory(self, query: str | None, rows: dict[int, PageRow], open_page: MemoryPage | None,
+                     budget: int) -> list[Expansion]:
+        """Memory for a reader without eyes, all as text, as much as the budget holds, in whole
+        turns: those of the pages retrieval ranks for ``query`` first, then the newest. A turn goes
+        in from the archive; once an optical archive dropped it, its page is read by OCR (at most
+        ``max_pages`` of them). Turns are read only while they can still fit."""
+        every = self._store.pages(self._conv)
+        pages = every + ([open_page] if open_page is not None else [])
+        ranked: list[int] = []
+        if query and self.config.retrieval.enabled and every:
+            ranked = [h.page for h in self._retrieval().pages(query, min(256, len(every)))]
+        by_number = {p.number: p for p in pages}
+        order = list(dict.fromkeys(ranked + [p.number for p in reversed(pages)]))
+        out: list[Expansion] = []
+        left, ocr_reads = budget, 0
+        taken: set[int] = set()
+        for number in order:
+            if left <= 0:
+                break
+            page = by_number[number]
+            turns = [t for t in self._store.turns(self._conv, page.first_turn, page.last_turn) if t.seq not in taken]
+            if not turns:
+                continue
+            tier = page.image_tier if isinstance(page, PageRow) else page.tier  # what the text was kept at
+            if any(t.text is None for t in turns):  # the optical archive kept only the image
+                if ocr_reads >= self.config.reexpand.max_pages or not isinstance(page, PageRow):
+                    continue
+                ocr_reads += 1
+                read = self._reexpander.text(page)
+                rows.setdefault(number, page)
+                out.append(Expansion(number, read.text, read.source, read.tier))
+                left -= self.reader.page_text_tokens(page.text_tokens)
+                continue
+            if isinstance(page, PageRow):
+                rows.setdefault(number, page)
+            for t in reversed(turns):  # newest first within the page too
+                text = format_header(t.role, t.seq, t.timestamp) + "\n" + t.text
+                cost = self.reader.cost(text)
+                if cost > left:
+                    continue
+                taken.add(t.seq)
+                out.append(Expansion(number, text, "verbatim", tier, excerpt=(t.seq, t.seq)))
+                left -= cost
+        return out
 
     def _excerpts(self, query: str, rows: dict[int, PageRow]) -> list[Expansion]:
         """The chunks most related to ``query``, each widened to the whole turns it touches (up to

@@ -124,3 +124,22 @@ def test_pages_go_out_in_fewer_greys_while_the_store_keeps_them_lossless(tmp_pat
             stored = mem.page_image(s.page)
             assert sent.size == (s.side, s.side)
             assert len(set(sent.getdata())) <= 16 < len(set(stored.getdata()))  # quantised out, 8-bit kept
+
+
+def test_a_text_reader_gets_memory_as_text_filling_the_budget():
+    cfg = {"model": "text", "recent_turns": 2, "retrieval": {"enabled": False}}
+    with OpticalMemory.open(":memory:", "a", cfg) as mem:
+        for i in range(60):
+            mem.add("user" if i % 2 else "assistant", f"turn {i}: note {1000 + i} " + "and more words " * 40,
+                    timestamp=1_700_000_000 + i)
+        for budget in (2000, 6000, 100_000):
+            ctx = mem.context(budget=budget)
+            assert ctx.positions <= budget and not any(s.kind == "page" for s in ctx.segments)
+            text = ctx.to_text()
+            assert "note 1059" in text  # the newest turns
+            if budget == 100_000:  # everything fits: every turn is there, as text
+                assert all(f"note {1000 + i}" in text for i in range(60))
+            else:
+                assert ctx.positions > 0.8 * budget  # no idle budget
+        messages = mem.context(budget=6000).to_messages()
+        assert all(p["type"] == "text" for m in messages if isinstance(m["content"], list) for p in m["content"])
