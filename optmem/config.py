@@ -91,9 +91,10 @@ class ReexpandConfig(_Model):
 
 class RetrievalConfig(_Model):
     enabled: bool = True
-    top_k: int = Field(default=3, ge=1)
     min_score: float = Field(default=0.3, ge=-1, le=1)
     chunk_chars: int = Field(default=600, ge=100, description="pages are embedded in chunks of about this many characters")
+    embed_on_seal: bool = Field(default=True, description="embed each page when it is sealed, so no query waits "
+                                "for a backlog; false: on the first query after pages were sealed")
 
 
 class LedgerConfig(_Model):

@@ -232,6 +232,10 @@ class OpticalMemory:
         text = check_turn_text(text, self.config.max_turn_chars)
         ts = check_timestamp(timestamp)
         plan = self._write(lambda state: TurnRow(state.last_turn + 1, role, text, ts))
+        if plan.sealed and self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
+            # Its own transactions, page by page: a crash here loses no turn, and what was not
+            # embedded yet is embedded on the next seal or query.
+            self._retrieval().index_pending()
         return plan.turn.seq
 
     def flush(self) -> None:
@@ -239,6 +243,8 @@ class OpticalMemory:
         is paged over the next adds)."""
         while self._write(None, max_seals=4 * MAX_SEALS_PER_ADD).sealed:
             pass
+        if self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
+            self._retrieval().index_pending()
 
     def pin(self, page: int, tier: str | None) -> None:
         """Hold sealed page ``page`` at ``tier`` whatever its age (None unpins). Pages are never
@@ -458,7 +464,8 @@ class OpticalMemory:
         pages = every + ([open_page] if open_page is not None else [])
         ranked: list[int] = []
         if query and self.config.retrieval.enabled and every:
-            ranked = [h.page for h in self._retrieval().pages(query, min(256, len(every)))]
+            # A page holds ~1k tokens: four times the pages the budget can hold is plenty to rank.
+            ranked = [h.page for h in self._retrieval().pages(query, min(len(every), max(8, budget // 256)))]
         by_number = {p.number: p for p in pages}
         order = list(dict.fromkeys(ranked + [p.number for p in reversed(pages)]))
         out: list[Expansion] = []

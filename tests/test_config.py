@@ -26,7 +26,7 @@ def test_toml_overrides_nested_fields(tmp_path):
     ({"archive": "paper"}, "archive"),
     ({"typo_field": 1}, "typo_field"),
     ({"schedule": {"age_unit": "fortnights"}}, "age_unit"),
-    ({"retrieval": {"top_k": 0}}, "top_k"),
+    ({"retrieval": {"chunk_chars": 50}}, "chunk_chars"),
     ({"reexpand": {"engine": "magic"}}, "engine"),
     ({"render": {"page_px": -5}}, "page_px"),
 ])
