@@ -152,8 +152,7 @@ def make_pages(cfg: FidelityConfig, render_cfg, lang: str) -> list[dict]:
 
 def run(cfg: FidelityConfig) -> dict:
     cfg.validate()
-    from optmem.reexpand import cer, precision
-
+    from .scoring import cer, precision
     from .systems import memory_config
 
     render_cfg = memory_config(cfg.memory_config).render
