@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from optmem.bench.common import Report, md_table  # noqa: E402
-from optmem.reexpand import PPOCRStripEngine, TesseractEngine, _openvino_available, cer, precision  # noqa: E402
+from optmem.bench.scoring import cer, precision  # noqa: E402
+from optmem.reexpand import PPOCRStripEngine, TesseractEngine  # noqa: E402
+from optmem.reexpand.backends import openvino_available  # noqa: E402
 from render_speed import english_turns  # noqa: E402  (same folder: the English haystack both scripts page)
 from renderers import render_pages  # noqa: E402
 
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only full pages: the last page of a text is partly filled.
     docs = {"en": render_pages(english_turns(args.essays, 12_000))[:-1][:keep],
             "zh": render_pages(chinese_turns())[:-1][:keep]}
-    backends = ["onnxruntime"] + (["openvino"] if _openvino_available() else [])
+    backends = ["onnxruntime"] + (["openvino"] if openvino_available() else [])
     engines: list[tuple[str, dict, int]] = []
     for backend in backends:
         for threads in (None, 1):

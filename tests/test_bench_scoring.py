@@ -5,12 +5,16 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optmem.bench.haystack import (
     essay_turns, insert_sentence, load_essays, load_locomo, locomo_haystack, locomo_turns, parse_locomo_time,
 )
 from optmem.bench.needles import NEEDLE_KINDS, SF_NEEDLE, make_needle
-from optmem.bench.scoring import answer_contained, normalize_answer, string_match_all
+from optmem.bench.scoring import (
+    answer_contained, cer, lcs_length, levenshtein, normalize_answer, precision, string_match_all,
+)
 from optmem.tokens import count_tokens
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data from the repo root
@@ -104,3 +108,44 @@ def test_locomo_turns_in_session_order_with_timestamps():
     assert sessions == sorted(sessions)
     hay = locomo_haystack([sample], 2000)
     assert sum(count_tokens(t.text) for t in hay) >= 2000
+
+
+# --- edit distances of re-expanded text ------------------------------------------------------
+
+def _dp_levenshtein(a, b):
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _dp_lcs(a, b):
+    prev = [0] * (len(b) + 1)
+    for ca in a:
+        cur = [0]
+        for j, cb in enumerate(b, 1):
+            cur.append(prev[j - 1] + 1 if ca == cb else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(alphabet="abc国 ", max_size=70), st.text(alphabet="abc国 ", max_size=70))
+def test_bit_parallel_distances_match_dynamic_programming(a, b):
+    assert levenshtein(a, b) == _dp_levenshtein(a, b)
+    assert lcs_length(a, b) == _dp_lcs(a, b)
+
+
+def test_cer_and_precision_values():
+    assert cer("abcd", "abcd") == 0.0
+    assert cer("abcd", "abxd") == 0.25
+    assert cer("abcd", "") == 1.0
+    assert cer("", "") == 0.0 and cer("", "x") == 1.0
+    assert precision("abcd", "abcdXXXX") == 0.5  # invented text lowers precision, not recall
+    assert precision("abcd", "ab") == 1.0
+    assert precision("abc", "") == 1.0
+    long_a = "x" * 3000 + "y" * 3000
+    assert levenshtein(long_a, "x" * 2999 + "z" + "y" * 3000) == 1

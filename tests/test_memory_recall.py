@@ -5,8 +5,8 @@ import sqlite3
 import pytest
 
 from optmem import MemoryConfig, OpticalMemory
+from optmem.bench.scoring import cer
 from optmem.demo import build_conversation
-from optmem.reexpand import cer
 
 pytestmark = pytest.mark.slow
 

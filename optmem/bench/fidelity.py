@@ -158,7 +158,7 @@ def make_pages(cfg: FidelityConfig, render_cfg, lang: str) -> list[dict]:
 
 
 def run(cfg: FidelityConfig) -> dict:
-    from optmem.reexpand import cer, precision
+    from .scoring import cer, precision
 
     render_cfg = cfg.memory_config.render
     engines = list(cfg.engines) if cfg.engines else available_engines(cfg.model_dir)
