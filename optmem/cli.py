@@ -28,9 +28,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from optmem.chat import run_chat
+    from optmem.chat import history_file, run_chat
 
-    return run_chat(db=args.db, conversation=args.conversation, config=_load(args), llm_url=args.llm, model=args.model)
+    return run_chat(db=args.db, conversation=args.conversation, config=_load(args), llm_url=args.llm, model=args.model,
+                    history_path=args.history or history_file(args.db))
 
 
 def cmd_inspect(args) -> int:
@@ -89,11 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("chat", help="a REPL on a memory database (/context, /recall, /pages)")
+    p = sub.add_parser("chat", help="a REPL on a memory database (/context, /recall, /pages; --llm answers)")
     p.add_argument("db", type=Path)
     p.add_argument("--conversation", default="default")
     p.add_argument("--llm", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--model", default="default", help="model name sent to --llm")
+    p.add_argument("--history", type=Path, help="file for the prompt's line history (default: DB.chat-history)")
     _config_arg(p)
     p.set_defaults(func=cmd_chat)
 
