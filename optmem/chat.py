@@ -22,6 +22,7 @@ from optmem.config import MemoryConfig
 from optmem.errors import InvalidArgument
 from optmem.llm import LLMClient, LLMError
 from optmem.memory import OpticalMemory
+from optmem.progress import ShownEmbedder, plural
 from optmem.store import open_store
 from optmem.turns import check_turn_text
 
@@ -39,10 +40,6 @@ COMMANDS = {
 }
 HELP = "commands:\n" + "\n".join(f"  {f'{name} {arg}'.rstrip():<18} {what}" for name, (arg, what) in COMMANDS.items()) + \
     "\nanything else is a user turn (answered by --llm when given)"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def history_file(db: str | Path) -> Path:
@@ -199,7 +196,8 @@ def run_chat(db: str | Path, conversation: str, config: MemoryConfig, llm_url: s
         print(text, file=stdout, flush=True)
 
     others = other_conversations(db, conversation)
-    with OpticalMemory.open(db, conversation=conversation, config=config) as mem:
+    # ShownEmbedder: the first /recall embeds every sealed page, so it shows a bar while it does
+    with OpticalMemory.open(db, conversation=conversation, config=config, embedder=ShownEmbedder()) as mem:
         turns = len(mem.history())
         say(f"optmem chat on {db} [{conversation}], {plural(turns, 'turn')} so far. /help for commands, Ctrl-D to leave.")
         if turns == 0 and others:

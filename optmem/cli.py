@@ -37,10 +37,9 @@ def cmd_chat(args) -> int:
 def cmd_import(args) -> int:
     import time
 
-    from optmem.chat import plural
     from optmem.importers import HistoryImportError, fill_timestamps, parse_history
     from optmem.memory import OpticalMemory
-    from optmem.progress import progress
+    from optmem.progress import plural, progress
     from optmem.store import open_store
     from optmem.turns import InvalidTurn, check_turn_text
 

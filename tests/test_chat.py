@@ -14,13 +14,20 @@ from pathlib import Path
 import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from optmem import OpticalMemory
-from optmem.chat import COMMANDS, CommandCompleter, history_file, plural, prompt_session, run_chat
-from prompt_toolkit.history import FileHistory
+from optmem.chat import (
+    COMMANDS,
+    CommandCompleter,
+    history_file,
+    prompt_session,
+    run_chat,
+)
 from optmem.config import MemoryConfig
+from optmem.progress import plural
 
 CFG = MemoryConfig.model_validate({"recent_turns": 2, "retrieval": {"enabled": False}})
 UP, ENTER, CTRL_D, CTRL_C = "\x1b[A", "\r", "\x04", "\x03"

@@ -8,7 +8,12 @@ import pytest
 
 from optmem import OpticalMemory
 from optmem.cli import main
-from optmem.importers import HistoryImportError, ImportedTurn, fill_timestamps, parse_history
+from optmem.importers import (
+    HistoryImportError,
+    ImportedTurn,
+    fill_timestamps,
+    parse_history,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHATGPT = FIXTURES / "chatgpt-conversations.json"
