@@ -53,8 +53,9 @@ def history_file(db: str | Path) -> Path:
 
 
 def other_conversations(db: str | Path, conversation: str) -> list[tuple[str, int]]:
-    """(name, turn count) of every conversation in ``db`` but ``conversation``; none for a new file."""
-    if ":memory:" != str(db) and "://" not in str(db) and not Path(db).exists():
+    """(name, turn count) of every conversation in ``db`` but ``conversation``; none for a new
+    file or an in-memory database."""
+    if str(db) == ":memory:" or ("://" not in str(db) and not Path(db).exists()):
         return []
     store = open_store(db, create=False, readonly=True)
     try:
