@@ -1,4 +1,4 @@
-"""`optmem` command line: demo, chat, inspect, render, config, bench."""
+"""`optmem` command line: demo, chat, import, inspect, render, config, bench."""
 
 from __future__ import annotations
 
@@ -28,9 +28,57 @@ def cmd_demo(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from optmem.chat import run_chat
+    from optmem.chat import history_file, run_chat
 
-    return run_chat(db=args.db, conversation=args.conversation, config=_load(args), llm_url=args.llm, model=args.model)
+    return run_chat(db=args.db, conversation=args.conversation, config=_load(args), llm_url=args.llm, model=args.model,
+                    history_path=args.history or history_file(args.db))
+
+
+def cmd_import(args) -> int:
+    import time
+
+    from optmem.importers import HistoryImportError, fill_timestamps, parse_history
+    from optmem.memory import OpticalMemory
+    from optmem.progress import plural, progress
+    from optmem.store import open_store
+    from optmem.turns import InvalidTurn, check_turn_text
+
+    config = _load(args)
+    # Everything is parsed and checked before the first write: bad input imports nothing.
+    conversations = parse_history(args.file, args.format, args.conversation)
+    for conv in conversations:
+        for number, turn in enumerate(conv.turns, start=1):
+            try:
+                check_turn_text(turn.text, config.max_turn_chars)
+            except InvalidTurn as e:
+                raise HistoryImportError(f"{args.file}: conversation {conv.name!r}, imported turn {number}: {e}") from None
+    store = open_store(args.db, create=True)
+    try:
+        existing = {name: store.last_turn(store.conversation_id(name, create=False)) for name in store.conversation_names()}
+        imported = 0
+        for index, conv in enumerate(conversations):
+            if existing.get(conv.name):
+                print(f"{conv.name}: already holds {plural(existing[conv.name], 'turn')}; skipped")
+                continue
+            stamps = fill_timestamps(conv.turns, default=time.time())
+            try:
+                # One write per conversation: one that fails leaves no trace, the ones before it stay.
+                with store.write():
+                    mem = OpticalMemory(store, config, conversation=conv.name)
+                    for turn, stamp in progress(zip(conv.turns, stamps), desc=conv.name[:30], unit="turn", total=len(conv.turns)):
+                        mem.add(turn.role, turn.text, timestamp=stamp)
+                    mem.close()
+            except Exception as e:
+                left = len(conversations) - index
+                raise HistoryImportError(f"{args.file}: conversation {conv.name!r} failed ({type(e).__name__}: {e}); "
+                                         f"{plural(imported, 'conversation')} before it imported, "
+                                         f"it and the {left - 1} after it not") from e
+            imported += 1
+            print(f"{conv.name}: {plural(len(conv.turns), 'turn')} imported")
+    finally:
+        store.close()
+    print(f"{args.db}: {plural(imported, 'conversation')} imported from {args.file}")
+    return 0
 
 
 def cmd_inspect(args) -> int:
@@ -89,13 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("chat", help="a REPL on a memory database (/context, /recall, /pages)")
+    p = sub.add_parser("chat", help="a REPL on a memory database (/context, /recall, /pages; --llm answers)")
     p.add_argument("db", type=Path)
     p.add_argument("--conversation", default="default")
     p.add_argument("--llm", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--model", default="default", help="model name sent to --llm")
+    p.add_argument("--history", type=Path, help="file for the prompt's line history (default: DB.chat-history)")
     _config_arg(p)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("import", help="bring a history in: ChatGPT's conversations.json or JSONL of OpenAI messages")
+    p.add_argument("file", type=Path)
+    p.add_argument("--format", required=True, choices=["chatgpt", "openai-jsonl"],
+                   help="chatgpt: the conversations.json of ChatGPT's data export; openai-jsonl: one "
+                        '{"role", "content", optional "timestamp"} message per line')
+    p.add_argument("--db", type=Path, required=True, help="database to import into (created if missing)")
+    p.add_argument("--conversation", help="name for the conversation (default: title and id prefix, or the JSONL "
+                                          "file's name); only for a file that holds one")
+    _config_arg(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("inspect", help="write an HTML report for a database")
     p.add_argument("db", type=Path)

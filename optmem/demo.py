@@ -15,11 +15,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from optmem.config import MemoryConfig
 from optmem.memory import OpticalMemory
 from optmem.modes import TIER_NAMES
+from optmem.progress import ShownEmbedder, plural, progress
 from optmem.tokens import count_tokens
 
 TOPICS = {
@@ -114,14 +113,17 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
     say(f"optmem demo: {turns} turns, {len(facts)} planted facts, database {db}")
     started = time.perf_counter()
     base_time = 1_700_000_000.0
-    with OpticalMemory.open(db, conversation="demo", config=config) as mem:
-        for i, (role, text) in enumerate(tqdm(conversation, desc="ingest", unit="turn", file=sys.stderr)):
+    with OpticalMemory.open(db, conversation="demo", config=config, embedder=ShownEmbedder()) as mem:
+        say(f"\ningesting {turns} turns: each page is rendered once, then resampled as it ages ...")
+        for i, (role, text) in enumerate(progress(conversation, desc="ingest", unit="turn")):
             mem.add(role, text, timestamp=base_time + 60.0 * i)
         ingest_s = time.perf_counter() - started
 
         full_tokens = sum(count_tokens(f"{role}: {text}\n") for role, text in conversation)
-        tiers = Counter(p.tier or "out of context" for p in mem.pages())
-        say(f"\ningested in {ingest_s:.1f} s ({turns / ingest_s:.0f} turns/s)")
+        pages = mem.pages()
+        tiers = Counter(p.tier or "out of context" for p in pages)
+        say(f"ingested in {ingest_s:.1f} s ({turns / ingest_s:.0f} turns/s): {plural(len(pages), 'page')}, "
+            f"{sum(p.sealed for p in pages)} sealed")
         say("pages per tier: " + ", ".join(f"{t} {tiers[t]}" for t in (*TIER_NAMES, "out of context") if tiers[t]))
 
         ctx = mem.context(budget=config.budget)
@@ -131,15 +133,17 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
         say(f"full conversation as text: {full_tokens} tokens -> {full_tokens / ctx.positions:.1f}x compression "
             f"({full_tokens - ctx.positions} positions saved)")
 
-        say("\nrecalling the planted facts:")
+        say(f"\nrecalling the planted facts; the first question loads MiniLM and embeds the "
+            f"{plural(sum(p.sealed for p in pages), 'sealed page')} ...")
         found = 0
         recalled = []
         for turn_index, fact in facts:
+            asked = time.perf_counter()
             hits = mem.recall(fact.question, k=3)
             hit = next((h for h in hits if fact.answer in h.text), None)
             found += hit is not None
             page_tier = (hit.tier or "out of context") if hit else "-"
-            say(f"  Q: {fact.question}\n     planted in turn {turn_index + 1}; "
+            say(f"  Q: {fact.question} ({time.perf_counter() - asked:.1f} s)\n     planted in turn {turn_index + 1}; "
                 + (f"found on page {hit.page} ({page_tier}, score {hit.score:.2f}, {hit.source}): {fact.answer}"
                    if hit else f"NOT found in the top {len(hits)} pages"))
             recalled.append({"question": fact.question, "answer": fact.answer, "found": hit is not None,
@@ -147,19 +151,25 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
 
         blurred = next((r for r in recalled if r["found"] and r["tier"] in ("small", "tiny")), None)
         if blurred is not None:
+            say(f"\nreading page {blurred['page']} back from its {blurred['tier']} image by OCR "
+                "(the first read loads the recogniser) ...")
             started_ocr = time.perf_counter()
             read = mem.read_page(blurred["page"])
             exact = blurred["answer"] in read
-            say(f"\nreading page {blurred['page']} back from its {blurred['tier']} image with OCR "
-                f"({time.perf_counter() - started_ocr:.1f} s): the answer {blurred['answer']!r} is "
+            say(f"read in {time.perf_counter() - started_ocr:.1f} s: the answer {blurred['answer']!r} is "
                 + ("read exactly" if exact else "misread (the page's verbatim ledger is what keeps ids exact)"))
             blurred["ocr_exact"] = exact
 
         question = facts[0][1].question if facts else "what did we decide?"
+        step = time.perf_counter()
         query_ctx = mem.context(query=question, budget=config.budget)
-        say(f"\ncontext for {question!r}: {query_ctx.positions} positions, re-expanded pages {query_ctx.expanded_pages()}")
+        say(f"\ncontext for {question!r}: {query_ctx.positions} positions, re-expanded pages {query_ctx.expanded_pages()} "
+            f"({time.perf_counter() - step:.1f} s)")
+        say(f"\nwriting the report ({plural(len(pages), 'page')} as images) ...")
+        step = time.perf_counter()
         report = write_report(mem, out_dir / "report.html", query=question)
         elapsed = time.perf_counter() - started
+        say(f"written in {time.perf_counter() - step:.1f} s")
         say(f"\n{found}/{len(facts)} planted facts recalled exactly; report: {report}; total {elapsed:.1f} s")
         return {"turns": turns, "ingest_s": ingest_s, "full_tokens": full_tokens, "positions": ctx.positions,
                 "compression": full_tokens / ctx.positions, "tiers": dict(tiers), "facts": recalled,

@@ -39,14 +39,46 @@ def _report(path):
 @pytest.mark.slow
 def test_demo_runs_offline_and_writes_a_report(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--turns", "160"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "pages per tier:" in out and "compression" in out and "planted facts recalled exactly" in out
+    # every slow step is announced before it starts; stderr is no terminal here, so no bar
+    assert "ingesting 160 turns" in out and "the first question loads MiniLM" in out and "writing the report" in out
+    assert "ingest" not in captured.err
     images, text = _report(tmp_path / "report.html")
     assert images >= 8 and "Context without a query" in text and "large (1280 px)" in text
     # the same database can be inspected afterwards
     assert main(["inspect", str(tmp_path / "demo.db"), "--out", str(tmp_path / "inspect"), "--query", "door code"]) == 0
     images2, text2 = _report(tmp_path / "inspect" / "demo.html")
     assert images2 == images and "Context for 'door code'" in text2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bars_only_on_a_terminal():
+    from optmem.progress import plural, progress
+
+    log, terminal = io.StringIO(), _Terminal()
+    assert list(progress(range(3), desc="ingest", unit="turn", stream=log)) == [0, 1, 2]
+    assert list(progress(range(3), desc="ingest", unit="turn", stream=terminal)) == [0, 1, 2]
+    assert log.getvalue() == "" and "ingest:" in terminal.getvalue() and "0/3" in terminal.getvalue()
+    assert (plural(1, "page"), plural(0, "page"), plural(2, "page")) == ("1 page", "0 pages", "2 pages")
+
+
+@pytest.mark.slow
+def test_shown_embedder_draws_a_bar_and_keeps_the_vectors(monkeypatch):
+    from optmem.progress import ShownEmbedder
+    from optmem.retrieval.embedder import Embedder
+
+    texts = ["a door code", "the flight to Lisbon leaves at seven", "sourdough", "an order id", "x" * 300]
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    shown = ShownEmbedder(batch_size=2).encode(texts)
+    assert "embed:" in terminal.getvalue() and "0/3" in terminal.getvalue()
+    assert shown.tobytes() == Embedder(batch_size=2).encode(texts).tobytes()
 
 
 def test_inspect_unknown_conversation_is_a_clear_error(tmp_path, capsys):
