@@ -119,29 +119,32 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _messages(ctx: Context, profile: Profile, image_block) -> list[dict]:
+    """Chat messages with one text part per turn or memory part (as the budget counted them) and
+    ``image_block(image)`` for each page image."""
+    return [{"role": role, "content": [image_block(p) if isinstance(p, _Image) else {"type": "text", "text": p}
+                                       for p in parts]}
+            for role, parts in _turns(ctx, profile)]
+
+
+def _openai_image(p: _Image) -> dict:
+    image_url = {"url": f"data:{p.media_type};base64,{_b64(p.data)}"}
+    if p.detail is not None:
+        image_url["detail"] = p.detail
+    return {"type": "image_url", "image_url": image_url}
+
+
+def _anthropic_image(p: _Image) -> dict:
+    return {"type": "image", "source": {"type": "base64", "media_type": p.media_type, "data": _b64(p.data)}}
+
+
 def to_openai_messages(ctx: Context, profile: Profile | None = None, system: str | None = None) -> list[dict]:
     """OpenAI Chat Completions ``messages``: a text-only system message (when ``system`` is given),
     then user and assistant messages in turn; page images as data URLs in user content with the
     profile's ``detail``. ``profile``: the context's reader's unless given."""
     profile = profile or ctx.reader.profile
-    messages: list[dict] = []
-    if system:
-        messages.append({"role": "system", "content": escape_image_placeholder(system)})
-    for role, parts in _turns(ctx, profile):
-        if role == "assistant":
-            # One text part per turn, as the budget counted them.
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": p} for p in parts]})
-            continue
-        content = []
-        for p in parts:
-            if isinstance(p, _Image):
-                image_url = {"url": f"data:{p.media_type};base64,{_b64(p.data)}"}
-                if p.detail is not None:
-                    image_url["detail"] = p.detail
-                content.append({"type": "image_url", "image_url": image_url})
-            else:
-                content.append({"type": "text", "text": p})
-        messages.append({"role": "user", "content": content})
+    messages = [{"role": "system", "content": escape_image_placeholder(system)}] if system else []
+    messages += _messages(ctx, profile, _openai_image)
     _check_request_bytes(profile, messages)
     return messages
 
@@ -150,20 +153,6 @@ def to_anthropic(ctx: Context, profile: Profile | None = None, system: str | Non
     """Anthropic Messages ``{"system": str, "messages": [...]}``: page images as base64 image blocks
     in user content. ``profile``: the context's reader's unless given."""
     profile = profile or ctx.reader.profile
-    messages: list[dict] = []
-    for role, parts in _turns(ctx, profile):
-        if role == "assistant":
-            # One text part per turn, as the budget counted them.
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": p} for p in parts]})
-            continue
-        content = []
-        for p in parts:
-            if isinstance(p, _Image):
-                content.append({"type": "image", "source": {"type": "base64", "media_type": p.media_type,
-                                                            "data": _b64(p.data)}})
-            else:
-                content.append({"type": "text", "text": p})
-        messages.append({"role": "user", "content": content})
-    request = {"system": escape_image_placeholder(system or ""), "messages": messages}
+    request = {"system": escape_image_placeholder(system or ""), "messages": _messages(ctx, profile, _anthropic_image)}
     _check_request_bytes(profile, request)
     return request
