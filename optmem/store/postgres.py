@@ -237,6 +237,13 @@ class PostgresStore:
     def conversation_names(self) -> list[str]:
         return [_text(r[0]) for r in self._sql(None, "SELECT name FROM conversations ORDER BY id")]
 
+    def delete_conversation(self, conv: int) -> None:
+        with self._transaction():
+            # Pages first: embeddings, keyword chunks and cached reads cascade from them.
+            for table in ("pages", "vector_indexes", "open_pages", "turns"):
+                self._sql(conv, f"DELETE FROM {table} WHERE conversation_id = %s", (conv,))
+            self._sql(conv, "DELETE FROM conversations WHERE id = %s", (conv,))
+
     def _conversation_name(self, conv: int) -> str:
         row = self._sql(None, "SELECT name FROM conversations WHERE id = %s", (conv,)).fetchone()
         return _text(row[0]) if row else f"#{conv}"
