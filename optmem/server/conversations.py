@@ -1,0 +1,154 @@
+"""The memory side of the server: conversations on a few store connections, used from worker threads.
+
+OpticalMemory and the stores are synchronous and a connection serves one thread at a time, so
+the server opens ``shards`` connections and a conversation always goes to the same one (by a
+hash of its name), used under that shard's lock. Each write step (storing the client's new
+messages, storing the reply) runs in one store transaction, which the store serialises against
+every other writer of the conversation, in this process or another one sharing the database.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from optmem.assembler import Context
+from optmem.config import MemoryConfig
+from optmem.memory import OpticalMemory, Turn
+from optmem.retrieval import Embedder
+from optmem.server.sync import History, HistoryConflict, digest, new_turns_from
+from optmem.store import Store, open_store
+
+MEMORIES_PER_SHARD = 64  # OpticalMemory objects kept open (each holds its vector index)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    context: Context
+    turns: int  # stored turns once the client's new messages are in: the reply's place is the next
+
+
+class _Shard:
+    def __init__(self, store: Store, config: MemoryConfig, embedder: Embedder | None):
+        self.lock = threading.Lock()
+        self.store = store
+        self._config = config
+        self._embedder = embedder
+        self._memories: OrderedDict[str, tuple[int, OpticalMemory]] = OrderedDict()
+        self._digests: dict[int, list[tuple[str, str | None]]] = {}
+
+    def memory(self, name: str, *, create: bool) -> tuple[int, OpticalMemory]:
+        conv = self.store.conversation_id(name, create=create)  # UnknownConversation when absent
+        cached = self._memories.get(name)
+        if cached is not None and cached[0] == conv:
+            self._memories.move_to_end(name)
+            return cached
+        self.forget(name)  # deleted (maybe by another instance) and made again: a new id
+        memory = OpticalMemory(self.store, self._config, conversation=name, create=create, embedder=self._embedder)
+        self._memories[name] = (conv, memory)
+        while len(self._memories) > MEMORIES_PER_SHARD:
+            self._close(*self._memories.popitem(last=False))
+        return conv, memory
+
+    def forget(self, name: str) -> None:
+        cached = self._memories.pop(name, None)
+        if cached is not None:
+            self._close(name, cached)
+
+    def _close(self, name: str, cached: tuple[int, OpticalMemory]) -> None:
+        self._digests.pop(cached[0], None)
+        cached[1].close()
+
+    def stored(self, conv: int) -> list[tuple[str, str | None]]:
+        """(role, digest) of every stored turn: read once, then only the turns added since."""
+        known = self._digests.setdefault(conv, [])
+        last = self.store.last_turn(conv)
+        if last < len(known):
+            known.clear()
+        if last > len(known):
+            known.extend((t.role, None if t.text is None else digest(t.role, t.text))
+                         for t in self.store.turns(conv, len(known) + 1, last))
+        return known
+
+    def close(self) -> None:
+        while self._memories:
+            self._close(*self._memories.popitem())
+        self.store.close()
+
+
+class Conversations:
+    def __init__(self, db: str, config: MemoryConfig, *, shards: int = 4, embedder: Embedder | None = None):
+        if config.retrieval.enabled and embedder is None:
+            from optmem.retrieval import default_embedder
+
+            embedder = default_embedder()  # one model for every conversation (it loads on first use)
+        self.config = config
+        shards = 1 if db == ":memory:" else shards  # every ":memory:" connection is its own database
+        self._shards: list[_Shard] = []
+        try:
+            for _ in range(shards):
+                self._shards.append(_Shard(open_store(db), config, embedder))
+        except BaseException:
+            self.close()
+            raise
+
+    def _shard(self, name: str) -> _Shard:
+        return self._shards[zlib.crc32(name.encode("utf-8")) % len(self._shards)]
+
+    def prepare(self, name: str, history: History, budget: int | None = None) -> Prepared:
+        """Store the client's messages that are not stored yet (HistoryConflict if its history
+        diverges from the stored one), then assemble the context for its last user message."""
+        shard = self._shard(name)
+        with shard.lock:
+            try:
+                with shard.store.write():
+                    conv, memory = shard.memory(name, create=True)
+                    start = new_turns_from(shard.stored(conv), history)
+                    for message in history.turns[start:]:
+                        memory.add(message.role, message.text)
+                    turns = shard.store.last_turn(conv)
+            except BaseException:
+                shard.forget(name)  # its in-memory layout may describe the rolled-back write
+                raise
+            return Prepared(memory.context(query=history.query, budget=budget, system=history.system), turns)
+
+    def store_reply(self, name: str, after: int, text: str, index: int) -> None:
+        """Store the upstream's reply as turn ``after + 1``; HistoryConflict (at message ``index``)
+        when another request added turns to the conversation meanwhile."""
+        shard = self._shard(name)
+        with shard.lock:
+            try:
+                with shard.store.write():
+                    conv, memory = shard.memory(name, create=False)
+                    if shard.store.last_turn(conv) != after:
+                        raise HistoryConflict(index, "another request added turns to this conversation while the "
+                                                     "upstream answered; the reply was not stored")
+                    memory.add("assistant", text)
+            except BaseException:
+                shard.forget(name)
+                raise
+
+    def history(self, name: str) -> list[Turn]:
+        shard = self._shard(name)
+        with shard.lock:
+            return shard.memory(name, create=False)[1].history()
+
+    def context(self, name: str, query: str | None, budget: int | None = None) -> Context:
+        shard = self._shard(name)
+        with shard.lock:
+            return shard.memory(name, create=False)[1].context(query=query, budget=budget)
+
+    def delete(self, name: str) -> None:
+        shard = self._shard(name)
+        with shard.lock:
+            conv = shard.store.conversation_id(name, create=False)
+            shard.forget(name)
+            shard.store.delete_conversation(conv)
+
+    def close(self) -> None:
+        for shard in self._shards:
+            with shard.lock:
+                shard.close()
+        self._shards = []
