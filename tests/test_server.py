@@ -3,6 +3,7 @@ SQLite and, when OPTMEM_TEST_POSTGRES_DSN is set, PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -190,6 +191,50 @@ def test_a_streamed_reply_passes_through_and_is_stored(serve):
         body = b"".join(r.iter_bytes())
     assert body.endswith(b"data: [DONE]\n\n") and body.count(b"data:") == 3
     assert _turns(client) == [("user", "stream it"), ("assistant", "reply number 1")]
+
+
+def test_a_stream_that_breaks_off_stores_no_reply_and_frees_the_conversation(serve):
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'data: {"choices": [{"index": 0, "delta": {"content": "half"}}]}\n\n'
+            raise httpx.ReadError("connection reset")
+
+    client, _ = serve(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Broken())))
+    body = {"model": "m1", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    with client.stream("POST", "/v1/chat/completions", headers=_auth(KEY_A), json=body) as r:
+        assert b"half" in b"".join(r.iter_bytes())
+    assert _turns(client) == [("user", "go")]
+    with client.stream("POST", "/v1/chat/completions", headers=_auth(KEY_A), json=body) as r:  # not locked out
+        assert r.status_code == 200
+    assert _turns(client) == [("user", "go")]
+
+
+def test_concurrent_conversations_each_keep_their_own_turns(db, keyfile):
+    fake = FakeUpstream()
+    app = create_app(_settings(db, keyfile, memory={**SMALL, "recent_turns": 1}),
+                     upstream_transport=httpx.ASGITransport(app=fake.app))
+
+    async def talk(http, n):
+        messages = []
+        for turn in range(3):
+            messages.append({"role": "user", "content": f"conversation {n} turn {turn} " + "words here " * 150})
+            r = await http.post("/v1/chat/completions", headers=_auth(KEY_A if n % 2 else KEY_B, f"c{n}"),
+                                json={"model": "m", "messages": messages})
+            assert r.status_code == 200, r.text
+            messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
+        h = await http.get(f"/v1/conversations/c{n}/history", headers=_auth(KEY_A if n % 2 else KEY_B, None))
+        return [(m["role"], m["content"]) for m in messages], [(t["role"], t["text"]) for t in h.json()["turns"]]
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+            try:
+                return await asyncio.gather(*(talk(http, n) for n in range(6)))
+            finally:
+                await app.state.proxy.aclose()
+
+    for sent, stored in asyncio.run(main()):
+        assert stored == sent
 
 
 def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve):

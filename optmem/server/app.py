@@ -58,7 +58,6 @@ class ServeSettings(BaseModel):
     upstream_key_env: str | None = Field(default=None, description="environment variable holding the upstream's API key")
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="larger request bodies get 413")
     upstream_timeout_s: float = Field(default=120.0, gt=0, description="longest wait for the upstream (then 504)")
-    shards: int = Field(default=4, ge=1, le=64, description="store connections, each used by one thread at a time")
 
     @field_validator("upstream")
     @classmethod
@@ -115,31 +114,39 @@ class _Locks:
 
 class _Relay(StreamingResponse):
     """The upstream's event stream passed through as it comes, its content deltas gathered on the
-    way; ``finish`` runs once the response is over however it ends (done, upstream broken off,
-    client gone before or during the stream)."""
+    way. The last chunk is held back until the reply is stored, so a client that sends its next
+    request as soon as the stream ends (maybe to another instance) finds the reply stored.
+    ``finish`` runs once the response is over however it ends (done, upstream broken off, client
+    gone before or during the stream)."""
 
-    def __init__(self, upstream_response: httpx.Response, headers: dict[str, str], finish):
+    def __init__(self, upstream_response: httpx.Response, headers: dict[str, str], store, finish):
         self.upstream_response = upstream_response
-        self.reply = StreamedReply()
-        self.complete = False
-        self._finish = finish
+        self._store, self._finish = store, finish
         super().__init__(self._chunks(), 200, headers=headers)
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        reply = StreamedReply()
+        held = None
         try:
             async for chunk in self.upstream_response.aiter_bytes():
-                self.reply.feed(chunk)
-                yield chunk
-            self.complete = True
+                reply.feed(chunk)
+                if held is not None:
+                    yield held
+                held = chunk
         except httpx.HTTPError as e:
             log.warning("the upstream's stream broke off (%s); the reply is not stored", type(e).__name__)
+        else:
+            await self._store(reply.text)
+        if held is not None:
+            yield held
 
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):  # a client gone mid-stream must not leave the lock held
-                await self._finish(self)
+                await self.upstream_response.aclose()
+                self._finish()
 
 
 def context_headers(ctx: Context) -> dict[str, str]:
@@ -174,7 +181,7 @@ class Proxy:
         self._upstream_key = settings.upstream_key()
         self._transport = upstream_transport
         self._upstream: Upstream | None = None
-        self.conversations = Conversations(settings.db, settings.memory, shards=settings.shards, embedder=embedder)
+        self.conversations = Conversations(settings.db, settings.memory, embedder=embedder)
         self.locks = _Locks()
 
     @property
@@ -249,7 +256,8 @@ class Proxy:
                 if response.status_code == 200 and is_event_stream(response):
                     release = False  # the stream holds the lock until the reply is stored
                     return _Relay(response, {**passthrough_headers(response.headers), **headers},
-                                  lambda relay: self._finish_stream(relay, key, prepared.turns, reply_index))
+                                  lambda text: self._store_streamed(key, prepared.turns, text, reply_index),
+                                  lambda: self.locks.release(key))
                 content = await self.upstream.read(response)
             except UpstreamError as e:
                 return _error(e.status, "upstream_error", str(e))
@@ -264,15 +272,11 @@ class Proxy:
             if release:
                 self.locks.release(key)
 
-    async def _finish_stream(self, relay: "_Relay", key: str, after: int, index: int) -> None:
+    async def _store_streamed(self, key: str, after: int, text: str, index: int) -> None:
         try:
-            await relay.upstream_response.aclose()
-            if relay.complete:
-                await anyio.to_thread.run_sync(self.conversations.store_reply, key, after, relay.reply.text, index)
+            await anyio.to_thread.run_sync(self.conversations.store_reply, key, after, text, index)
         except HistoryConflict as e:
             log.warning("conversation %s: %s", key, e)
-        finally:
-            self.locks.release(key)
 
     async def history(self, request: Request) -> Response:
         return await self._read(request, lambda key: {"turns": [

@@ -1,16 +1,16 @@
-"""The memory side of the server: conversations on a few store connections, used from worker threads.
+"""The memory side of the server: conversations on one store connection, used from worker threads.
 
-OpticalMemory and the stores are synchronous and a connection serves one thread at a time, so
-the server opens ``shards`` connections and a conversation always goes to the same one (by a
-hash of its name), used under that shard's lock. Each write step (storing the client's new
-messages, storing the reply) runs in one store transaction, which the store serialises against
-every other writer of the conversation, in this process or another one sharing the database.
+OpticalMemory and the stores are synchronous, and the page renderer's font tables load lazily
+and are not safe to load from two threads at once, so memory work in one process runs one call
+at a time, under one lock (for more throughput, run more instances on one PostgreSQL). Each
+write step (storing the client's new messages, storing the reply) runs in one store transaction,
+which the store serialises against every other writer of the conversation, in this process or
+another one sharing the database.
 """
 
 from __future__ import annotations
 
 import threading
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -21,7 +21,7 @@ from optmem.retrieval import Embedder
 from optmem.server.sync import History, HistoryConflict, digest, new_turns_from
 from optmem.store import Store, open_store
 
-MEMORIES_PER_SHARD = 64  # OpticalMemory objects kept open (each holds its vector index)
+MEMORIES_KEPT = 64  # OpticalMemory objects kept open (each holds its vector index)
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,10 @@ class Prepared:
     turns: int  # stored turns once the client's new messages are in: the reply's place is the next
 
 
-class _Shard:
+class _Open:
+    """The store and the conversations' memories kept open on it."""
+
     def __init__(self, store: Store, config: MemoryConfig, embedder: Embedder | None):
-        self.lock = threading.Lock()
         self.store = store
         self._config = config
         self._embedder = embedder
@@ -48,7 +49,7 @@ class _Shard:
         self.forget(name)  # deleted (maybe by another instance) and made again: a new id
         memory = OpticalMemory(self.store, self._config, conversation=name, create=create, embedder=self._embedder)
         self._memories[name] = (conv, memory)
-        while len(self._memories) > MEMORIES_PER_SHARD:
+        while len(self._memories) > MEMORIES_KEPT:
             self._close(*self._memories.popitem(last=False))
         return conv, memory
 
@@ -79,76 +80,62 @@ class _Shard:
 
 
 class Conversations:
-    def __init__(self, db: str, config: MemoryConfig, *, shards: int = 4, embedder: Embedder | None = None):
+    def __init__(self, db: str, config: MemoryConfig, *, embedder: Embedder | None = None):
         if config.retrieval.enabled and embedder is None:
             from optmem.retrieval import default_embedder
 
             embedder = default_embedder()  # one model for every conversation (it loads on first use)
         self.config = config
-        shards = 1 if db == ":memory:" else shards  # every ":memory:" connection is its own database
-        self._shards: list[_Shard] = []
-        try:
-            for _ in range(shards):
-                self._shards.append(_Shard(open_store(db), config, embedder))
-        except BaseException:
-            self.close()
-            raise
-
-    def _shard(self, name: str) -> _Shard:
-        return self._shards[zlib.crc32(name.encode("utf-8")) % len(self._shards)]
+        self._open = _Open(open_store(db), config, embedder)
+        self._lock = threading.Lock()
 
     def prepare(self, name: str, history: History, budget: int | None = None) -> Prepared:
         """Store the client's messages that are not stored yet (HistoryConflict if its history
         diverges from the stored one), then assemble the context for its last user message."""
-        shard = self._shard(name)
-        with shard.lock:
+        with self._lock:
+            open_, store = self._open, self._open.store
             try:
-                with shard.store.write():
-                    conv, memory = shard.memory(name, create=True)
-                    start = new_turns_from(shard.stored(conv), history)
+                with store.write():
+                    conv, memory = open_.memory(name, create=True)
+                    start = new_turns_from(open_.stored(conv), history)
                     for message in history.turns[start:]:
                         memory.add(message.role, message.text)
-                    turns = shard.store.last_turn(conv)
+                    turns = store.last_turn(conv)
             except BaseException:
-                shard.forget(name)  # its in-memory layout may describe the rolled-back write
+                open_.forget(name)  # its in-memory layout may describe the rolled-back write
                 raise
             return Prepared(memory.context(query=history.query, budget=budget, system=history.system), turns)
 
     def store_reply(self, name: str, after: int, text: str, index: int) -> None:
         """Store the upstream's reply as turn ``after + 1``; HistoryConflict (at message ``index``)
         when another request added turns to the conversation meanwhile."""
-        shard = self._shard(name)
-        with shard.lock:
+        with self._lock:
+            open_, store = self._open, self._open.store
             try:
-                with shard.store.write():
-                    conv, memory = shard.memory(name, create=False)
-                    if shard.store.last_turn(conv) != after:
+                with store.write():
+                    conv, memory = open_.memory(name, create=False)
+                    if store.last_turn(conv) != after:
                         raise HistoryConflict(index, "another request added turns to this conversation while the "
                                                      "upstream answered; the reply was not stored")
                     memory.add("assistant", text)
             except BaseException:
-                shard.forget(name)
+                open_.forget(name)
                 raise
 
     def history(self, name: str) -> list[Turn]:
-        shard = self._shard(name)
-        with shard.lock:
-            return shard.memory(name, create=False)[1].history()
+        with self._lock:
+            return self._open.memory(name, create=False)[1].history()
 
     def context(self, name: str, query: str | None, budget: int | None = None) -> Context:
-        shard = self._shard(name)
-        with shard.lock:
-            return shard.memory(name, create=False)[1].context(query=query, budget=budget)
+        with self._lock:
+            return self._open.memory(name, create=False)[1].context(query=query, budget=budget)
 
     def delete(self, name: str) -> None:
-        shard = self._shard(name)
-        with shard.lock:
-            conv = shard.store.conversation_id(name, create=False)
-            shard.forget(name)
-            shard.store.delete_conversation(conv)
+        with self._lock:
+            conv = self._open.store.conversation_id(name, create=False)
+            self._open.forget(name)
+            self._open.store.delete_conversation(conv)
 
     def close(self) -> None:
-        for shard in self._shards:
-            with shard.lock:
-                shard.close()
-        self._shards = []
+        with self._lock:
+            self._open.close()
