@@ -111,7 +111,8 @@ class Background:
 def _start_instance(db: str, upstream: str, keys: Path, port: int, args, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "optmem.cli", "serve", "--upstream", upstream, "--db", db, "--keys", str(keys),
            "--model", args.model, "--budget", str(args.budget), "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": args.torch_threads})
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -260,7 +261,8 @@ def _markdown(report: dict) -> str:
     lines = [
         "# `optmem serve` under load (benchmarks/serve_load.py)", "",
         f"`{report['command']}` on {report['machine']}; {a['clients']} clients x {a['turns']} turns over "
-        f"{len(TENANTS)} tenants, profile {a['model']}, budget {a['budget']}, retrieval on (MiniLM), a fake "
+        f"{len(TENANTS)} tenants, profile {a['model']}, budget {a['budget']}, retrieval on (MiniLM, "
+        f"OMP_NUM_THREADS={a['torch_threads']}), a fake "
         "upstream that answers at once (every 5th request streamed). Added latency: client time minus the fake "
         "upstream's handling time (optmem's work plus its loopback hop).", "",
         "| scenario | requests | 5xx | lost | duplicated | reordered | cross-tenant | added p50 ms | added p95 ms "
@@ -289,9 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="deepseek-ocr-vllm", help="the upstream's profile")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per scenario, then clients stop")
     parser.add_argument("--scenarios", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--torch-threads", default=os.environ.get("OMP_NUM_THREADS", "1"),
+                        help="OMP_NUM_THREADS for the instances (the query embedder's threads; on a few busy cores "
+                             "more threads than one spin against each other)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     random.seed(7)
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="optmem-serve-load-"))
     keys = {t: f"{t}-key-{random.Random(t).getrandbits(128):032x}" for t in TENANTS}
     keyfile = tmp / "keys.toml"
@@ -321,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "stop", str(pg_dir)], check=False,
                                capture_output=True)
     report = {"command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end",
+              "machine": f"{os.cpu_count()} CPUs, load average {load_before:.1f} before the run and "
+                         f"{os.getloadavg()[0]:.1f} at the end",
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "scenarios": scenarios}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -156,7 +156,7 @@ def context_headers(ctx: Context) -> dict[str, str]:
             "x-optmem-tiers": ",".join(f"{p}:{t}" for p, t in pages)}
 
 
-def context_json(ctx: Context) -> dict:
+def context_json(ctx: Context, messages: list[dict]) -> dict:
     segments = []
     for s in ctx.segments:
         item = {"kind": s.kind, "positions": s.positions}
@@ -168,7 +168,7 @@ def context_json(ctx: Context) -> dict:
                 item.update(tier=s.tier, first_turn=s.first_turn, last_turn=s.last_turn)
         segments.append(item)
     return {"positions": ctx.positions, "budget": ctx.budget, "exact": ctx.exact, "segments": segments,
-            "messages": ctx.to_messages()}
+            "messages": messages}
 
 
 class Proxy:
@@ -248,7 +248,7 @@ class Proxy:
             except (InvalidArgument, BudgetError) as e:
                 return _error(400, "invalid_messages", str(e))
             forward = {k: v for k, v in body.items() if k != "messages"}
-            forward["messages"] = prepared.context.to_messages()
+            forward["messages"] = prepared.messages
             headers = context_headers(prepared.context)
             reply_index = history.offset + prepared.turns
             try:
@@ -289,7 +289,7 @@ class Proxy:
         if budget is not None and not budget.isdigit():
             return _error(400, "invalid_request", f"budget must be a positive integer, got {budget!r}")
         return await self._read(request, lambda key: context_json(
-            self.conversations.context(key, query, None if budget is None else int(budget))))
+            *self.conversations.context(key, query, None if budget is None else int(budget))))
 
     async def delete(self, request: Request) -> Response:
         return await self._read(request, lambda key: self.conversations.delete(key) or {"deleted": request.path_params["name"]})

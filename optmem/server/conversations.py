@@ -27,6 +27,7 @@ MEMORIES_KEPT = 64  # OpticalMemory objects kept open (each holds its vector ind
 @dataclass(frozen=True)
 class Prepared:
     context: Context
+    messages: list[dict]  # the context as Chat Completions messages (drawn under the lock: it renders)
     turns: int  # stored turns once the client's new messages are in: the reply's place is the next
 
 
@@ -104,7 +105,8 @@ class Conversations:
             except BaseException:
                 open_.forget(name)  # its in-memory layout may describe the rolled-back write
                 raise
-            return Prepared(memory.context(query=history.query, budget=budget, system=history.system), turns)
+            context = memory.context(query=history.query, budget=budget, system=history.system)
+            return Prepared(context, context.to_messages(), turns)
 
     def store_reply(self, name: str, after: int, text: str, index: int) -> None:
         """Store the upstream's reply as turn ``after + 1``; HistoryConflict (at message ``index``)
@@ -126,9 +128,11 @@ class Conversations:
         with self._lock:
             return self._open.memory(name, create=False)[1].history()
 
-    def context(self, name: str, query: str | None, budget: int | None = None) -> Context:
+    def context(self, name: str, query: str | None, budget: int | None = None) -> tuple[Context, list[dict]]:
+        """The context for ``query``, with its Chat Completions messages."""
         with self._lock:
-            return self._open.memory(name, create=False)[1].context(query=query, budget=budget)
+            context = self._open.memory(name, create=False)[1].context(query=query, budget=budget)
+            return context, context.to_messages()
 
     def delete(self, name: str) -> None:
         with self._lock:
