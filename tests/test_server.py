@@ -365,6 +365,27 @@ def test_the_server_listens_on_loopback_by_default(tmp_path, keyfile):
     assert args.host == "127.0.0.1" and args.port == 8000
 
 
+def test_the_serve_command_builds_the_app_it_was_asked_for(tmp_path, keyfile, monkeypatch, capsys):
+    import uvicorn
+
+    from optmem.cli import main
+
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
+    argv = ["serve", "--upstream", "http://127.0.0.1:9/v1", "--db", str(tmp_path / "m.db"), "--keys", str(keyfile),
+            "--model", "qwen2.5-vl", "--budget", "3000"]
+    assert main(argv) == 0
+    settings = ran["app"].state.proxy.settings
+    assert (ran["host"], ran["port"]) == ("127.0.0.1", 8000)
+    assert (settings.memory.model, settings.memory.budget) == ("qwen2.5-vl", 3000)
+    ran["app"].state.proxy.conversations.close()
+    assert main(argv[:-4] + ["--model", "no-such-reader"]) == 2
+    assert "model" in capsys.readouterr().err
+    monkeypatch.delenv("OPTMEM_TEST_UPSTREAM_KEY", raising=False)
+    assert main(argv + ["--upstream-key-env", "OPTMEM_TEST_UPSTREAM_KEY"]) == 2
+    assert "OPTMEM_TEST_UPSTREAM_KEY" in capsys.readouterr().err
+
+
 def test_settings_refuse_a_non_http_upstream(keyfile):
     with pytest.raises(ValueError, match="upstream"):
         ServeSettings(upstream="file:///etc/passwd", db="x.db", keys=keyfile)
