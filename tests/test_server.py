@@ -14,17 +14,25 @@ import pytest
 from conftest import PostgresFactory, postgres_dsn
 
 pytest.importorskip("starlette")
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse, StreamingResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
-from optmem.cli import build_parser  # noqa: E402
-from optmem.server import ServeSettings, create_app  # noqa: E402
-from optmem.server.sync import BadMessages, HistoryConflict, History, Message, digest, new_turns_from, parse_history  # noqa: E402
-from optmem.server.tenants import KeyFileError, Tenants, load_keys  # noqa: E402
-from optmem.server.upstream import StreamedReply  # noqa: E402
+from optmem.cli import build_parser
+from optmem.server import ServeSettings, create_app
+from optmem.server.sync import (
+    BadMessages,
+    History,
+    HistoryConflict,
+    Message,
+    digest,
+    new_turns_from,
+    parse_history,
+)
+from optmem.server.tenants import KeyFileError, Tenants, load_keys
+from optmem.server.upstream import StreamedReply
 
 KEY_A = "key-a-0123456789abcdef"
 KEY_A2 = "key-a2-0123456789abcdef"

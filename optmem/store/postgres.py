@@ -119,7 +119,7 @@ class PostgresStore:
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, dsn: str, *, create: bool = True, readonly: bool = False) -> "PostgresStore":
+    def open(cls, dsn: str, *, create: bool = True, readonly: bool = False) -> PostgresStore:
         """Open the optmem tables in the DSN's current schema, created there if the schema is
         empty (unless ``create=False`` or ``readonly``) and upgraded to the current version. The
         store is read-only when ``readonly`` or when the server accepts no writes (a standby)."""
@@ -162,7 +162,7 @@ class PostgresStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "PostgresStore":
+    def __enter__(self) -> PostgresStore:
         return self
 
     def __exit__(self, *exc) -> None:
