@@ -1,4 +1,4 @@
-"""`optmem` command line: demo, chat, import, inspect, render, config, bench."""
+"""`optmem` command line: demo, chat, import, inspect, render, config, serve, bench."""
 
 from __future__ import annotations
 
@@ -122,6 +122,23 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from optmem.server import ServeSettings, create_app
+    except ImportError as e:
+        print(f"optmem serve needs the serve extra ({e.name} is missing): pip install 'optmem[serve]'", file=sys.stderr)
+        return 2
+    memory = _load(args).model_dump()
+    memory.update(model=args.model, **({"budget": args.budget} if args.budget is not None else {}))
+    settings = ServeSettings(upstream=args.upstream, db=args.db, keys=args.keys, memory=memory, host=args.host,
+                             port=args.port, upstream_key_env=args.upstream_key_env, max_body_bytes=args.max_body_bytes,
+                             upstream_timeout_s=args.upstream_timeout)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "conversation"
 
@@ -175,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print it as TOML")
     _config_arg(p)
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible proxy that gives any app optical memory (docs/deploy.md)")
+    p.add_argument("--upstream", required=True, help="the upstream's OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
+    p.add_argument("--db", required=True, help="SQLite file, or a postgresql:// DSN that several instances share")
+    p.add_argument("--keys", type=Path, required=True, help="TOML key file: [keys] mapping each key to a tenant")
+    p.add_argument("--model", required=True, help="the upstream reader's profile (deepseek-ocr-vllm, qwen2.5-vl, gpt-4o, claude, ...)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--budget", type=int, help="the reader's input tokens a context may use (default: the config's)")
+    p.add_argument("--upstream-key-env", help="environment variable holding the upstream's API key")
+    p.add_argument("--max-body-bytes", type=int, default=8 << 20, help="larger request bodies get 413")
+    p.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds to wait for the upstream (then 504)")
+    _config_arg(p)
+    p.set_defaults(func=cmd_serve)
 
     from optmem.bench.cli import register
 

@@ -53,6 +53,29 @@ def test_unknown_conversation_is_a_typed_error(store_factory):
         store.conversation_id("nobody", create=False)
 
 
+def test_deleting_a_conversation_forgets_all_of_it_and_only_it(store_factory):
+    store = store_factory()
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    for conv in (a, b):
+        store.add_turn(conv, "user", "hello", 1.0)
+        number = _page(store, conv)
+        store.put_embeddings(conv, number, np.ones((1, 4), np.float32), drop_source_text=False,
+                             lexical_chunks=["hello world"])
+        store.put_vector_index(conv, 1, b"index")
+        store.put_cached_text(conv, number, "large", "x", "read")
+        store.set_open_page_start(conv, TurnPos(1, 3))
+    store.delete_conversation(a)
+    assert store.conversation_names() == ["b"]
+    with pytest.raises(UnknownConversation):
+        store.conversation_id("a", create=False)
+    assert store.keyword_search(b, ["hello"], 5) == [1] and store.embedding_count(b) == 1
+    assert [t.text for t in store.turns(b)] == ["hello"] and store.vector_index(b) == (1, b"index")
+    fresh = store.conversation_id("a", create=True)
+    assert (store.last_turn(fresh), store.pages(fresh), store.embedding_count(fresh)) == (0, [], 0)
+    assert store.keyword_search(fresh, ["hello"], 5) == [] and store.vector_index(fresh) is None
+    assert store.open_page_start(fresh) is None
+
+
 def test_pages_are_numbered_per_conversation(store_factory):
     store = store_factory()
     a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)

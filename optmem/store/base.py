@@ -144,6 +144,11 @@ class Store(Protocol):
         """Every conversation, oldest first."""
         ...
 
+    def delete_conversation(self, conv: int) -> None:
+        """Forget a conversation whole: its turns, pages, embeddings, keyword chunks, vector index,
+        cached reads and its name (a later ``conversation_id(name, create=True)`` starts afresh)."""
+        ...
+
     # -- turns
 
     def add_turn(self, conv: int, role: str, text: str, timestamp: float) -> int:

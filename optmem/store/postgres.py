@@ -119,7 +119,7 @@ class PostgresStore:
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, dsn: str, *, create: bool = True, readonly: bool = False) -> "PostgresStore":
+    def open(cls, dsn: str, *, create: bool = True, readonly: bool = False) -> PostgresStore:
         """Open the optmem tables in the DSN's current schema, created there if the schema is
         empty (unless ``create=False`` or ``readonly``) and upgraded to the current version. The
         store is read-only when ``readonly`` or when the server accepts no writes (a standby)."""
@@ -162,7 +162,7 @@ class PostgresStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "PostgresStore":
+    def __enter__(self) -> PostgresStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -236,6 +236,13 @@ class PostgresStore:
 
     def conversation_names(self) -> list[str]:
         return [_text(r[0]) for r in self._sql(None, "SELECT name FROM conversations ORDER BY id")]
+
+    def delete_conversation(self, conv: int) -> None:
+        with self._transaction():
+            # Pages first: embeddings, keyword chunks and cached reads cascade from them.
+            for table in ("pages", "vector_indexes", "open_pages", "turns"):
+                self._sql(conv, f"DELETE FROM {table} WHERE conversation_id = %s", (conv,))
+            self._sql(conv, "DELETE FROM conversations WHERE id = %s", (conv,))
 
     def _conversation_name(self, conv: int) -> str:
         row = self._sql(None, "SELECT name FROM conversations WHERE id = %s", (conv,)).fetchone()

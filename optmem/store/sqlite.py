@@ -222,6 +222,13 @@ class SQLiteStore:
     def conversation_names(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT name FROM conversations ORDER BY id")]
 
+    def delete_conversation(self, conv: int) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM pages WHERE conversation_id = ?", (conv,))  # embeddings and cache cascade
+            for table in ("chunks_fts", "vector_indexes", "open_pages", "turns"):
+                conn.execute(f"DELETE FROM {table} WHERE conversation_id = ?", (conv,))
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conv,))
+
     def _conversation_name(self, conv: int) -> str:
         row = self._conn.execute("SELECT name FROM conversations WHERE id = ?", (conv,)).fetchone()
         return row[0] if row else f"#{conv}"

@@ -1,0 +1,445 @@
+"""`optmem serve` against a fake upstream, in process (httpx's ASGI transport: no network), on
+SQLite and, when OPTMEM_TEST_POSTGRES_DSN is set, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+
+import httpx
+import numpy as np
+import pytest
+from conftest import PostgresFactory, postgres_dsn
+
+pytest.importorskip("starlette")
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from optmem.cli import build_parser
+from optmem.server import ServeSettings, create_app
+from optmem.server.sync import (
+    BadMessages,
+    History,
+    HistoryConflict,
+    Message,
+    digest,
+    new_turns_from,
+    parse_history,
+)
+from optmem.server.tenants import KeyFileError, Tenants, load_keys
+from optmem.server.upstream import StreamedReply
+
+KEY_A = "key-a-0123456789abcdef"
+KEY_A2 = "key-a2-0123456789abcdef"
+KEY_B = "key-b-0123456789abcdef"
+SYSTEM = {"role": "system", "content": "You are terse."}
+SMALL = {"retrieval": {"enabled": False}, "recent_turns": 4, "budget": 4000,
+         "reexpand": {"ocr_backend": "onnxruntime"}}
+
+
+class FakeUpstream:
+    """An OpenAI-compatible upstream that answers at once, numbering its replies."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.fail_with: int | None = None
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+
+    def reply(self, n: int) -> str:
+        return f"reply number {n}"
+
+    async def _chat(self, request: Request):
+        body = await request.json()
+        self.requests.append(body)
+        if self.fail_with is not None:
+            return JSONResponse({"error": {"message": "upstream is sad"}}, self.fail_with)
+        text = self.reply(len(self.requests))
+        if body.get("stream"):
+            async def events():
+                for part in (text[:5], text[5:]):
+                    chunk = {"choices": [{"index": 0, "delta": {"content": part}}]}
+                    yield f"data: {json.dumps(chunk)}\n\n".encode()
+                yield b"data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream", headers={"x-upstream": "yes"})
+        return JSONResponse({"id": "c1", "object": "chat.completion", "model": body.get("model"),
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]},
+                            headers={"x-upstream": "yes"})
+
+
+class WordEmbedder:
+    """Bag of hashed words, unit length: deterministic and quick, related texts land close."""
+
+    def encode(self, texts):
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = np.zeros((len(texts), 384), dtype=np.float32)  # MiniLM's width, as the index expects
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, hashlib.sha256(word.encode()).digest()[0]] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-9)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "postgres":
+        factory = PostgresFactory(postgres_dsn())
+        yield factory.target
+        factory.close_all()
+    else:
+        yield str(tmp_path / "serve.db")
+
+
+@pytest.fixture
+def keyfile(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text(f'[keys]\n"{KEY_A}" = "alice"\n"{KEY_A2}" = "alice"\n"{KEY_B}" = "bob"\n')
+    return path
+
+
+def _settings(db, keyfile, memory=SMALL, **extra) -> ServeSettings:
+    return ServeSettings(upstream="http://upstream/v1", db=db, keys=keyfile, memory=memory, **extra)
+
+
+@pytest.fixture
+def serve(db, keyfile):
+    """(client, fake upstream) for a server built with ``serve(**settings)``."""
+    opened = []
+
+    def make(*, transport=None, embedder=None, **extra):
+        fake = FakeUpstream()
+        app = create_app(_settings(db, keyfile, **extra), embedder=embedder,
+                         upstream_transport=transport or httpx.ASGITransport(app=fake.app))
+        client = TestClient(app)
+        client.__enter__()
+        opened.append(client)
+        return client, fake
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def _auth(key, conversation="chat1"):
+    headers = {"Authorization": f"Bearer {key}"}
+    if conversation is not None:
+        headers["X-Optmem-Conversation"] = conversation
+    return headers
+
+
+def _chat(client, messages, key=KEY_A, conversation="chat1", **fields):
+    return client.post("/v1/chat/completions", headers=_auth(key, conversation),
+                       json={"model": "m1", "messages": messages, **fields})
+
+
+def _turns(client, key=KEY_A, conversation="chat1"):
+    response = client.get(f"/v1/conversations/{conversation}/history", headers=_auth(key, None))
+    assert response.status_code == 200, response.text
+    return [(t["role"], t["text"]) for t in response.json()["turns"]]
+
+
+# -- chat completions -----------------------------------------------------------------------------
+
+def test_chat_stores_new_messages_and_the_reply_and_forwards_the_context(serve):
+    client, fake = serve()
+    first = [SYSTEM, {"role": "user", "content": "hello there"}]
+    response = _chat(client, first, temperature=0.25)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "reply number 1"
+    assert response.headers["x-upstream"] == "yes" and int(response.headers["x-optmem-positions"]) > 0
+    sent = fake.requests[0]
+    assert sent["model"] == "m1" and sent["temperature"] == 0.25
+    assert sent["messages"][0] == {"role": "system", "content": "You are terse."}
+    assert "hello there" in json.dumps(sent["messages"])
+    assert _turns(client) == [("user", "hello there"), ("assistant", "reply number 1")]
+
+    second = first + [{"role": "assistant", "content": "reply number 1"}, {"role": "user", "content": "and now?"}]
+    assert _chat(client, second).status_code == 200
+    assert _turns(client) == [("user", "hello there"), ("assistant", "reply number 1"),
+                              ("user", "and now?"), ("assistant", "reply number 2")]
+
+
+def test_an_upstream_error_passes_through_and_a_retry_stores_nothing_twice(serve):
+    client, fake = serve()
+    messages = [{"role": "user", "content": "hi"}]
+    fake.fail_with = 503
+    response = _chat(client, messages)
+    assert response.status_code == 503 and response.json() == {"error": {"message": "upstream is sad"}}
+    assert _turns(client) == [("user", "hi")]
+    fake.fail_with = None
+    assert _chat(client, messages).status_code == 200
+    assert _turns(client) == [("user", "hi"), ("assistant", "reply number 2")]
+
+
+def test_an_edited_or_truncated_history_is_a_409_naming_the_message(serve):
+    client, _ = serve()
+    messages = [SYSTEM, {"role": "user", "content": "one"}]
+    _chat(client, messages)
+    _chat(client, messages + [{"role": "assistant", "content": "reply number 1"}, {"role": "user", "content": "two"}])
+    stored = _turns(client)
+    edited = [SYSTEM, {"role": "user", "content": "one"}, {"role": "assistant", "content": "I never said that"},
+              {"role": "user", "content": "three"}]
+    response = _chat(client, edited)
+    assert response.status_code == 409 and response.json()["error"]["index"] == 2
+    truncated = _chat(client, messages)
+    assert truncated.status_code == 409 and truncated.json()["error"]["index"] == 2
+    assert _turns(client) == stored
+
+
+def test_a_streamed_reply_passes_through_and_is_stored(serve):
+    client, _ = serve()
+    with client.stream("POST", "/v1/chat/completions", headers=_auth(KEY_A),
+                       json={"model": "m1", "stream": True, "messages": [{"role": "user", "content": "stream it"}]}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["x-upstream"] == "yes" and "x-optmem-positions" in r.headers
+        body = b"".join(r.iter_bytes())
+    assert body.endswith(b"data: [DONE]\n\n") and body.count(b"data:") == 3
+    assert _turns(client) == [("user", "stream it"), ("assistant", "reply number 1")]
+
+
+def test_a_stream_that_breaks_off_stores_no_reply_and_frees_the_conversation(serve):
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'data: {"choices": [{"index": 0, "delta": {"content": "half"}}]}\n\n'
+            raise httpx.ReadError("connection reset")
+
+    client, _ = serve(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Broken())))
+    body = {"model": "m1", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    with client.stream("POST", "/v1/chat/completions", headers=_auth(KEY_A), json=body) as r:
+        assert b"half" in b"".join(r.iter_bytes())
+    assert _turns(client) == [("user", "go")]
+    with client.stream("POST", "/v1/chat/completions", headers=_auth(KEY_A), json=body) as r:  # not locked out
+        assert r.status_code == 200
+    assert _turns(client) == [("user", "go")]
+
+
+def test_concurrent_conversations_each_keep_their_own_turns(db, keyfile):
+    fake = FakeUpstream()
+    app = create_app(_settings(db, keyfile, memory={**SMALL, "recent_turns": 1}),
+                     upstream_transport=httpx.ASGITransport(app=fake.app))
+
+    async def talk(http, n):
+        messages = []
+        for turn in range(3):
+            messages.append({"role": "user", "content": f"conversation {n} turn {turn} " + "words here " * 150})
+            r = await http.post("/v1/chat/completions", headers=_auth(KEY_A if n % 2 else KEY_B, f"c{n}"),
+                                json={"model": "m", "messages": messages})
+            assert r.status_code == 200, r.text
+            messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
+        h = await http.get(f"/v1/conversations/c{n}/history", headers=_auth(KEY_A if n % 2 else KEY_B, None))
+        return [(m["role"], m["content"]) for m in messages], [(t["role"], t["text"]) for t in h.json()["turns"]]
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+            try:
+                return await asyncio.gather(*(talk(http, n) for n in range(6)))
+            finally:
+                await app.state.proxy.aclose()
+
+    for sent, stored in asyncio.run(main()):
+        assert stored == sent
+
+
+def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve):
+    memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
+    client, _ = serve(memory=memory, embedder=WordEmbedder())
+    messages = []
+    for i in range(14):
+        topic = "the harbour lighthouse keeper named Oswin" if i == 1 else f"filler topic {i}"
+        messages.append({"role": "user", "content": f"Turn {i} talks about {topic}. " + "lorem ipsum dolor " * 60})
+        response = _chat(client, messages)
+        assert response.status_code == 200, response.text
+        messages.append({"role": "assistant", "content": f"reply number {i + 1}"})
+    messages.append({"role": "user", "content": "who was the lighthouse keeper Oswin?"})
+    response = _chat(client, messages)
+    pages = response.headers["x-optmem-pages"].split(",")
+    assert pages != [""] and len(pages) == len(response.headers["x-optmem-tiers"].split(","))
+    assert any(t.endswith(":text") for t in response.headers["x-optmem-tiers"].split(","))
+    ctx = client.get("/v1/conversations/chat1/context", params={"query": "lighthouse keeper Oswin"},
+                     headers=_auth(KEY_A, None))
+    assert ctx.status_code == 200
+    data = ctx.json()
+    assert data["positions"] <= data["budget"] == 8192 and data["messages"]
+    assert any(s["kind"] == "expanded" for s in data["segments"]) and any(s["kind"] == "turn" for s in data["segments"])
+
+
+def test_delete_forgets_the_conversation_and_a_new_one_starts_afresh(serve):
+    client, _ = serve()
+    _chat(client, [{"role": "user", "content": "remember me"}])
+    response = client.delete("/v1/conversations/chat1", headers=_auth(KEY_A, None))
+    assert response.status_code == 200
+    assert client.get("/v1/conversations/chat1/history", headers=_auth(KEY_A, None)).status_code == 404
+    assert _chat(client, [{"role": "user", "content": "new start"}]).status_code == 200
+    assert _turns(client) == [("user", "new start"), ("assistant", "reply number 2")]
+
+
+# -- limits and errors ----------------------------------------------------------------------------
+
+def test_a_body_over_the_limit_is_413_and_stores_nothing(serve):
+    client, fake = serve(max_body_bytes=2048)
+    response = _chat(client, [{"role": "user", "content": "x" * 4000}])
+    assert response.status_code == 413 and fake.requests == []
+    streamed = client.post("/v1/chat/completions", headers=_auth(KEY_A),
+                           content=iter([b'{"messages": [', b" " * 3000, b"]}"]))  # no content-length
+    assert streamed.status_code == 413
+    assert client.get("/v1/conversations/chat1/history", headers=_auth(KEY_A, None)).status_code == 404
+
+
+def test_an_upstream_timeout_is_504_and_an_unreachable_one_502(serve):
+    def timeout(request):
+        raise httpx.ReadTimeout("slow", request=request)
+
+    def refused(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    client, _ = serve(transport=httpx.MockTransport(timeout), upstream_timeout_s=3)
+    response = _chat(client, [{"role": "user", "content": "hi"}])
+    assert response.status_code == 504 and "3 s" in response.json()["error"]["message"]
+    client, _ = serve(transport=httpx.MockTransport(refused))
+    assert _chat(client, [{"role": "user", "content": "hi"}], conversation="other").status_code == 502
+
+
+@pytest.mark.parametrize("payload, what", [
+    ({"messages": []}, "non-empty"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "text parts"),
+    ({"messages": [SYSTEM]}, "only system"),
+    ([1, 2], "JSON object"),
+])
+def test_bad_requests_are_400_naming_what_is_wrong(serve, payload, what):
+    client, fake = serve()
+    response = client.post("/v1/chat/completions", headers=_auth(KEY_A), json=payload)
+    assert response.status_code == 400 and what in response.json()["error"]["message"]
+    for bad_name in (None, "a/b", "", "x" * 129, "..hidden"):
+        headers = _auth(KEY_A, bad_name)
+        assert client.post("/v1/chat/completions", headers=headers,
+                           json={"messages": [{"role": "user", "content": "hi"}]}).status_code == 400
+    assert fake.requests == []
+
+
+# -- security -------------------------------------------------------------------------------------
+
+ENDPOINTS = [("GET", "/v1/conversations/chat1/history"), ("GET", "/v1/conversations/chat1/context?query=hi"),
+             ("DELETE", "/v1/conversations/chat1")]
+
+
+def test_every_endpoint_refuses_a_missing_or_unknown_key(serve):
+    client, fake = serve()
+    _chat(client, [{"role": "user", "content": "secret of alice"}])
+    for headers in ({}, {"Authorization": "Bearer not-a-key-at-all-xxxx"}, {"Authorization": KEY_A},
+                    {"Authorization": f"Basic {KEY_A}"}, {"Authorization": f"Bearer {KEY_A}x"}):
+        for method, path in ENDPOINTS + [("POST", "/v1/chat/completions")]:
+            response = client.request(method, path, headers={**headers, "X-Optmem-Conversation": "chat1"},
+                                      json={"messages": [{"role": "user", "content": "hi"}]})
+            assert response.status_code == 401, (method, path, headers)
+            assert response.headers["www-authenticate"] == "Bearer"
+    assert len(fake.requests) == 1 and _turns(client) == [("user", "secret of alice"), ("assistant", "reply number 1")]
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_another_tenants_conversation_is_not_found_and_never_seen(serve):
+    client, fake = serve()
+    _chat(client, [{"role": "user", "content": "secret of alice"}])
+    for method, path in ENDPOINTS:
+        response = client.request(method, path, headers=_auth(KEY_B, None))
+        assert response.status_code == 404, (method, path)
+        never = client.request(method, path.replace("chat1", "never-made"), headers=_auth(KEY_B, None))
+        assert never.status_code == 404 and never.json()["error"]["type"] == response.json()["error"]["type"]
+    # The same name under bob's key is bob's own conversation: alice's turns are not in it.
+    assert _chat(client, [{"role": "user", "content": "bob here"}], key=KEY_B).status_code == 200
+    assert "secret of alice" not in json.dumps(fake.requests[-1])
+    assert _turns(client, key=KEY_B) == [("user", "bob here"), ("assistant", "reply number 2")]
+    assert _turns(client, key=KEY_A2)[0] == ("user", "secret of alice")  # a tenant's keys share its conversations
+
+
+def test_keys_never_reach_the_logs(serve, caplog):
+    client, _ = serve()
+    with caplog.at_level(logging.DEBUG):
+        _chat(client, [{"role": "user", "content": "hi"}])
+        _chat(client, [{"role": "user", "content": "hi"}], key="Bearer-wrong-key-123456789")
+        _chat(client, [{"role": "user", "content": "edited"}])
+    assert KEY_A not in caplog.text and "wrong-key" not in caplog.text
+
+
+def test_the_server_listens_on_loopback_by_default(tmp_path, keyfile):
+    assert ServeSettings(upstream="http://u/v1", db="x.db", keys=keyfile).host == "127.0.0.1"
+    args = build_parser().parse_args(["serve", "--upstream", "http://u/v1", "--db", "x.db", "--keys", str(keyfile),
+                                      "--model", "gpt-4o"])
+    assert args.host == "127.0.0.1" and args.port == 8000
+
+
+def test_the_serve_command_builds_the_app_it_was_asked_for(tmp_path, keyfile, monkeypatch, capsys):
+    import uvicorn
+
+    from optmem.cli import main
+
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
+    argv = ["serve", "--upstream", "http://127.0.0.1:9/v1", "--db", str(tmp_path / "m.db"), "--keys", str(keyfile),
+            "--model", "qwen2.5-vl", "--budget", "3000"]
+    assert main(argv) == 0
+    settings = ran["app"].state.proxy.settings
+    assert (ran["host"], ran["port"]) == ("127.0.0.1", 8000)
+    assert (settings.memory.model, settings.memory.budget) == ("qwen2.5-vl", 3000)
+    ran["app"].state.proxy.conversations.close()
+    assert main(argv[:-4] + ["--model", "no-such-reader"]) == 2
+    assert "model" in capsys.readouterr().err
+    monkeypatch.delenv("OPTMEM_TEST_UPSTREAM_KEY", raising=False)
+    assert main(argv + ["--upstream-key-env", "OPTMEM_TEST_UPSTREAM_KEY"]) == 2
+    assert "OPTMEM_TEST_UPSTREAM_KEY" in capsys.readouterr().err
+
+
+def test_settings_refuse_a_non_http_upstream(keyfile):
+    with pytest.raises(ValueError, match="upstream"):
+        ServeSettings(upstream="file:///etc/passwd", db="x.db", keys=keyfile)
+
+
+# -- the parts ------------------------------------------------------------------------------------
+
+def test_a_key_file_is_checked_without_showing_keys(tmp_path):
+    path = tmp_path / "k.toml"
+    path.write_text('[keys]\n"short" = "alice"\n')
+    with pytest.raises(KeyFileError, match="key #1") as e:
+        load_keys(path)
+    assert "short" not in str(e.value)
+    path.write_text(f'[keys]\n"{KEY_A}" = "a/b"\n')
+    with pytest.raises(KeyFileError, match="tenant"):
+        load_keys(path)
+    path.write_text("[other]\n")
+    with pytest.raises(KeyFileError, match=r"\[keys\]"):
+        load_keys(path)
+    tenants = Tenants({KEY_A.encode(): "alice", KEY_B.encode(): "bob"})
+    assert tenants.authenticate(f"Bearer {KEY_B}") == "bob" and tenants.authenticate(f"bearer {KEY_A}") == "alice"
+    assert tenants.authenticate(None) is None and tenants.authenticate("Bearer ") is None
+    assert tenants.authenticate("Bearer ключ") is None
+
+
+def test_history_matching_by_position_and_hash():
+    history = parse_history([SYSTEM, {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                             {"role": "assistant", "content": None}, {"role": "user", "content": "c"}])
+    assert history == History("You are terse.", (Message("user", "a\nb"), Message("assistant", ""), Message("user", "c")), 1)
+    assert history.query == "c"
+    stored = [("user", digest("user", "a\nb")), ("assistant", None)]  # None: an optical archive dropped the text
+    assert new_turns_from(stored, history) == 2
+    with pytest.raises(HistoryConflict) as e:
+        new_turns_from([("user", digest("user", "A\nb"))], history)
+    assert e.value.index == 1
+    with pytest.raises(HistoryConflict) as e:
+        new_turns_from([("user", None), ("assistant", None), ("user", None), ("assistant", None)], history)
+    assert e.value.index == 4
+    with pytest.raises(BadMessages, match=r"messages\[0\]"):
+        parse_history([{"role": "user", "content": 5}])
+
+
+def test_a_streamed_reply_is_gathered_across_chunk_boundaries():
+    reply = StreamedReply()
+    data = b'data: {"choices": [{"index": 0, "delta": {"content": "he"}}]}\r\n\r\ndata: {"choices": [{"index": 0, ' \
+           b'"delta": {"content": "llo"}}, {"index": 1, "delta": {"content": "other"}}]}\n\n: ping\n\ndata: [DONE]\n\n'
+    for i in range(0, len(data), 7):
+        reply.feed(data[i:i + 7])
+    assert reply.text == "hello" and reply.done
