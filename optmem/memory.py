@@ -150,23 +150,24 @@ class _StoredImage:
 
 
 class _OpenImage:
-    """The open page, drawn when first asked for (it is not stored)."""
+    """The open page, drawn when first asked for (it is not stored) and kept until its turns
+    change: consecutive contexts between two seals show the same open page."""
 
-    def __init__(self, draw):
-        self._draw = draw
-        self._page = None
+    def __init__(self, key: tuple, draw: Callable, drawn: dict, sent: _SentImages):
+        self._key, self._draw, self._drawn_pages, self._sent = key, draw, drawn, sent
 
-    def _drawn(self):
-        if self._page is None:
-            self._page = self._draw()
-        return self._page
+    def _page(self):
+        if self._key not in self._drawn_pages:
+            self._drawn_pages.clear()  # one open page per conversation: the older drawing is stale
+            self._drawn_pages[self._key] = self._draw()
+        return self._drawn_pages[self._key]
 
     def image(self, side: int) -> Image.Image:
-        page = self._drawn()
+        page = self._page()
         return page.image if side == page.side else downsample(page.image, side)
 
     def png(self, side: int) -> bytes:
-        return encode_page_image(self.image(side), encoding_for_side(side))
+        return self._sent.png(self._key, side, lambda: self._page().image)
 
 
 class OpticalMemory:
@@ -191,6 +192,7 @@ class OpticalMemory:
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
         self.reader = Reader(cfg.model)
         self._sent = _SentImages()
+        self._open_drawn: dict[tuple, object] = {}  # the open page's drawing, by (start, last turn)
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
 
@@ -413,7 +415,9 @@ class OpticalMemory:
             strings = tuple(extract_exact_strings(text)[: self.config.ledger.max_strings_per_page])
         return MemoryPage(number=self._store.last_page_number(self._conv) + 1, tier=self.config.schedule.steps[0].tier,
                           first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
-                          image_source=_OpenImage(lambda: self._pager.draw_open(turns, start)))
+                          image_source=_OpenImage(("open", self._conv, start, last_memory_turn),
+                                                  lambda: self._pager.draw_open(turns, start), self._open_drawn,
+                                                  self._sent))
 
     def context(self, query: str | None = None, budget: int | None = None, *, system: str | None = None) -> Context:
         """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory

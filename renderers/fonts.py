@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from dataclasses import dataclass
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -114,29 +115,36 @@ def _ttfont(key: str) -> TTFont:
     return TTFont(str(font_path(key)), fontNumber=FONTS[key].index, lazy=True)
 
 
+# fontTools loads a lazy TTFont's tables on first access, and two threads doing that at once see a
+# half-built table (AttributeError: cmap); the results are cached, so the lock is taken once per font.
+_TTFONT_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=None)
 def coverage(key: str) -> frozenset[int]:
     """Code points the font's cmap maps to a glyph."""
-    return frozenset(_ttfont(key).getBestCmap())
+    with _TTFONT_LOCK:
+        return frozenset(_ttfont(key).getBestCmap())
 
 
 @lru_cache(maxsize=None)
 def kern_pairs(key: str) -> frozenset[str]:
     """Two-character strings the legacy 'kern' table adjusts. Pillow's BASIC layout applies exactly
     this table (not GPOS), so these are the only pairs whose width differs from the advance sum."""
-    font = _ttfont(key)
-    if "kern" not in font:
-        return frozenset()
-    by_glyph: dict[str, list[str]] = {}
-    for cp, glyph in font.getBestCmap().items():
-        by_glyph.setdefault(glyph, []).append(chr(cp))
-    pairs = set()
-    for table in font["kern"].kernTables:
-        for left, right in getattr(table, "kernTable", {}):
-            for a in by_glyph.get(left, ()):
-                for b in by_glyph.get(right, ()):
-                    pairs.add(a + b)
-    return frozenset(pairs)
+    with _TTFONT_LOCK:
+        font = _ttfont(key)
+        if "kern" not in font:
+            return frozenset()
+        by_glyph: dict[str, list[str]] = {}
+        for cp, glyph in font.getBestCmap().items():
+            by_glyph.setdefault(glyph, []).append(chr(cp))
+        pairs = set()
+        for table in font["kern"].kernTables:
+            for left, right in getattr(table, "kernTable", {}):
+                for a in by_glyph.get(left, ()):
+                    for b in by_glyph.get(right, ()):
+                        pairs.add(a + b)
+        return frozenset(pairs)
 
 
 def font_record(key: str) -> tuple[str, str]:
