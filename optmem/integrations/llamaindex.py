@@ -1,0 +1,81 @@
+"""A LlamaIndex memory block backed by optical memory (``pip install 'optmem[llamaindex]'``).
+
+``llama_index.core.memory.Memory`` keeps recent messages in its own short-term queue and flushes
+the oldest into its memory blocks; this block stores what is flushed as optmem turns and gives
+back optmem's context: text blocks for the turns, ledgers and re-expanded pages, and one image
+block per memory page when the reader takes images (the ``text`` profile gets plain text)::
+
+    block = OpticalMemoryBlock.open("memory.db", "alice", {"model": "gpt-4o"})
+    memory = Memory.from_defaults(session_id="alice", memory_blocks=[block])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+from pydantic import Field
+
+from optmem.config import MemoryConfig
+from optmem.errors import InvalidArgument
+from optmem.exports import page_image_bytes
+from optmem.integrations._common import Image, require
+from optmem.memory import OpticalMemory
+
+require("llama_index.core", "llamaindex")
+
+from llama_index.core.base.llms.types import ChatMessage, ContentBlock, ImageBlock, TextBlock  # noqa: E402
+from llama_index.core.memory import BaseMemoryBlock  # noqa: E402
+
+# LlamaIndex message role -> optmem role.
+_ROLES = {"user": "user", "assistant": "assistant", "chatbot": "assistant", "model": "assistant",
+          "system": "system", "developer": "system", "tool": "tool", "function": "tool"}
+
+
+class OpticalMemoryBlock(BaseMemoryBlock[Union[str, list[ContentBlock]]]):
+    """Long-term memory of one optmem conversation. ``budget``: the reader's input tokens the
+    block may fill (default: the config's). The newest user message is the query that re-expands
+    relevant pages."""
+
+    name: str = "optical_memory"
+    description: str | None = "Older conversation, kept by optmem as page images that blur with age"
+    memory: OpticalMemory = Field(exclude=True)
+    budget: int | None = None
+
+    @classmethod
+    def open(cls, path: str | Path, conversation: str, config: MemoryConfig | str | Path | dict | None = None,
+             **fields: Any) -> "OpticalMemoryBlock":
+        return cls(memory=OpticalMemory.open(path, conversation, config), **fields)
+
+    async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str | list[ContentBlock]:
+        query = next((m.content for m in reversed(messages or []) if m.role.value == "user" and m.content), None)
+        ctx = self.memory.context(query, self.budget)
+        if not self.memory.reader.profile.takes_images:
+            return ctx.to_text()
+        blocks: list[ContentBlock] = []
+        for s in ctx.segments:
+            if s.kind == "page":
+                if s.label:
+                    blocks.append(TextBlock(text=s.label))
+                image = Image(*page_image_bytes(s))
+                # A data URL: LlamaIndex's memory template carries url images, not raw bytes.
+                blocks.append(ImageBlock(url=image.data_url, image_mimetype=image.media_type))
+            elif s.text.strip():
+                blocks.append(TextBlock(text=s.text))
+        return blocks
+
+    async def _aput(self, messages: list[ChatMessage]) -> None:
+        turns = [(_role(m), m.content or "") for m in messages]
+        for role, text in turns:
+            self.memory.add(role, text)
+
+    def close(self) -> None:
+        self.memory.close()
+
+
+def _role(message: ChatMessage) -> str:
+    try:
+        return _ROLES[message.role.value]
+    except KeyError:
+        raise InvalidArgument(f"a {message.role.value!r} message has no optmem role; optmem stores "
+                              f"{sorted(_ROLES)} messages") from None
