@@ -28,6 +28,7 @@ def require(module: str, extra: str) -> ModuleType:
 class Image:
     data: bytes
     media_type: str
+    detail: str | None = None  # the profile's image detail where its API takes one
 
     @property
     def b64(self) -> str:
@@ -58,14 +59,14 @@ def context_messages(mem: OpticalMemory, query: str | None = None, budget: int |
             if block["type"] == "text":
                 parts.append(block["text"])
             else:
-                parts.append(_image(block["image_url"]["url"]))
+                parts.append(_image(block["image_url"]["url"], block["image_url"].get("detail")))
         out.append((message["role"], parts))
     return out
 
 
-def _image(data_url: str) -> Image:
+def _image(data_url: str, detail: str | None) -> Image:
     header, _, payload = data_url.partition(",")
-    return Image(base64.b64decode(payload), header.removeprefix("data:").removesuffix(";base64"))
+    return Image(base64.b64decode(payload), header.removeprefix("data:").removesuffix(";base64"), detail)
 
 
 def joined_text(parts: list[Part]) -> str:
