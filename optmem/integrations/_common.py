@@ -8,6 +8,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from optmem.exports import page_image_bytes
 from optmem.memory import OpticalMemory
 
 # The store is append-only: no Store or OpticalMemory call deletes a turn or a conversation.
@@ -62,6 +63,22 @@ def context_messages(mem: OpticalMemory, query: str | None = None, budget: int |
                 parts.append(_image(block["image_url"]["url"], block["image_url"].get("detail")))
         out.append((message["role"], parts))
     return out
+
+
+def context_parts(mem: OpticalMemory, query: str | None = None, budget: int | None = None) -> list[Part]:
+    """The context as one flat run of parts, for frameworks that take memory as a single block:
+    for a reader that takes images, each page's label and image and each text segment in order;
+    for one that does not, the whole context as text (``Context.to_text``)."""
+    ctx = mem.context(query, budget)
+    if not mem.reader.profile.takes_images:
+        return [ctx.to_text()]
+    parts: list[Part] = []
+    for s in ctx.segments:
+        if s.kind == "page":
+            parts += [s.label, Image(*page_image_bytes(s))]
+        else:
+            parts.append(s.text)
+    return [p for p in parts if not isinstance(p, str) or p.strip()]
 
 
 def _image(data_url: str, detail: str | None) -> Image:

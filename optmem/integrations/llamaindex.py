@@ -18,8 +18,7 @@ from pydantic import Field
 
 from optmem.config import MemoryConfig
 from optmem.errors import InvalidArgument
-from optmem.exports import page_image_bytes
-from optmem.integrations._common import Image, require
+from optmem.integrations._common import Image, context_parts, joined_text, require
 from optmem.memory import OpticalMemory
 
 require("llama_index.core", "llamaindex")
@@ -49,20 +48,12 @@ class OpticalMemoryBlock(BaseMemoryBlock[Union[str, list[ContentBlock]]]):
 
     async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str | list[ContentBlock]:
         query = next((m.content for m in reversed(messages or []) if m.role.value == "user" and m.content), None)
-        ctx = self.memory.context(query, self.budget)
+        parts = context_parts(self.memory, query, self.budget)
         if not self.memory.reader.profile.takes_images:
-            return ctx.to_text()
-        blocks: list[ContentBlock] = []
-        for s in ctx.segments:
-            if s.kind == "page":
-                if s.label:
-                    blocks.append(TextBlock(text=s.label))
-                image = Image(*page_image_bytes(s))
-                # A data URL: LlamaIndex's memory template carries url images, not raw bytes.
-                blocks.append(ImageBlock(url=image.data_url, image_mimetype=image.media_type))
-            elif s.text.strip():
-                blocks.append(TextBlock(text=s.text))
-        return blocks
+            return joined_text(parts)
+        # Images as data URLs: LlamaIndex's memory template carries url images, not raw bytes.
+        return [ImageBlock(url=p.data_url, image_mimetype=p.media_type) if isinstance(p, Image) else TextBlock(text=p)
+                for p in parts]
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
         turns = [(_role(m), m.content or "") for m in messages]
