@@ -8,13 +8,21 @@ import pytest
 
 pytest.importorskip("agents", reason="the optmem[agents] extra is not installed")
 
-from agents import Agent, Model, ModelResponse, RunConfig, Runner, TResponseInputItem, Usage  # noqa: E402
-from openai.types.responses import ResponseOutputMessage, ResponseOutputText  # noqa: E402
-from pydantic import TypeAdapter  # noqa: E402
+from agents import (
+    Agent,
+    Model,
+    ModelResponse,
+    RunConfig,
+    Runner,
+    TResponseInputItem,
+    Usage,
+)
+from openai.types.responses import ResponseOutputMessage, ResponseOutputText
+from pydantic import TypeAdapter
 
-from optmem.demo import build_conversation  # noqa: E402
-from optmem.errors import InvalidArgument  # noqa: E402
-from optmem.integrations.agents import OpticalSession  # noqa: E402
+from optmem.demo import build_conversation
+from optmem.errors import InvalidArgument
+from optmem.integrations.agents import OpticalSession
 
 INPUT_ITEM = TypeAdapter(TResponseInputItem)
 

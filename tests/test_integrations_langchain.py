@@ -7,16 +7,16 @@ import pytest
 
 pytest.importorskip("langchain_core", reason="the optmem[langchain] extra is not installed")
 
-from langchain_core.chat_history import BaseChatMessageHistory  # noqa: E402
-from langchain_core.language_models import GenericFakeChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, SystemMessage  # noqa: E402
-from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder  # noqa: E402
-from langchain_core.runnables import RunnableLambda  # noqa: E402
-from langchain_core.runnables.history import RunnableWithMessageHistory  # noqa: E402
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, SystemMessage
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables.history import RunnableWithMessageHistory
 
-from optmem.demo import build_conversation  # noqa: E402
-from optmem.errors import InvalidArgument  # noqa: E402
-from optmem.integrations.langchain import OpticalChatMessageHistory  # noqa: E402
+from optmem.demo import build_conversation
+from optmem.errors import InvalidArgument
+from optmem.integrations.langchain import OpticalChatMessageHistory
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("mcp", reason="the optmem[mcp] extra is not installed")
 
-import anyio  # noqa: E402
-from mcp import ClientSession  # noqa: E402
-from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+import anyio
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from optmem.demo import build_conversation  # noqa: E402
+from optmem.demo import build_conversation
 
 TIMEOUT_S = 300  # the server loads MiniLM for recall; generous for a busy CI machine
 

@@ -19,12 +19,18 @@ from typing import Any
 
 from optmem.config import MemoryConfig
 from optmem.errors import InvalidArgument
-from optmem.integrations._common import APPEND_ONLY, Image, Part, context_messages, require
+from optmem.integrations._common import (
+    APPEND_ONLY,
+    Image,
+    Part,
+    context_messages,
+    require,
+)
 from optmem.memory import OpticalMemory
 
 require("agents", "agents")
 
-from agents.memory import SessionSettings  # noqa: E402
+from agents.memory import SessionSettings
 
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 # Items a model emits for itself (reasoning, compaction, ...) are not conversation and are not stored.

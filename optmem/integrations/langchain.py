@@ -20,13 +20,19 @@ from pathlib import Path
 
 from optmem.config import MemoryConfig
 from optmem.errors import InvalidArgument
-from optmem.integrations._common import APPEND_ONLY, Image, Part, context_messages, require
+from optmem.integrations._common import (
+    APPEND_ONLY,
+    Image,
+    Part,
+    context_messages,
+    require,
+)
 from optmem.memory import OpticalMemory
 
 require("langchain_core", "langchain")
 
-from langchain_core.chat_history import BaseChatMessageHistory  # noqa: E402
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage  # noqa: E402
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 # LangChain message type -> optmem role.
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}

@@ -12,7 +12,7 @@ block per memory page when the reader takes images (the ``text`` profile gets pl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydantic import Field
 
@@ -23,15 +23,20 @@ from optmem.memory import OpticalMemory
 
 require("llama_index.core", "llamaindex")
 
-from llama_index.core.base.llms.types import ChatMessage, ContentBlock, ImageBlock, TextBlock  # noqa: E402
-from llama_index.core.memory import BaseMemoryBlock  # noqa: E402
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ContentBlock,
+    ImageBlock,
+    TextBlock,
+)
+from llama_index.core.memory import BaseMemoryBlock
 
 # LlamaIndex message role -> optmem role.
 _ROLES = {"user": "user", "assistant": "assistant", "chatbot": "assistant", "model": "assistant",
           "system": "system", "developer": "system", "tool": "tool", "function": "tool"}
 
 
-class OpticalMemoryBlock(BaseMemoryBlock[Union[str, list[ContentBlock]]]):
+class OpticalMemoryBlock(BaseMemoryBlock[str | list[ContentBlock]]):
     """Long-term memory of one optmem conversation. ``budget``: the reader's input tokens the
     block may fill (default: the config's). The newest user message is the query that re-expands
     relevant pages."""
@@ -43,7 +48,7 @@ class OpticalMemoryBlock(BaseMemoryBlock[Union[str, list[ContentBlock]]]):
 
     @classmethod
     def open(cls, path: str | Path, conversation: str, config: MemoryConfig | str | Path | dict | None = None,
-             **fields: Any) -> "OpticalMemoryBlock":
+             **fields: Any) -> OpticalMemoryBlock:
         return cls(memory=OpticalMemory.open(path, conversation, config), **fields)
 
     async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str | list[ContentBlock]:

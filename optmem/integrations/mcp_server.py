@@ -21,9 +21,9 @@ from optmem.memory import OpticalMemory
 
 require("mcp", "mcp")
 
-from mcp.server.mcpserver import MCPServer  # noqa: E402
-from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
-from mcp_types import ImageContent, TextContent  # noqa: E402
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ImageContent, TextContent
 
 _F = TypeVar("_F", bound=Callable)
 
