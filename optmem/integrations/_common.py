@@ -20,7 +20,9 @@ def require(module: str, extra: str) -> ModuleType:
     """Import ``module``, or fail with the pip command that installs it."""
     try:
         return importlib.import_module(module)
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module == e.name or module.startswith(f"{e.name}.")):
+            raise  # the framework is there but broken: its own error says more
         raise ImportError(f"this optmem adapter needs {module.split('.')[0]!r}, which is not installed: "
                           f"pip install 'optmem[{extra}]'") from e
 
