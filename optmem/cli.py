@@ -1,4 +1,4 @@
-"""`optmem` command line: demo, chat, import, inspect, render, config, serve, bench."""
+"""`optmem` command line: demo, chat, import, inspect, render, config, serve, mcp, bench."""
 
 from __future__ import annotations
 
@@ -103,6 +103,15 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_mcp(args) -> int:
+    try:
+        from optmem.integrations.mcp_server import serve
+    except ImportError as e:
+        print(f"optmem: {e}", file=sys.stderr)
+        return 2
+    return serve(args.db, args.conversation, args.config)
+
+
 def cmd_render(args) -> int:
     from renderers import RenderConfig, render_pages
     from renderers.export import export_pages
@@ -181,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("optmem-report"))
     _config_arg(p)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("mcp", help="serve one conversation as an MCP server over stdio (needs optmem[mcp])")
+    p.add_argument("--db", required=True, help="memory database path (created when missing) or postgresql:// DSN")
+    p.add_argument("--conversation", default="default", help="the one conversation this server serves")
+    _config_arg(p)
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("render", help="render a text file to pages: PNG per tier + layout JSON")
     p.add_argument("file", type=Path)
