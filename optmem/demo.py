@@ -99,7 +99,7 @@ def build_conversation(turns: int, seed: int) -> tuple[list[tuple[str, str]], li
 
 def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None, seed: int = 7,
              stream=None) -> dict:
-    from optmem.report import write_report
+    from optmem.viewer import write_viewer
 
     config = config or MemoryConfig()
     out_dir = Path(out_dir)
@@ -158,7 +158,7 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
         question = facts[0][1].question if facts else "what did we decide?"
         query_ctx = mem.context(query=question, budget=config.budget)
         say(f"\ncontext for {question!r}: {query_ctx.positions} positions, re-expanded pages {query_ctx.expanded_pages()}")
-        report = write_report(mem, out_dir / "report.html", query=question)
+        report = write_viewer(mem, out_dir / "viewer", query=question)
         elapsed = time.perf_counter() - started
         say(f"\n{found}/{len(facts)} planted facts recalled exactly; report: {report}; total {elapsed:.1f} s")
         return {"turns": turns, "ingest_s": ingest_s, "full_tokens": full_tokens, "positions": ctx.positions,
