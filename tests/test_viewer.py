@@ -1,9 +1,24 @@
-"""Reading a viewer's index.html back (html.parser): what the viewer tests check against."""
+"""The memory viewer, read back with html.parser (no browser needed): every sealed page links its
+stored image at full size, one page count, collapsed context rows, word-boundary cuts, the ledger."""
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from optmem import MemoryConfig, OpticalMemory
+from optmem.demo import build_conversation
+from optmem.viewer import page_count, write_viewer
+from optmem.viewer.layout import layout_rows
+from optmem.viewer.text import ELLIPSIS, number_ranges, shorten
+from renderers import Tier, encode_png
 
 
 @dataclass
@@ -71,22 +86,6 @@ class ViewerDOM(HTMLParser):
 
 
 # -- the tests -------------------------------------------------------------------------------------
-
-import io
-import re
-
-import pytest
-from hypothesis import given, strategies as st
-from PIL import Image
-
-from optmem import MemoryConfig, OpticalMemory
-from optmem.demo import build_conversation
-from optmem.viewer import page_count, write_viewer
-from optmem.viewer.layout import layout_rows
-from optmem.viewer.text import ELLIPSIS, number_ranges, shorten
-from renderers import Tier, encode_png
-
-QUERY = "What is the door code for the office storage room?"
 
 
 def small_config(**overrides) -> MemoryConfig:
@@ -171,7 +170,7 @@ def test_context_table_collapses_runs_of_pages_at_one_tier(memory):
 
 
 def test_turn_rows_are_cut_at_a_word_boundary(memory):
-    mem, index = memory
+    mem, _ = memory
     ctx = mem.context()
     turns = {s.turn_id: " ".join(s.body.split()) for s in ctx.segments if s.kind == "turn"}
     cut = 0
@@ -190,7 +189,7 @@ def test_turn_rows_are_cut_at_a_word_boundary(memory):
 
 
 def test_ledger_lists_the_exact_strings_sent_with_each_page(tmp_path):
-    turns, facts = build_conversation(160, seed=5)
+    turns, _ = build_conversation(160, seed=5)
     with OpticalMemory.open(tmp_path / "m.db", "a", small_config()) as mem:
         fill(mem, turns)
         index = write_viewer(mem, tmp_path / "out")

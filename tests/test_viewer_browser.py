@@ -12,12 +12,12 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
 from PIL import Image
+from test_viewer import ViewerDOM, fill, small_config
 
 from optmem import OpticalMemory
 from optmem.demo import build_conversation
 from optmem.viewer import write_viewer
 from renderers import Tier
-from test_viewer import ViewerDOM, fill, small_config
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
@@ -59,7 +59,7 @@ def test_chromium_flags_a_missing_image(tmp_path):
     with OpticalMemory.open(tmp_path / "m.db", "a", small_config()) as mem:
         fill(mem, turns)
         index = write_viewer(mem, tmp_path / "out")
-    gone = sorted((tmp_path / "out" / "pages").glob("page-0001-*.png"))[0]
+    gone = min((tmp_path / "out" / "pages").glob("page-0001-*.png"))
     gone.unlink()
     html = dump_dom(index.resolve().as_uri(), tmp_path / "profile")
     dom = ViewerDOM(html)

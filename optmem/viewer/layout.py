@@ -46,7 +46,8 @@ class _PageGroup:
 def _single_row(s: Segment) -> LayoutRow:
     if s.kind == "expanded":
         how = f"excerpt, turns {s.first_turn}–{s.last_turn}" if s.excerpt else f"re-expanded whole, turns {s.first_turn}–{s.last_turn}"
-        return LayoutRow("expanded", f"page {s.page} {how} (read {s.source} at {s.tier}): {shorten(s.body, TURN_CHARS)}",
+        source = "verbatim, from the archive" if s.source == "verbatim" else f"read by OCR from its {s.tier} image"
+        return LayoutRow("expanded", f"page {s.page} {how} ({source}): {shorten(s.body, TURN_CHARS)}",
                          s.positions, pages=[s.page])
     if s.kind == "turn":
         return LayoutRow("turn", f"turn {s.turn_id} · {s.role}: {shorten(s.body, TURN_CHARS)}", s.positions)

@@ -32,7 +32,7 @@ nav.toc a { margin-right: 1.2em; }
 .strip { display: flex; flex-wrap: wrap; gap: 3px; margin: .8em 0; }
 .strip a { width: 2.3em; padding: 2px 0; text-align: center; font-size: 11px; text-decoration: none; color: #000;
            border-radius: 3px; }
-.strip a.open { outline: 2px dashed #444; outline-offset: -2px; }
+.strip a.open { outline: 2px dashed #c0392b; outline-offset: 1px; }
 .legend { font-size: 13px; color: #444; margin: .4em 0; }
 .legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px -1px 14px; border-radius: 2px;
                box-shadow: inset 0 0 0 1px rgba(0, 0, 0, .25); }
@@ -166,7 +166,8 @@ def _strip(pages: Sequence[PageView]) -> str:
         what = f"page {p.info.number} · turns {_turn_span(p.info)} · {tier}" + ("" if p.info.sealed else " · open page")
         cells.append(f'<a href="#page-{p.info.number}" class="{"open" if not p.info.sealed else ""}" '
                      f'style="background:{TIER_COLOURS[tier]}" title="{escape(what)}">{p.info.number}</a>')
-    return f'<div class="strip" aria-label="pages by tier">{"".join(cells)}</div>'
+    return ('<p class="legend">Every page by its tier, oldest first (dashed: the open page); click one to go to it.</p>'
+            f'<div class="strip" aria-label="pages by tier">{"".join(cells)}</div>')
 
 
 def _legend(items: dict[str, str]) -> str:

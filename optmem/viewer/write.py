@@ -2,8 +2,9 @@
 
 One file per page, not data URLs: the HTML stays small (about 2 kB of markup a page) and shows at
 once, the browser fetches the images in parallel while the text is already shown, and each
-page's link opens its real image at full size. Inlined, a 100-page memory (about 17 MB of PNG)
-would be a 23 MB HTML file to parse before the first paint. The PNGs are the stored bytes (the
+page's link opens its real image at full size. Inlined, a 106-page memory (16 MB of PNG) is a
+23 MB HTML file: headless Chromium took 25 s to load it, against 3.4-4.2 s for the folder with
+every image loaded (2 shared CPU cores). The PNGs are the stored bytes (the
 store keeps pages as ``encode_png`` output, which is deterministic), so a page file is the image
 the reader is sent at the page's stored tier.
 """
