@@ -302,3 +302,19 @@ def test_shorten_never_exceeds_the_limit_and_keeps_a_prefix(text, limit):
 def test_number_ranges():
     assert number_ranges([5, 1, 2, 3, 7, 8]) == "1–3, 5, 7–8"
     assert number_ranges([4]) == "4" and number_ranges([]) == ""
+
+
+def test_pages_out_of_the_context_keep_their_last_image(tmp_path):
+    schedule = {"steps": [{"tier": "base", "until": 2}, {"tier": "tiny", "until": 4}]}
+    turns, _ = build_conversation(160, seed=5)
+    with OpticalMemory.open(tmp_path / "m.db", "a", small_config(schedule=schedule)) as mem:
+        fill(mem, turns)
+        index = write_viewer(mem, tmp_path / "out")
+        evicted = [p for p in mem.pages() if p.sealed and p.tier is None]
+    assert evicted
+    html = index.read_text(encoding="utf-8")
+    cards = {c.number: c for c in ViewerDOM(html).cards}
+    for info in evicted:
+        [img] = cards[info.number].images
+        assert img["src"] == f"pages/page-{info.number:04d}-tiny.png" and (index.parent / img["src"]).is_file()
+    assert "out of context" in html and "(not in the context)" in html
