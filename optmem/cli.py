@@ -83,8 +83,8 @@ def cmd_import(args) -> int:
 
 def cmd_inspect(args) -> int:
     from optmem.memory import OpticalMemory
-    from optmem.report import write_report
     from optmem.store import open_store
+    from optmem.viewer import page_count, write_viewer
 
     # Inspecting never creates or changes a database: a wrong path is an error, not a new file.
     store = open_store(args.db, create=False, readonly=True)
@@ -96,10 +96,12 @@ def cmd_inspect(args) -> int:
         print(f"{args.db}: no conversations", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in names:
+    for name, folder in zip(names, _folders(names)):
         with OpticalMemory.open(args.db, conversation=name, config=_load(args), create=False, readonly=True) as mem:
-            path = write_report(mem, args.out / f"{_safe(name)}.html", query=args.query)
-            print(f"{name}: {len(mem.pages())} pages -> {path}")
+            progress = _ocr_progress(name) if args.ocr and sys.stderr.isatty() else None
+            path = write_viewer(mem, args.out / folder, query=args.query, ocr=args.ocr, progress=progress)
+            pages = mem.pages()
+            print(f"{name}: {len(pages)} pages ({page_count(pages)}) -> {path}")
     return 0
 
 
@@ -110,6 +112,27 @@ def cmd_mcp(args) -> int:
         print(f"optmem: {e}", file=sys.stderr)
         return 2
     return serve(args.db, args.conversation, args.config)
+
+
+def _folders(names: list[str]) -> list[str]:
+    """A folder name per conversation, distinct even where two names differ only in characters
+    a file name cannot hold."""
+    folders: list[str] = []
+    for name in names:
+        base = folder = _safe(name)
+        n = 1
+        while folder in folders:
+            n += 1
+            folder = f"{base}-{n}"
+        folders.append(folder)
+    return folders
+
+
+def _ocr_progress(name: str):
+    def show(done: int, total: int) -> None:
+        print(f"\r{name}: OCR page {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return show
 
 
 def cmd_render(args) -> int:
@@ -183,11 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("inspect", help="write an HTML report for a database")
+        p = sub.add_parser("inspect", help="write a viewer of a database: HTML pages to open in a browser")
     p.add_argument("db", type=Path)
     p.add_argument("--conversation", help="only this conversation (default: all)")
     p.add_argument("--query", help="also show the context assembled for this query")
-    p.add_argument("--out", type=Path, default=Path("optmem-report"))
+    p.add_argument("--out", type=Path, default=Path("optmem-viewer"),
+                   help="directory for the viewer: OUT/CONVERSATION/index.html and its page images")
+    p.add_argument("--ocr", action="store_true",
+                   help="also read every sealed page back from its image with OCR (about 1.5 s a page)")
     _config_arg(p)
     p.set_defaults(func=cmd_inspect)
 

@@ -98,7 +98,7 @@ def build_conversation(turns: int, seed: int) -> tuple[list[tuple[str, str]], li
 
 def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None, seed: int = 7,
              stream=None) -> dict:
-    from optmem.report import write_report
+    from optmem.viewer import write_viewer
 
     config = config or MemoryConfig()
     out_dir = Path(out_dir)
@@ -114,17 +114,18 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
     started = time.perf_counter()
     base_time = 1_700_000_000.0
     with OpticalMemory.open(db, conversation="demo", config=config, embedder=ShownEmbedder()) as mem:
-        say(f"\ningesting {turns} turns: each page is rendered once, then resampled as it ages ...")
+        say(f"\ningesting {turns} turns: each page is rendered once, embedded when it seals (the first seal "
+            "loads MiniLM), then resampled as it ages ...")
         for i, (role, text) in enumerate(progress(conversation, desc="ingest", unit="turn")):
             mem.add(role, text, timestamp=base_time + 60.0 * i)
         ingest_s = time.perf_counter() - started
 
         full_tokens = sum(count_tokens(f"{role}: {text}\n") for role, text in conversation)
         pages = mem.pages()
-        tiers = Counter(p.tier or "out of context" for p in pages)
+        tiers = Counter(p.tier or "out of context" for p in pages if p.sealed)
         say(f"ingested in {ingest_s:.1f} s ({turns / ingest_s:.0f} turns/s): {plural(len(pages), 'page')}, "
             f"{sum(p.sealed for p in pages)} sealed")
-        say("pages per tier: " + ", ".join(f"{t} {tiers[t]}" for t in (*TIER_NAMES, "out of context") if tiers[t]))
+        say("sealed pages per tier: " + ", ".join(f"{t} {tiers[t]}" for t in (*TIER_NAMES, "out of context") if tiers[t]))
 
         ctx = mem.context(budget=config.budget)
         kinds = Counter(s.kind for s in ctx.segments)
@@ -133,8 +134,7 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
         say(f"full conversation as text: {full_tokens} tokens -> {full_tokens / ctx.positions:.1f}x compression "
             f"({full_tokens - ctx.positions} positions saved)")
 
-        say(f"\nrecalling the planted facts; the first question loads MiniLM and embeds the "
-            f"{plural(sum(p.sealed for p in pages), 'sealed page')} ...")
+        say(f"\nrecalling the planted facts from {plural(sum(p.sealed for p in pages), 'sealed page')} ...")
         found = 0
         recalled = []
         for turn_index, fact in facts:
@@ -165,9 +165,9 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
         query_ctx = mem.context(query=question, budget=config.budget)
         say(f"\ncontext for {question!r}: {query_ctx.positions} positions, re-expanded pages {query_ctx.expanded_pages()} "
             f"({time.perf_counter() - step:.1f} s)")
-        say(f"\nwriting the report ({plural(len(pages), 'page')} as images) ...")
+        say(f"\nwriting the viewer ({plural(len(pages), 'page')} as images) ...")
         step = time.perf_counter()
-        report = write_report(mem, out_dir / "report.html", query=question)
+        report = write_viewer(mem, out_dir / "viewer", query=question)
         elapsed = time.perf_counter() - started
         say(f"written in {time.perf_counter() - step:.1f} s")
         say(f"\n{found}/{len(facts)} planted facts recalled exactly; report: {report}; total {elapsed:.1f} s")

@@ -104,10 +104,10 @@ def test_context_never_exceeds_the_budget(tiers, extra, ledger):
     assert ctx.positions <= budget
 
 
-def test_report_names_an_excerpt_and_its_turns():
-    from optmem.report import _context_section
+def test_viewer_names_an_excerpt_and_its_turns():
+    from optmem.viewer.render import _context
 
     ctx = assemble(pages=_pages(["tiny"], ledger=()), recent=RECENT, budget=8192, ledger=False,
                    expansions=[Expansion(1, "the code is <b>42</b>", "verbatim", "tiny", excerpt=(3, 4))])
-    html_text = _context_section(ctx, "layout")
-    assert "page 1 excerpt, turns 3-4 (verbatim): the code is &lt;b&gt;42&lt;/b&gt;" in html_text
+    html_text = _context(0, "layout", ctx, open_page=None)
+    assert "page 1 excerpt, turns 3–4 (verbatim, from the archive): the code is &lt;b&gt;42&lt;/b&gt;" in html_text

@@ -4,10 +4,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -17,23 +17,13 @@ from optmem.cli import main
 from optmem.config import MemoryConfig
 
 
-class _Collect(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.images, self.text = 0, []
+def _report(index):
+    """Page images in a viewer whose file is there, and the viewer's text."""
+    from test_viewer import ViewerDOM
 
-    def handle_starttag(self, tag, attrs):
-        if tag == "img" and dict(attrs)["src"].startswith("data:image/png;base64,"):
-            self.images += 1
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def _report(path):
-    parser = _Collect()
-    parser.feed(path.read_text(encoding="utf-8"))
-    return parser.images, "".join(parser.text)
+    dom = ViewerDOM(index.read_text(encoding="utf-8"))
+    images = sum(1 for c in dom.cards for img in c.images if (index.parent / img["src"]).is_file())
+    return images, dom.all_text
 
 
 @pytest.mark.slow
@@ -43,14 +33,17 @@ def test_demo_runs_offline_and_writes_a_report(tmp_path, capsys):
     out = captured.out
     assert "pages per tier:" in out and "compression" in out and "planted facts recalled exactly" in out
     # every slow step is announced before it starts; stderr is no terminal here, so no bar
-    assert "ingesting 160 turns" in out and "the first question loads MiniLM" in out and "writing the report" in out
+    assert "ingesting 160 turns" in out and "recalling the planted facts" in out and "writing the viewer" in out
     assert "ingest" not in captured.err
-    images, text = _report(tmp_path / "report.html")
-    assert images >= 8 and "Context without a query" in text and "large (1280 px)" in text
-    # the same database can be inspected afterwards
+    images, text = _report(tmp_path / "viewer" / "index.html")
+    assert images >= 8 and "Context without a query" in text and "large, 1280×1280 px" in text
+    # the same database can be inspected afterwards, and both say the same page count
     assert main(["inspect", str(tmp_path / "demo.db"), "--out", str(tmp_path / "inspect"), "--query", "door code"]) == 0
-    images2, text2 = _report(tmp_path / "inspect" / "demo.html")
+    printed = capsys.readouterr().out
+    images2, text2 = _report(tmp_path / "inspect" / "demo" / "index.html")
     assert images2 == images and "Context for 'door code'" in text2
+    count = re.search(r"\d+ pages: \d+ sealed pages \+ the open page \d+", text).group()
+    assert count in text2 and count.split(": ")[1] in printed
 
 
 class _Terminal(io.StringIO):
@@ -102,9 +95,9 @@ def test_inspect_reads_an_old_database_without_changing_it(tmp_path, capsys):
     shutil.copyfile(Path(__file__).parent / "fixtures" / "optmem-0.1.0.db", db)
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     assert main(["inspect", str(db), "--out", str(tmp_path / "r")]) == 0
-    assert "alice: 2 pages" in capsys.readouterr().out  # one sealed, one open
+    assert "alice: 2 pages (1 sealed page + the open page 2)" in capsys.readouterr().out
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # not upgraded, nothing cached
-    images, text = _report(tmp_path / "r" / "bob.html")
+    images, text = _report(tmp_path / "r" / "bob" / "index.html")
     assert images == 2 and "Context without a query" in text
 
 
@@ -113,6 +106,31 @@ def test_inspect_refuses_a_foreign_file(tmp_path, capsys):
     junk.write_text("not sqlite" * 200)
     assert main(["inspect", str(junk), "--out", str(tmp_path / "r")]) == 2
     assert "not an optmem database" in capsys.readouterr().err
+
+
+def test_inspect_writes_one_viewer_per_conversation(tmp_path, capsys):
+    from optmem import OpticalMemory
+
+    db = tmp_path / "m.db"
+    for name in ("a b", "a_b"):  # one folder each, though both make the same file name
+        with OpticalMemory.open(db, name, {"retrieval": {"enabled": False}}) as mem:
+            mem.add("user", f"hello from {name}")
+    assert main(["inspect", str(db), "--out", str(tmp_path / "v")]) == 0
+    out = capsys.readouterr().out
+    assert f"a b: 0 pages (0 sealed pages) -> {tmp_path / 'v' / 'a_b' / 'index.html'}" in out
+    assert f"a_b: 0 pages (0 sealed pages) -> {tmp_path / 'v' / 'a_b-2' / 'index.html'}" in out
+    assert "hello from a_b" in (tmp_path / "v" / "a_b-2" / "index.html").read_text(encoding="utf-8")
+
+
+def test_inspect_ocr_reads_the_pages_back(tmp_path, capsys):
+    db = tmp_path / "old.db"
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "optmem-0.1.0.db", db)
+    config = tmp_path / "c.toml"
+    config.write_text('[reexpand]\nocr_backend = "onnxruntime"\n', encoding="utf-8")
+    assert main(["inspect", str(db), "--conversation", "alice", "--out", str(tmp_path / "v"), "--ocr",
+                 "--config", str(config)]) == 0
+    html = (tmp_path / "v" / "alice" / "index.html").read_text(encoding="utf-8")
+    assert "OCR read from the" in html and "--ocr to read it back" not in html
 
 
 def test_render_writes_tiers_and_layout(tmp_path, capsys):
