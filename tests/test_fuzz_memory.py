@@ -177,3 +177,15 @@ def test_read_page_with_the_onnxruntime_ocr_engine(texts, page):
             assert page not in sealed or isinstance(page, bool)
             return
         assert page in sealed and isinstance(read, str)
+
+
+def test_a_schedule_that_starts_at_gundam_seals_pages_of_any_side():
+    # Sealing at Gundam (1280 px) once failed with "unknown tier" whenever page_px was not 1280.
+    schedule = {"steps": [{"tier": "gundam", "until": 1}, {"tier": "tiny", "until": 9}]}
+    with OpticalMemory.open(":memory:", "g", {**CONFIG, "schedule": schedule, "retrieval": {"enabled": False}}) as mem:
+        for i in range(8):
+            mem.add("user", f"turn {i} " + "the replica sends row changes " * 30, timestamp=i)
+        sealed = [p for p in mem.pages() if p.sealed]
+        assert len(sealed) >= 3 and sealed[-1].tier == "gundam" and sealed[0].tier == "tiny"
+        assert mem.page_image(sealed[-1].number).size == (1280, 1280)
+        assert mem.page_image(sealed[0].number).size == (512, 512)
