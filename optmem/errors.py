@@ -21,11 +21,17 @@ def check_text(value: object, name: str, error: type[InvalidArgument] = InvalidA
     return value
 
 
+MAX_COUNT = 2**63 - 1  # the largest integer a store column holds; a larger page number cannot exist
+
+
 def check_count(value: object, name: str, *, minimum: int = 1) -> int:
-    """``value`` as a whole number >= ``minimum``: ints and numpy integers, never bools or floats."""
+    """``value`` as a whole number in [``minimum``, MAX_COUNT]: ints and numpy integers, never
+    bools or floats."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidArgument(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = operator.index(value)
     if value < minimum:
         raise InvalidArgument(f"{name} must be an integer >= {minimum}, got {value}")
+    if value > MAX_COUNT:
+        raise InvalidArgument(f"{name} must be an integer >= {minimum} and <= {MAX_COUNT}, got {value}")
     return value

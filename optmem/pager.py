@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from optmem.ledger import extract_exact_strings
 from optmem.store import TurnPos, TurnRow
-from renderers import Line, PageLayout, RenderConfig, Tier, TurnInput, draw_page, layout_pages
+from renderers import Line, PageLayout, RenderConfig, Tier, TurnInput, downsample, draw_page, encode_png, layout_pages
 from renderers.config import line_pitch
 
 # Characters a page holds at most, as a first guess (dense English is ~5.4k, Chinese ~2.6k); a
@@ -153,7 +153,8 @@ class Pager:
             c1 = len(inputs[ti1].text)
         body = "\n".join(inputs[seg.turn_index].text[seg.start:seg.end] for seg in layout.segments)
         tier = self.first_tier
-        png = page.png if tier.side == page.side else page.at(tier).png
+        # Resampled as a tier move does it: page.at() knows only the view tiers, not Gundam's 1280 px.
+        png = page.png if tier.side == page.side else encode_png(downsample(page.image, tier.side))
         return SealedPage(
             first=TurnPos(inputs[ti0].number, c0), last=TurnPos(inputs[ti1].number, c1),
             last_timestamp=turns[ti1].timestamp,

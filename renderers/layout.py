@@ -26,6 +26,9 @@ def normalize_turns(turns: Turns) -> list[TurnInput]:
         return [TurnInput("", turns, number=1)]
     if isinstance(turns, TurnInput):
         turns = [turns]
+    if not isinstance(turns, Sequence):
+        raise TypeError(f"turns must be a str, a TurnInput or a sequence of them or of (role, text) pairs, "
+                        f"got {type(turns).__name__}")
     out = []
     for i, t in enumerate(turns):
         if isinstance(t, TurnInput):

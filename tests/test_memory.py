@@ -10,10 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from optmem import BudgetError, InvalidTurn, MemoryConfig, OpticalMemory, PinError
+from optmem.codec.segments import TextSegment
 from optmem.demo import build_conversation
 from optmem.memory import MAX_SEALS_PER_ADD
 from optmem.store import open_store
 from optmem.modes import tier_side
+from optmem.tokens import count_tokens
 from optmem.store import UnknownConversation
 
 NO_RETRIEVAL = {"retrieval": {"enabled": False}}
@@ -68,7 +70,12 @@ def test_context_positions_are_exact_and_inside_the_budget(conversation):
         for budget in (8192, 4000, 2500):
             ctx = mem.context(budget=budget)
             assert ctx.positions <= budget
-            assert ctx.positions == 1 + sum(s.positions for s in ctx.segments)
+            # Counted from outside the assembler: BOS, DeepSeek-OCR's vision tokens per page
+            # ((side/64)^2, a newline per grid row, one view separator) and the codec's text tokens.
+            slots = {"tiny": 73, "small": 111, "base": 273, "large": 421}
+            images = sum(slots[s.tier] for s in ctx.segments if s.kind == "page")
+            text = sum(count_tokens(seg.text) for seg in ctx.codec_segments() if isinstance(seg, TextSegment))
+            assert ctx.positions == 1 + images + text
         tight = mem.context(budget=2500)
         loose = mem.context(budget=8192)
         assert sum(s.kind == "page" for s in tight.segments) < sum(s.kind == "page" for s in loose.segments)

@@ -4,6 +4,7 @@ its API accepts. Frozen pydantic models that forbid unknown keys, loadable from 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
@@ -164,6 +165,9 @@ def load_profile(spec: Profile | str | Path | Mapping) -> Profile:
         return Profile.model_validate(dict(spec))
     if isinstance(spec, str) and spec in BUILTIN:
         return BUILTIN[spec]
+    if not isinstance(spec, (str, os.PathLike)):
+        raise UnknownProfile(f"unknown profile {spec!r}: a profile is a built-in name ({', '.join(BUILTIN)}), "
+                             f"a TOML file path or a mapping, not {type(spec).__name__}")
     path = Path(spec)
     if path.suffix == ".toml" or path.exists():
         return Profile.model_validate(read_toml(path, what="profile file"))
