@@ -401,13 +401,14 @@ class OpticalMemory:
         if start.turn > last_memory_turn:
             return None
         turns = self._store.turns(self._conv, start.turn, last_memory_turn)
+        text = "\n".join((t.text or "")[start.char:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
         strings: tuple[str, ...] = ()
         if self.config.ledger.enabled:
-            text = "\n".join((t.text or "")[start.char:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
             strings = tuple(extract_exact_strings(text)[: self.config.ledger.max_strings_per_page])
+        # Its text's tokens, so that a nearly empty open page is never sent as an image dearer than its text.
         return MemoryPage(number=self._store.last_page_number(self._conv) + 1, tier=self.config.schedule.steps[0].tier,
                           first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
-                          image_source=_OpenImage(lambda: self._pager.draw_open(turns, start)))
+                          image_source=_OpenImage(lambda: self._pager.draw_open(turns, start)), text_tokens=_count(text))
 
     def context(self, query: str | None = None, budget: int | None = None, *, system: str | None = None) -> Context:
         """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory
