@@ -154,6 +154,7 @@ class _OpenImage:
     def __init__(self, draw):
         self._draw = draw
         self._page = None
+        self._pngs: dict[int, bytes] = {}
 
     def _drawn(self):
         if self._page is None:
@@ -166,7 +167,11 @@ class _OpenImage:
 
     def png(self, side: int) -> bytes:
         page = self._drawn()
-        return page.png if side == page.side else encode_png(self.image(side))
+        if side == page.side:
+            return page.png
+        if side not in self._pngs:  # every export of the context sends it: resample and encode once
+            self._pngs[side] = encode_png(self.image(side))
+        return self._pngs[side]
 
 
 class OpticalMemory:
