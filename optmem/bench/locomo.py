@@ -187,7 +187,8 @@ def summarise(questions: list[dict], paged: Collection[str]) -> dict:
 
 
 COLUMNS = (
-    ("system", "the memory system compared, every one at the same budget of positions"),
+    ("system", "the memory system compared, each at the same budget of positions but full (the whole "
+               "conversation as text, the unbounded reference)"),
     ("questions", "LoCoMo questions asked (those whose evidence turns are all in the conversation)"),
     ("evidence as text %", "share of the question's evidence turns (LoCoMo's dia_ids) present in the context as "
                            "text: a recent turn, or a page re-expanded to text"),
@@ -247,9 +248,9 @@ def evidence_figure(cfg: LocomoConfig, summ: dict, names: list[str], cats: list[
     ax.set_xticks(range(len(cats)), [f"{g} {CATEGORIES.get(int(g), '')}\n(n={summ['by_category'][g][names[0]]['n']})"
                                      if names[0] in summ["by_category"][g] else g for g in cats])
     ax.set_xlabel("LoCoMo question category")
-    ax.set_ylabel("evidence turns in context (%): solid as text, hatched at least as page")
+    ax.set_ylabel("evidence turns in context (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(f"LoCoMo evidence recall at budget {cfg.budget}")
+    ax.set_title(f"LoCoMo evidence recall at budget {cfg.budget}: solid as text, hatched at least as page")
     ax.legend(fontsize=8)
     return fig
 
