@@ -4,8 +4,8 @@
 
 One conversation (optmem's demo conversation, ``optmem.demo.build_conversation``: generated, no
 data files) is added to a memory per reader profile; then ``--contexts`` fresh contexts are built
-at ``--budget``, and each export is timed on its first call for each fresh context ("first") and
-``--repeats`` times more on one of them ("warm"). Bytes: the request as JSON (``json.dumps``), what
+at ``--budget`` for each export, which is timed on its first call on each ("first": it draws the open
+page's image) and ``--repeats`` times more on one of them ("warm"). Bytes: the request as JSON (``json.dumps``), what
 goes over the wire before HTTP framing. Goal (issue 10): ``to_messages()`` p95 <= 20 ms at 8192.
 Writes benchmarks/results/export_speed.{json,md}.
 """
@@ -46,8 +46,9 @@ def measure(profile: str, turns, *, budget: int, contexts: int, repeats: int) ->
     with OpticalMemory.open(":memory:", "export", cfg) as mem:
         for i, (role, text) in enumerate(turns):
             mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
-        fresh = [mem.context(None, budget) for _ in range(contexts)]
         for name, export in EXPORTS.items():
+            # contexts of their own per export: a first call must not find what another export drew
+            fresh = [mem.context(None, budget) for _ in range(contexts)]
             first, warm, request = [], [], None
             for ctx in fresh:
                 dt, request = _timed(export, ctx)
