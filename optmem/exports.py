@@ -79,7 +79,7 @@ def _turns(ctx: Context, profile: Profile) -> list[tuple[Role, list[_Part]]]:
             items += [("user", s.label), ("user", _Image(data, media_type, detail))]
         elif s.kind in ("ledger", "expanded"):
             items.append(("user", escape_image_placeholder(s.text)))
-        else:
+        elif s.body.strip():  # a blank turn says nothing, whoever's it is (as optmem.reader prices it)
             items.append((chat_role(s.role), escape_image_placeholder(chat_turn_text(s.role, s.body))))
     items = [(role, p) for role, p in items if isinstance(p, _Image) or p.strip()]
     memory_first = bool(ctx.segments) and ctx.segments[0].kind != "turn"

@@ -30,7 +30,7 @@ from optmem.config import MemoryConfig, load_config
 from optmem.errors import InvalidArgument, check_count, check_text
 from optmem.excerpts import excerpt_turns, whole_turns
 from optmem.ledger import extract_exact_strings
-from optmem.pager import OpenPageFill, Pager, SealedPage
+from optmem.pager import PAGE_CHARS_GUESS, OpenPageFill, Pager, SealedPage
 from optmem.reader import Reader
 from optmem.reexpand import ReexpandEngine
 from optmem.reexpander import Reexpander, open_image
@@ -409,15 +409,17 @@ class OpticalMemory:
         if start.turn > last_memory_turn:
             return None
         turns = self._store.turns(self._conv, start.turn, last_memory_turn)
+        text = "\n".join((t.text or "")[start.char:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
+        text = text[: 2 * PAGE_CHARS_GUESS]  # what the open page can show (it is one page, even with a backlog)
         strings: tuple[str, ...] = ()
         if self.config.ledger.enabled:
-            text = "\n".join((t.text or "")[start.char:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
             strings = tuple(extract_exact_strings(text)[: self.config.ledger.max_strings_per_page])
+        # Its text's tokens, so that a nearly empty open page is never sent as an image dearer than its text.
         return MemoryPage(number=self._store.last_page_number(self._conv) + 1, tier=self.config.schedule.steps[0].tier,
                           first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
                           image_source=_OpenImage(("open", self._conv, start, last_memory_turn),
                                                   lambda: self._pager.draw_open(turns, start), self._open_drawn,
-                                                  self._sent))
+                                                  self._sent), text_tokens=_count(text))
 
     def context(self, query: str | None = None, budget: int | None = None, *, system: str | None = None) -> Context:
         """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory

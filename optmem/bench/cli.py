@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
-from . import fidelity, locomo, niah, scale, schedule
+from . import cost, fidelity, locomo, niah, scale, schedule
 
-_MODULES = {"niah": niah, "locomo": locomo, "fidelity": fidelity, "scale": scale, "schedule": schedule}
+_MODULES = {"niah": niah, "locomo": locomo, "fidelity": fidelity, "scale": scale, "schedule": schedule,
+            "cost": cost}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -27,7 +28,7 @@ def add_bench_subparsers(bench: argparse.ArgumentParser) -> None:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``bench`` to a top-level ``add_subparsers()`` object. The chosen benchmark runs via
     ``args.func(args)`` (returns an exit code)."""
-    bench = subparsers.add_parser("bench", help="run a benchmark (niah, locomo, fidelity, scale, schedule)",
+    bench = subparsers.add_parser("bench", help="run a benchmark (" + ", ".join(_MODULES) + ")",
                                   description="Benchmarks comparing optmem with plain-text alternatives at the same budget.")
     add_bench_subparsers(bench)
     return bench

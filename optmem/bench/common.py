@@ -7,23 +7,72 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Sequence
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from optmem.config import MemoryConfig, load_config, read_toml
 
 DEFAULT_SEED = 1234
-DEFAULT_OUT = Path("benchmarks") / "results"
-# The shared benchmark data lives beside the repository, never inside it.
-DEFAULT_DATA = Path("..") / "shared" / "data"
+# The source tree this module was loaded from: its commit is the code a run uses, wherever the
+# user's working directory is.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+DATA_ENV = "OPTMEM_BENCH_DATA"
+# What each data set is, where it comes from and the flags that name it: every missing-data error
+# says this, so nobody has to read the code to find out what a benchmark wants.
+DATA_SETS = {
+    "essays": ("pg_essays", "--essays DIR",
+               "a directory of *.txt files, one Paul Graham essay per file, UTF-8 (the classic "
+               "needle-in-a-haystack corpus: github.com/gkamradt/LLMTest_NeedleInAHaystack, MIT)"),
+    "locomo": ("locomo/locomo5_dev.json", "--data FILE (bench locomo) or --locomo FILE (bench niah, schedule)",
+               "LoCoMo's JSON (github.com/snap-research/LoCoMo, data/locomo10.json or a subset of it): a list "
+               "of objects with 'conversation' (sessions of turns with speaker, dia_id, text) and 'qa'"),
+}
+
+
+def data_root() -> Path:
+    """Where the benchmark data is looked for: ``$OPTMEM_BENCH_DATA``, else ``shared/data`` beside
+    the source checkout (never inside it: the data is not the project's to ship)."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env) if env else _SOURCE_ROOT.parent / "shared" / "data"
 
 
 def default_data(*parts: str) -> Path:
-    return DEFAULT_DATA.joinpath(*parts)
+    return data_root().joinpath(*parts)
+
+
+def data_help(name: str) -> str:
+    """An argparse help line for a data flag: what the data is and its default."""
+    rel, _, layout = DATA_SETS[name]
+    return f"{layout}; default {default_data(*rel.split('/'))} (${DATA_ENV}/{rel})"
+
+
+def missing_data(name: str, path: Path, problem: str) -> str:
+    """The message of a missing-data error: what was wrong, the flag to pass, the layout expected."""
+    rel, flag, layout = DATA_SETS[name]
+    return (f"{problem} at {path}: pass {flag}, {layout}; or set ${DATA_ENV} to a directory holding {rel} "
+            "(docs/benchmarks.md, 'Data')")
+
+
+def default_out(cwd: Path | None = None) -> Path:
+    """Where results go unless ``--out`` says: ``benchmarks/results`` of the checkout when run from
+    inside it (the committed results), else ``./optmem-bench-results``: an installed optmem never
+    writes into site-packages nor scatters a ``benchmarks/`` folder into the user's directory."""
+    cwd = (cwd or Path.cwd()).resolve()
+    checkout = (_SOURCE_ROOT / "benchmarks").is_dir() and (_SOURCE_ROOT / "pyproject.toml").is_file()
+    if checkout and cwd.is_relative_to(_SOURCE_ROOT):
+        return _SOURCE_ROOT / "benchmarks" / "results"
+    return cwd / "optmem-bench-results"
+
+
+def add_out_argument(p) -> None:
+    p.add_argument("--out", type=Path, default=default_out(),
+                   help="results directory (default: benchmarks/results when run inside the optmem checkout, "
+                        "else ./optmem-bench-results)")
 
 
 class BenchConfig(BaseModel):
@@ -55,11 +104,6 @@ def memory_config(base: Any = None, **overrides: Any) -> MemoryConfig:
     if overrides:
         cfg = MemoryConfig.model_validate({**cfg.model_dump(), **overrides})
     return cfg
-
-
-# The source tree this module was loaded from: its commit is the code a run uses, wherever the
-# user's working directory is.
-_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -96,7 +140,7 @@ class RunStart:
     load: tuple[float, float, float]
 
     @classmethod
-    def now(cls) -> "RunStart":
+    def now(cls) -> RunStart:
         return cls(git_commit(), os.getloadavg())
 
 
@@ -181,7 +225,7 @@ class Report:
         meta = {
             "benchmark": self.name,
             "quick": quick,
-            "finished_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "finished_utc": datetime.now(UTC).replace(microsecond=0).isoformat(),
             "commit": started.commit,
             "machine": machine(),
             "argv": sys.argv,

@@ -18,12 +18,21 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, Field, model_validator
 
 from optmem.config import MemoryConfig
-
 from optmem.modes import tier_slots, tier_vision_tokens
 from optmem.tokens import count_tokens, default_tokenizer
 
 from .common import (
-    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, new_figure, progress,
+    DEFAULT_SEED,
+    BenchConfig,
+    MemoryConfigField,
+    Report,
+    RunStart,
+    add_out_argument,
+    data_help,
+    default_data,
+    md_table,
+    new_figure,
+    progress,
 )
 from .haystack import load_essays
 
@@ -67,7 +76,7 @@ class FidelityConfig(BenchConfig):
     seed: int = DEFAULT_SEED
 
     @model_validator(mode="after")
-    def _model_engine_has_weights(self) -> "FidelityConfig":
+    def _model_engine_has_weights(self) -> FidelityConfig:
         if self.engines and "model" in self.engines and self.model_dir is None:
             raise ValueError("engines: 'model' needs model_dir (a local DeepSeek-OCR weights directory)")
         return self
@@ -215,6 +224,12 @@ def render_report(cfg: FidelityConfig, out: dict, report: Report) -> dict:
                                                      if t in cells else "-" for t in tiers]])
             report.add(f"{lang.upper()} pages, engine {engine}: precision / compression / CER per tier",
                        md_table(["text tokens", "pages", *[f"{t} ({tier_vision_tokens(t)} tok)" for t in tiers]], rows))
+    report.add("Columns of the per-tier tables",
+               "- **text tokens**: the bin of DeepSeek tokens of text a page holds\n"
+               "- **pages**: pages in the bin\n"
+               "- **<tier> (N tok)**: pages at that tier (N vision tokens) read back by the engine: precision % "
+               "(share of the read-back text's characters that match the page's text, Fox's measure), compression "
+               "× (text tokens / vision tokens) and CER % (character error rate against the page's text)")
     pages = {r["page_hash"]: r["text_tokens"] for r in out["rows"]}
     comp = []
     if pages:
@@ -224,7 +239,9 @@ def render_report(cfg: FidelityConfig, out: dict, report: Report) -> dict:
                          round(min(ratios), 2), round(max(ratios), 2)])
     report.add("Compression at each tier (text tokens / vision tokens over all pages; decoder slots add one "
                "newline per grid row and a separator; Gundam = 2×2 640 px tiles + the 1024 global view)",
-               md_table(["tier", "vision tokens", "decoder slots", "mean ratio", "min", "max"], comp))
+               md_table(["tier", "vision tokens", "decoder slots", "mean ratio", "min", "max"], comp)
+               + "\n\nvision tokens: the encoder's tokens for a page at the tier; decoder slots: the positions it "
+               "takes in the decoder; mean ratio / min / max: text tokens over vision tokens across the pages.")
     out["compression"] = [dict(zip(("tier", "vision_tokens", "slots", "mean_ratio", "min_ratio", "max_ratio"), c)) for c in comp]
     if out["missing_bins"]:
         report.add("Bins with no page", "The render config could not fill a single page to these sizes:\n\n"
@@ -252,11 +269,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiers", nargs="+", choices=TIERS)
     p.add_argument("--engines", nargs="+", choices=ENGINES, help="default: every available engine")
     p.add_argument("--model-dir", type=Path, help="local DeepSeek-OCR weights directory (adds the 'model' engine)")
-    p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"), help=data_help("essays"))
     p.add_argument("--zh-text", type=Path, help="UTF-8 Chinese text to fill pages (default: tokenizer vocabulary words)")
     p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML; its [render] section is used")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_out_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> FidelityConfig:

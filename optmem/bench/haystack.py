@@ -12,6 +12,8 @@ from typing import Literal, get_args
 
 from optmem.tokens import count_tokens
 
+from .common import missing_data
+
 HaystackKind = Literal["pg", "locomo"]
 HAYSTACKS: tuple[str, ...] = get_args(HaystackKind)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -29,7 +31,7 @@ def load_essays(directory: Path) -> list[str]:
     directory = Path(directory)
     files = sorted(directory.glob("*.txt"))
     if not files:
-        raise FileNotFoundError(f"no *.txt essays in {directory} (expected the Paul Graham essays)")
+        raise FileNotFoundError(missing_data("essays", directory, "no *.txt essays"))
     return [f.read_text(encoding="utf-8") for f in files]
 
 
@@ -78,10 +80,10 @@ def parse_locomo_time(value: str) -> datetime:
 def load_locomo(path: Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"LoCoMo data not found at {path}")
+        raise FileNotFoundError(missing_data("locomo", path, "no LoCoMo file"))
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, list) or not all(isinstance(c, dict) and "conversation" in c and "qa" in c for c in data):
-        raise ValueError(f"{path} is not LoCoMo data: expected a list of objects with 'conversation' and 'qa'")
+        raise ValueError(missing_data("locomo", path, "not LoCoMo data"))
     return data
 
 

@@ -14,15 +14,26 @@ import argparse
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Collection, Literal, Sequence, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
 from optmem.config import MemoryConfig
 
 from .common import (
-    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, memory_config,
+    DEFAULT_SEED,
+    BenchConfig,
+    MemoryConfigField,
+    Report,
+    RunStart,
+    add_out_argument,
+    data_help,
+    default_data,
+    md_table,
+    memory_config,
+    new_figure,
     progress,
 )
 from .haystack import load_locomo, locomo_turns
@@ -175,36 +186,77 @@ def summarise(questions: list[dict], paged: Collection[str]) -> dict:
     return out
 
 
+COLUMNS = (
+    ("system", "the memory system compared, each at the same budget of positions but full (the whole "
+               "conversation as text, the unbounded reference)"),
+    ("questions", "LoCoMo questions asked (those whose evidence turns are all in the conversation)"),
+    ("evidence as text %", "share of the question's evidence turns (LoCoMo's dia_ids) present in the context as "
+                           "text: a recent turn, or a page re-expanded to text"),
+    ("at least as page %", "the same share counting also turns present only as an in-context page image"),
+    ("answer contained %", "share of questions whose gold answer, normalised as LoCoMo's own evaluation does "
+                           "(lower case, no punctuation or articles), occurs in the context's text; a page image "
+                           "counts only through its ledger; category 5 has no answer and is not scored"),
+    ("mean positions", "mean input tokens of the context, the query included (the reader's tokens: DeepSeek-OCR "
+                       "decoder positions unless --config names another model)"),
+    ("LLM F1 %", "with --llm: token F1 of the model's answer against the gold answer, LoCoMo's metric"),
+)
+
+
 def render_report(cfg: LocomoConfig, out: dict, report: Report) -> dict:
     summ, names = out["summary"], list(cfg.systems)
+    llm = any("llm_f1" in per.get(n, {}) for per in summ["by_category"].values() for n in names)
+    headers = [h for h, _ in COLUMNS if llm or h != "LLM F1 %"]
     for group, title in (("1-4", "categories 1–4"), ("5", "category 5 (adversarial), reported apart")):
         per = summ["by_category"].get(group)
         if not per:
             continue
         rows = [[n, per[n]["n"], per[n]["evidence_text"], per[n]["evidence_page"], per[n]["answer_contained"],
-                 per[n]["mean_positions"]] for n in names if n in per]
-        report.add(f"Evidence recall per system at budget {cfg.budget}, {title}",
-                   "evidence as text: share of evidence turns present as text (recent turn or re-expanded page); "
-                   "at least as page: also counting turns present only as an in-context page image.\n\n"
-                   + md_table(["system", "questions", "evidence as text %", "at least as page %",
-                               "answer contained %", "mean positions"], rows))
+                 per[n]["mean_positions"], *([per[n].get("llm_f1")] if llm else [])] for n in names if n in per]
+        report.add(f"Evidence recall per system at budget {cfg.budget}, {title}", md_table(headers, rows))
+    report.add("Columns", "\n".join(f"- **{h}**: {d}" for h, d in COLUMNS if h in headers))
     cats = sorted((g for g in summ["by_category"] if g.isdigit()), key=int)
     rows = [[f"{g} {CATEGORIES.get(int(g), '')}", *[summ["by_category"][g].get(n, {}).get("evidence_text") for n in names]]
             for g in cats]
-    report.add("Evidence as text (%) by category", md_table(["category", *names], rows))
+    report.add("Evidence as text (%) by category", "Rows: LoCoMo's question categories; columns: systems; cells: "
+               "evidence as text %, as above.\n\n" + md_table(["category", *names], rows))
     if summ["optmem_evidence_where"]:
         total = sum(summ["optmem_evidence_where"].values())
         report.add("optmem: where the evidence turns are (categories 1–4)",
-                   md_table(["where", "turns", "share %"],
-                            [[k, v, round(100 * v / total, 1)] for k, v in sorted(summ["optmem_evidence_where"].items())]))
-    report.add("Conversations", md_table(["conversation", "turns", "text tokens", "questions", "optmem pages", "optmem ingest s"],
-                                         [[c["conversation"], c["turns"], c["text_tokens"], c["questions"],
-                                           c.get("optmem_pages", "-"), c.get("optmem_ingest_s", "-")] for c in out["conversations"]]))
-    return {}
+                   "where: turn (a recent text turn), expanded:verbatim / expanded:ocr (its page re-expanded to text "
+                   "from the archive / by OCR), page:<tier> (only its page image, at that tier), absent (not in the "
+                   "context); turns: evidence turns there; share %: of all evidence turns.\n\n"
+                   + md_table(["where", "turns", "share %"],
+                              [[k, v, round(100 * v / total, 1)] for k, v in sorted(summ["optmem_evidence_where"].items())]))
+    report.add("Conversations", "text tokens: the conversation as text, in DeepSeek tokens; optmem pages / ingest s: "
+               "pages optmem sealed and the seconds its ingest took.\n\n"
+               + md_table(["conversation", "turns", "text tokens", "questions", "optmem pages", "optmem ingest s"],
+                          [[c["conversation"], c["turns"], c["text_tokens"], c["questions"],
+                            c.get("optmem_pages", "-"), c.get("optmem_ingest_s", "-")] for c in out["conversations"]]))
+    return {"evidence": evidence_figure(cfg, summ, names, cats)} if cats else {}
+
+
+def evidence_figure(cfg: LocomoConfig, summ: dict, names: list[str], cats: list[str]):
+    """Grouped bars: evidence as text (solid) and at least as page (hatched, behind) per category."""
+    fig, (ax,) = new_figure(1, width=max(6.0, 1.4 * len(cats) * max(len(names), 1) / 2))
+    width = 0.8 / max(len(names), 1)
+    for i, n in enumerate(names):
+        xs = [c + (i - (len(names) - 1) / 2) * width for c in range(len(cats))]
+        page = [summ["by_category"][g].get(n, {}).get("evidence_page") or 0 for g in cats]
+        text = [summ["by_category"][g].get(n, {}).get("evidence_text") or 0 for g in cats]
+        ax.bar(xs, page, width, color=f"C{i}", alpha=0.3, hatch="//")
+        ax.bar(xs, text, width, color=f"C{i}", label=n)
+    ax.set_xticks(range(len(cats)), [f"{g} {CATEGORIES.get(int(g), '')}\n(n={summ['by_category'][g][names[0]]['n']})"
+                                     if names[0] in summ["by_category"][g] else g for g in cats])
+    ax.set_xlabel("LoCoMo question category")
+    ax.set_ylabel("evidence turns in context (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"LoCoMo evidence recall at budget {cfg.budget}: solid as text, hatched at least as page")
+    ax.legend(fontsize=8)
+    return fig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, default=default_data("locomo", "locomo5_dev.json"), help="LoCoMo JSON")
+    p.add_argument("--data", type=Path, default=default_data("locomo", "locomo5_dev.json"), help=data_help("locomo"))
     p.add_argument("--quick", action="store_true", help="the first 14 sessions of conversation 0, 20 questions spread over them")
     p.add_argument("--conversations", type=int, nargs="+", help="conversation indices in the file")
     p.add_argument("--max-sessions", type=int)
@@ -216,7 +268,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML")
     p.add_argument("--llm", help="OpenAI-compatible base URL: also score the model's answers (token F1)")
     p.add_argument("--llm-model", default="default")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_out_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> LocomoConfig:

@@ -14,20 +14,38 @@ import argparse
 import random
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Sequence
+from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
 from optmem.config import MemoryConfig
 
 from .common import (
-    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, memory_config,
-    new_figure, progress,
+    DEFAULT_SEED,
+    BenchConfig,
+    MemoryConfigField,
+    Report,
+    RunStart,
+    add_out_argument,
+    data_help,
+    default_data,
+    md_table,
+    memory_config,
+    new_figure,
+    progress,
 )
 from .haystack import (
-    HAYSTACKS, DialogTurn, HaystackKind, essay_turns, insert_sentence, load_essays, load_locomo, locomo_haystack,
+    HAYSTACKS,
+    DialogTurn,
+    HaystackKind,
+    essay_turns,
+    insert_sentence,
+    load_essays,
+    load_locomo,
+    locomo_haystack,
 )
 from .needles import NEEDLE_KINDS, NeedleKind, make_needle
 from .protocol import PagedView, Transcript
@@ -213,11 +231,18 @@ def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
     report.add(f"Needle recall (string_match_all, %) by where the needle sits in optmem, budget {cfg.budget}",
                "Rows: the needle's age class under optmem's schedule (recent text, or the tier its page is stored "
                "at). Every system sees the same conversations.\n\n"
-               + md_table(["needle age class", "n", *names], rows))
+               + md_table(["needle age class", "n", *names], rows)
+               + "\n\nneedle age class: where optmem holds the needle's turn (text: a recent turn; a tier: its page, "
+               "stored at that tier; evicted: past the schedule's last step); n: samples; one column per system: "
+               "RULER's string_match_all, the share of the needle's gold strings found in the system's context "
+               "text (%), averaged over samples. A page image counts only through its ledger text.")
     rows = [[r["haystack"], r["length"], r["age"], *[r.get(n) for n in names]] for r in summ["recall_by_length_age"]]
     report.add("Recall by haystack × conversation length (text tokens) × needle age (turns ago)",
-               md_table(["haystack", "length", "age", *names], rows))
-    report.add("Positions used (mean)", md_table(["system", "positions"], [[n, summ["mean_positions"][n]] for n in names]))
+               md_table(["haystack", "length", "age", *names], rows)
+               + "\n\nhaystack: pg (essays) or locomo (dialogue); length: the conversation in text tokens; age: "
+               "turns between the needle and the question; systems: string_match_all (%) as above.")
+    report.add("Positions used (mean)", "positions: the context's mean input tokens in the reader's units, the "
+               "question included; every system is held to the same budget but the full text.\n\n" + md_table(["system", "positions"], [[n, summ["mean_positions"][n]] for n in names]))
     om = [n for n in names if n in summ["needle_where"]]
     if om:
         tiers = sorted({t for n in om for t in summ["needle_where"][n]})
@@ -232,21 +257,29 @@ def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
     if out["skipped"]:
         report.add("Skipped grid points", md_table(["haystack", "length", "needle", "age", "why"],
                                                    [[s["haystack"], s["length"], s["needle"], s["age"], s["why"]] for s in out["skipped"]]))
+    from matplotlib.ticker import NullLocator
+
     all_lengths = sorted(set(cfg.lengths) | set(cfg.locomo_lengths or ()))
     fig, axes = new_figure(len(all_lengths), width=5.0)
+    styles = ("-", "--", "-.", ":")
     for ax, length in zip(axes, all_lengths):
         # Averaged over haystacks (the table above has them apart).
         pts = _average_haystacks([r for r in summ["recall_by_length_age"] if r["length"] == length], names)
+        ages = [r["age"] for r in pts]
         for i, n in enumerate(names):
-            # Systems often tie at 0 or 100: a small vertical offset keeps every line visible.
-            off = (i - (len(names) - 1) / 2) * 1.5
-            ys = [None if r.get(n) is None else r[n] + off for r in pts]
-            ax.plot([r["age"] for r in pts], ys, marker="osD^v"[i % 5], label=n, alpha=0.85)
+            # Systems often tie at 0 or 100: the values are plotted as they are, and tied lines stay
+            # visible by their styles and by markers that shrink from the first system to the last.
+            ys = [r.get(n) for r in pts]
+            ax.plot(ages, ys, linestyle=styles[i % len(styles)], marker="osD^v"[i % 5],
+                    markersize=10 - 6 * i / max(len(names) - 1, 1), markerfacecolor="none", label=n, alpha=0.9)
         ax.set_xscale("symlog", linthresh=4)
+        ax.set_xticks(ages, [str(a) for a in ages])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"{length:,} text tokens, budget {cfg.budget}")
-        ax.set_xlabel("needle age (turns ago)")
-        ax.set_ylabel("string_match_all (%), lines offset ±3 to stay visible")
+        ax.set_xlabel("needle age (turns before the question)")
+        ax.set_ylabel("needle recall: string_match_all (%)")
         ax.set_ylim(-5, 105)
+        ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     return {"recall": fig}
 
@@ -262,12 +295,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--systems", nargs="+", choices=tuple(SYSTEMS), help=f"default: {' '.join(DEFAULT_SYSTEMS)}")
     p.add_argument("--budget", type=int, default=8192)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
-    p.add_argument("--locomo", type=Path, default=default_data("locomo", "locomo5_dev.json"))
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"), help=data_help("essays"))
+    p.add_argument("--locomo", type=Path, default=default_data("locomo", "locomo5_dev.json"), help=data_help("locomo"))
     p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML (schedule, render, ...)")
     p.add_argument("--llm", help="OpenAI-compatible base URL: also score the model's answers")
     p.add_argument("--llm-model", default="default")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_out_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> NiahConfig:

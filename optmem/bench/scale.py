@@ -9,16 +9,27 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Sequence
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
 from optmem.config import MemoryConfig
 
 from .common import (
-    DEFAULT_OUT, DEFAULT_SEED, BenchConfig, MemoryConfigField, Report, RunStart, default_data, md_table, new_figure,
-    percentile, progress,
+    DEFAULT_SEED,
+    BenchConfig,
+    MemoryConfigField,
+    Report,
+    RunStart,
+    add_out_argument,
+    data_help,
+    default_data,
+    md_table,
+    new_figure,
+    percentile,
+    progress,
 )
 from .haystack import essay_turns, load_essays
 
@@ -36,7 +47,7 @@ class ScaleConfig(BenchConfig):
     max_turn_tokens: int = Field(default=120, ge=1)
 
     @model_validator(mode="after")
-    def _turn_sizes_ordered(self) -> "ScaleConfig":
+    def _turn_sizes_ordered(self) -> ScaleConfig:
         if self.min_turn_tokens > self.max_turn_tokens:
             raise ValueError(f"min_turn_tokens {self.min_turn_tokens} is above max_turn_tokens {self.max_turn_tokens}")
         return self
@@ -55,7 +66,7 @@ def _rss_bytes() -> int:
 class PeakRSS:
     """Samples this process's resident set every 20 ms while in the ``with`` block."""
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.start = self.peak = _rss_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -148,12 +159,26 @@ COLUMNS = (("turns", "turns"), ("pages", "pages"), ("turns_per_s", "ingest turns
            ("rss_peak_mib", "peak RSS MiB"), ("rss_growth_mib", "RSS growth MiB"))
 
 
+NOTES = {
+    "turns": "turns in the conversation", "pages": "pages sealed from them",
+    "turns_per_s": "turns added per wall-clock second (add() of every turn, rendering and storing pages)",
+    "turns_per_cpu_s": "turns added per second of the process's CPU time",
+    "db_bytes": "size of the SQLite database file afterwards",
+    "context_p50_ms": "median latency of context() without a query", "context_p95_ms": "its 95th percentile",
+    "query_first_ms": "the first context(query): it embeds every page first",
+    "query_p50_ms": "median latency of context(query) after the first", "query_p95_ms": "its 95th percentile",
+    "rss_peak_mib": "peak resident memory of the benchmark process",
+    "rss_growth_mib": "resident memory growth over the measurement",
+}
+
+
 def render_report(cfg: ScaleConfig, out: dict, report: Report) -> dict:
     rows = out["rows"]
     report.add("Scaling", "context: `context()` without a query; query: `context(query)` after the first query "
                "(which embeds all pages and is shown apart). Ingest runs on one thread, so turns per CPU second is "
                "its rate on an idle core even when the machine is shared. RSS: resident set of the benchmark process.\n\n"
                + md_table([h for _, h in COLUMNS], [[r[k] for k, _ in COLUMNS] for r in rows]))
+    report.add("Columns", "\n".join(f"- **{h}**: {NOTES[k]}" for k, h in COLUMNS))
     from matplotlib.ticker import NullFormatter
 
     fig, axes = new_figure(4, width=4.2)
@@ -181,10 +206,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help=f"{', '.join(map(str, QUICK_COUNTS))} turns, 5 repeats")
     p.add_argument("--counts", type=int, nargs="+", help="turn counts (default 1000 10000 100000)")
     p.add_argument("--repeats", type=int)
-    p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"), help=data_help("essays"))
     p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_out_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> ScaleConfig:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import Field, ValidationError
 
@@ -18,7 +19,17 @@ from optmem.config import MemoryConfig
 
 from . import locomo as locomo_bench
 from . import niah as niah_bench
-from .common import DEFAULT_OUT, DEFAULT_SEED, BenchConfig, Report, RunStart, default_data, md_table, new_figure
+from .common import (
+    DEFAULT_SEED,
+    BenchConfig,
+    Report,
+    RunStart,
+    add_out_argument,
+    data_help,
+    default_data,
+    md_table,
+    new_figure,
+)
 from .haystack import HaystackKind
 from .needles import NeedleKind
 
@@ -172,17 +183,29 @@ HEADERS = (("schedule", "schedule"), ("niah_recall", "NIAH recall %"), ("niah_po
            ("locomo_answer", "answer contained %"), ("locomo_positions", "LoCoMo positions"))
 
 
+COLUMN_NOTES = {
+    "schedule": "the schedule's name in the grid file (the sliding window at the same budget is the reference row)",
+    "niah_recall": "needle recall, RULER's string_match_all (%) over the NIAH grid (optmem bench niah)",
+    "niah_positions": "mean positions the NIAH contexts used",
+    "locomo_evidence_text": "share of LoCoMo evidence turns present in the context as text (optmem bench locomo)",
+    "locomo_evidence_page": "the same, counting turns present only as an in-context page image too",
+    "locomo_answer": "share of questions whose normalised gold answer occurs in the context's text",
+    "locomo_positions": "mean positions the LoCoMo contexts used",
+}
+
+
 def render_report(out: dict, report: Report) -> dict:
     report.add("Recall against positions used, per schedule",
                md_table([h for _, h in HEADERS], [[r.get(k, "-") for k, _ in HEADERS] for r in out["rows"]]))
+    report.add("Columns", "\n".join(f"- **{h}**: {COLUMN_NOTES[k]}" for k, h in HEADERS))
     fig, axes = new_figure(2, width=5.5)
     for ax, (rk, pk, title) in zip(axes, (("niah_recall", "niah_positions", "NIAH"),
                                           ("locomo_evidence_text", "locomo_positions", "LoCoMo evidence as text"))):
         for r in out["rows"]:
             if r.get(rk) is not None and r.get(pk) is not None:
                 ax.scatter([r[pk]], [r[rk]], label=r["schedule"])
-        ax.set_xlabel("positions used (mean)")
-        ax.set_ylabel("recall (%)")
+        ax.set_xlabel("positions used (mean, reader tokens)")
+        ax.set_ylabel("NIAH recall: string_match_all (%)" if rk == "niah_recall" else "evidence turns as text (%)")
         ax.set_title(title)
         ax.legend(fontsize=7)
     return {"recall_vs_positions": fig}
@@ -192,10 +215,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("schedules", nargs="?", type=Path, default=EXAMPLE, help=f"grid TOML (default {EXAMPLE})")
     p.add_argument("--quick", action="store_true", help="the niah and locomo --quick grids for every schedule")
     p.add_argument("--only", choices=("niah", "locomo"), help="run one of the two benchmarks")
-    p.add_argument("--essays", type=Path, default=default_data("pg_essays"))
-    p.add_argument("--locomo", type=Path, default=default_data("locomo", "locomo5_dev.json"))
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"), help=data_help("essays"))
+    p.add_argument("--locomo", type=Path, default=default_data("locomo", "locomo5_dev.json"), help=data_help("locomo"))
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_out_argument(p)
 
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:

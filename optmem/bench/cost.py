@@ -1,0 +1,191 @@
+"""`optmem bench cost`: what a dense page costs each reader at each tier, and what it holds.
+
+For every built-in reader profile and every tier a page can age to (gundam, large, base, small,
+tiny): the image the reader is sent for a page stored at that tier (its profile's rung: side and
+detail, as ``optmem.reader.Reader.rung`` picks it), what that image costs the reader, what the
+page's text would cost it instead (counted with the profile's own text counter, on dense English
+pages of the Paul Graham essays and dense Chinese chat pages), the compression ratio (text tokens
+over image tokens: above 1 the image is the cheaper way to carry the page), whether the assembler
+would send the image at all (never when it costs more than the text), and the bytes of the image
+as exported (the stored PNG when the rung's side is the tier's, else the stored tier image
+downsampled to the rung and encoded as the store's resize cache does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from .common import (
+    DEFAULT_SEED,
+    BenchConfig,
+    Report,
+    RunStart,
+    data_help,
+    default_data,
+    default_out,
+    md_table,
+)
+from .haystack import load_essays
+
+TIERS = ("gundam", "large", "base", "small", "tiny")
+LANGS = ("en", "zh")
+
+# The Chinese chat sentences of benchmarks/render_speed.py (the renderer's density benchmark).
+ZH_SENTENCES = (
+    "我们计划把订单数据库从旧集群迁移到新版本，先在测试环境完整演练一遍。",
+    "昨晚的导出任务在第二批数据写完以后就停了，日志里只有一条超时错误。",
+    "副本所在的磁盘几乎满了，所以数据库大约有十分钟拒绝新的写入请求。",
+    "能不能确认一下每周日的清理任务是否还在运行，还是三月份被人关掉了？",
+    "旧发票已经转到冷存储，主库因此腾出了大约四十吉字节的空间。",
+    "我猜重试逻辑把真正的错误藏起来了，因为每次失败看起来都像是超时。",
+    "建议给队列长度加一个监控指标，如果一小时内一直超过一千就报警。",
+    "客户希望看到一份变更摘要，最好写给不看代码的业务同事。",
+    "听起来可以，不过在手机应用更新之前，旧接口最好继续保留。",
+    "说实话，最简单的办法是把报表拆成几个小部分，然后逐个发送。",
+    "谢谢，这个办法有效：仪表盘现在两秒就能打开，以前要将近半分钟。",
+    "上线之前请写清楚回滚步骤，万一周五的迁移出了问题可以马上恢复。",
+    "我不确定这些数字是否准确，因为测试数据只覆盖了本月第一周。",
+    "会议改到周四下午了，安娜会带上设计评审的记录（包括表 audit_log_2019 的分区方案）。",
+    "部署之后缓存是冷的，前几个请求会比较慢，这正是用户注意到的现象！",
+)
+
+
+class CostConfig(BenchConfig):
+    profiles: tuple[str, ...] = Field(default=(), description="built-in profiles; empty: all of them")
+    pages_per_lang: Annotated[int, Field(ge=1)] = 3
+    essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
+    seed: int = DEFAULT_SEED
+
+
+def english_turns(essays: Path, rng: random.Random, max_words: int = 12_000) -> list[tuple[str, str]]:
+    """Chat turns of 20-200 words from the essays, unwrapped (as benchmarks/render_speed.py makes them)."""
+    words = " ".join(re.sub(r"\s+", " ", t) for t in load_essays(essays)).split(" ")[:max_words]
+    turns, i = [], 0
+    while i < len(words):
+        n = rng.randint(20, 200)
+        turns.append(("user" if len(turns) % 2 == 0 else "assistant", " ".join(words[i:i + n])))
+        i += n
+    return turns
+
+
+def chinese_turns(rng: random.Random, n_turns: int = 120) -> list[tuple[str, str]]:
+    return [("user" if i % 2 == 0 else "assistant", "".join(rng.choice(ZH_SENTENCES) for _ in range(rng.randint(1, 8))))
+            for i in range(n_turns)]
+
+
+def dense_pages(cfg: CostConfig) -> dict[str, list]:
+    """``pages_per_lang`` full pages per language (the last, partly filled page never counts)."""
+    from renderers import render_pages
+
+    rng = random.Random(cfg.seed)
+    out = {}
+    for lang, turns in (("en", english_turns(cfg.essays, rng)), ("zh", chinese_turns(rng))):
+        pages = render_pages(turns)[:-1]
+        if len(pages) < cfg.pages_per_lang:
+            raise ValueError(f"{lang}: only {len(pages)} full pages from the text, {cfg.pages_per_lang} asked for")
+        out[lang] = pages[:cfg.pages_per_lang]
+    return out
+
+
+def stored_png(page, tier: str) -> bytes:
+    """The bytes the store keeps for ``page`` at ``tier`` (as optmem.pager seals it)."""
+    from renderers import Tier
+
+    return page.png if Tier(tier).side == page.side else page.at(tier).png
+
+
+def sent_png(page, tier: str, side: int) -> bytes:
+    """The bytes an export sends for ``page`` stored at ``tier``, at ``side`` px (optmem.memory's
+    _StoredImage: the stored bytes, or the stored image downsampled and encoded)."""
+    from renderers import Tier, decode_page_image, downsample, encode_png
+
+    stored = stored_png(page, tier)
+    if Tier(tier).side == side:
+        return stored
+    return encode_png(downsample(decode_page_image(stored), side))
+
+
+def run(cfg: CostConfig) -> dict:
+    from optmem.profiles import BUILTIN
+    from optmem.reader import Reader
+
+    names = cfg.profiles or tuple(BUILTIN)
+    unknown = [n for n in names if n not in BUILTIN]
+    if unknown:
+        raise ValueError(f"profiles: not built in: {unknown}; built in: {list(BUILTIN)}")
+    pages = dense_pages(cfg)
+    rows = []
+    for name in names:
+        profile, reader = BUILTIN[name], Reader(name)
+        for tier in TIERS:
+            rung = reader.rung(tier)
+            image = None if rung is None else profile.rung_tokens(rung)
+            row = {"profile": name, "tier": tier, "rung": None if rung is None else rung.name,
+                   "side": None if rung is None else rung.side, "detail": None if rung is None else rung.detail,
+                   "image_tokens": image}
+            for lang in LANGS:
+                text = [profile.count_text(p.source_text) for p in pages[lang]]
+                mean = statistics.mean(text)
+                row[f"{lang}_text_tokens"] = round(mean, 1)
+                row[f"{lang}_ratio"] = None if image is None else round(mean / image, 2)
+                # the assembler's rule, page by page: the image goes only when it is no dearer than the text
+                row[f"{lang}_sent"] = None if image is None else sum(image <= t for t in text) / len(text)
+                if rung is not None:
+                    sizes = [len(sent_png(p, tier, rung.side)) for p in pages[lang]]
+                    row[f"{lang}_bytes"] = round(statistics.mean(sizes))
+                else:
+                    row[f"{lang}_bytes"] = None
+            rows.append(row)
+    return {"rows": rows, "pages": {lang: len(ps) for lang, ps in pages.items()}}
+
+
+COLUMNS = (
+    ("profile", "profile", "the reader profile (MemoryConfig.model; docs/profiles.md)"),
+    ("tier", "tier", "the age tier the page is stored at (optmem's schedule)"),
+    ("rung", "rung", "the profile's ladder rung sent for that tier ('-': a text reader, no image)"),
+    ("side", "side px", "side of the square image sent"),
+    ("detail", "detail", "the rung's detail (OpenAI's image detail; DeepSeek-OCR's Gundam mode)"),
+    ("image_tokens", "image tokens", "what the image costs the reader (the profile's cost rule)"),
+    ("en_text_tokens", "EN text tokens", "mean reader tokens of a dense English page's text (profile.count_text)"),
+    ("en_ratio", "EN ratio", "EN text tokens / image tokens: the compression; below 1 the image costs more than the text"),
+    ("en_sent", "EN sent", "share of the English pages the assembler would send as this image (0: too dear, sent as text or not at all)"),
+    ("en_bytes", "EN bytes", "mean bytes of the English page image as exported (PNG)"),
+    ("zh_text_tokens", "ZH text tokens", "as EN, dense Chinese pages"),
+    ("zh_ratio", "ZH ratio", "as EN, Chinese"),
+    ("zh_sent", "ZH sent", "as EN, Chinese"),
+    ("zh_bytes", "ZH bytes", "as EN, Chinese"),
+)
+
+
+def render_report(out: dict, report: Report) -> None:
+    report.add("Cost per reader and tier", f"Dense pages: {out['pages']['en']} English, {out['pages']['zh']} Chinese "
+               "(1280 px, the default render config).\n\n"
+               + md_table([h for _, h, _ in COLUMNS], [[r[k] for k, _, _ in COLUMNS] for r in out["rows"]]))
+    report.add("Columns", "\n".join(f"- **{h}**: {d}" for _, h, d in COLUMNS))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profiles", nargs="+", help="built-in profiles (default: all)")
+    p.add_argument("--pages-per-lang", type=int, default=3, help="dense pages per language")
+    p.add_argument("--essays", type=Path, default=default_data("pg_essays"), help=data_help("essays"))
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--out", type=Path, default=default_out(), help="results directory (see docs/benchmarks.md)")
+
+
+def main_args(args: argparse.Namespace) -> dict[str, Path]:
+    cfg = CostConfig(profiles=tuple(args.profiles or ()), pages_per_lang=args.pages_per_lang, essays=args.essays,
+                     seed=args.seed)
+    started, t0 = RunStart.now(), time.perf_counter()
+    out = run(cfg)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    report = Report("cost", cfg.model_dump(mode="json"), results=out, started=started)
+    render_report(out, report)
+    return report.publish(args.out, quick=False)
