@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_import)
 
-        p = sub.add_parser("inspect", help="write a viewer of a database: HTML pages to open in a browser")
+    p = sub.add_parser("inspect", help="write a viewer of a database: HTML pages to open in a browser")
     p.add_argument("db", type=Path)
     p.add_argument("--conversation", help="only this conversation (default: all)")
     p.add_argument("--query", help="also show the context assembled for this query")
