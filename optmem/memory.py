@@ -39,7 +39,7 @@ from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import Tier, downsample, encode_page_image, encode_png, encoding_for_side, format_header
+from renderers import Tier, downsample, encode_png, format_header, reader_image
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
@@ -123,8 +123,7 @@ class _SentImages:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        image = load()
-        png = encode_page_image(image if image.width == side else downsample(image, side), encoding_for_side(side))
+        png = reader_image(load(), side)
         self._cache[key] = png
         if len(self._cache) > self._max:
             self._cache.popitem(last=False)

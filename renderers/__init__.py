@@ -18,6 +18,7 @@ from .export import (
     page_encoding,
     quantize_grey,
     quantized_image,
+    reader_image,
     tier_image,
 )
 from .header import find_headers, format_header, format_timestamp, normalize_separators
@@ -45,6 +46,6 @@ __all__ = [
     "PlacedLine", "RenderConfig", "Run", "Segment", "Tier", "TurnInput", "VIEW_TIERS", "choose_font_px",
     "decode_page_image", "downsample", "draw_layout", "draw_page", "encode_page_image", "encode_png", "encoding_for_side", "export_pages",
     "find_headers", "format_header", "format_timestamp", "gundam_grid", "iter_pages", "layout_pages", "make_page",
-    "normalize_separators", "normalize_turns", "page_encoding", "quantize_grey", "quantized_image", "render_pages",
+    "normalize_separators", "normalize_turns", "page_encoding", "quantize_grey", "quantized_image", "reader_image", "render_pages",
     "scale_lines", "tier_image",
 ]

@@ -117,6 +117,14 @@ def encoding_for_side(side: int) -> str:
     return TIER_ENCODINGS[tier.value]
 
 
+def reader_image(image: Image.Image, side: int) -> bytes:
+    """The bytes a reader is sent for a page image: resized to ``side`` px (its rung) and kept at
+    the grey levels measured for that size (encoding_for_side)."""
+    from .page import downsample
+
+    return encode_page_image(image if image.width == side else downsample(image, side), encoding_for_side(side))
+
+
 def page_encoding(fmt: str) -> PageEncoding:
     try:
         return PAGE_ENCODINGS[fmt]

@@ -103,14 +103,11 @@ def stored_png(page, tier: str) -> bytes:
 
 
 def sent_png(page, tier: str, side: int) -> bytes:
-    """The bytes an export sends for ``page`` stored at ``tier``, at ``side`` px (optmem.memory's
-    _StoredImage: the stored bytes, or the stored image downsampled and encoded)."""
-    from renderers import Tier, decode_page_image, downsample, encode_png
+    """The bytes an export sends for ``page`` stored at ``tier``, at ``side`` px (as optmem.memory
+    makes them from the stored image: renderers.reader_image)."""
+    from renderers import decode_page_image, reader_image
 
-    stored = stored_png(page, tier)
-    if Tier(tier).side == side:
-        return stored
-    return encode_png(downsample(decode_page_image(stored), side))
+    return reader_image(decode_page_image(stored_png(page, tier)), side)
 
 
 def run(cfg: CostConfig) -> dict:
@@ -157,7 +154,7 @@ COLUMNS = (
     ("en_text_tokens", "EN text tokens", "mean reader tokens of a dense English page's text (profile.count_text)"),
     ("en_ratio", "EN ratio", "EN text tokens / image tokens: the compression; below 1 the image costs more than the text"),
     ("en_sent", "EN sent", "share of the English pages the assembler would send as this image (0: too dear, sent as text or not at all)"),
-    ("en_bytes", "EN bytes", "mean bytes of the English page image as exported (PNG)"),
+    ("en_bytes", "EN bytes", "mean bytes of the English page image as exported (grey PNG at the levels renderers.reader_image keeps)"),
     ("zh_text_tokens", "ZH text tokens", "as EN, dense Chinese pages"),
     ("zh_ratio", "ZH ratio", "as EN, Chinese"),
     ("zh_sent", "ZH sent", "as EN, Chinese"),
