@@ -129,6 +129,9 @@ class _SentImages:
             self._cache.popitem(last=False)
         return png
 
+    def clear(self) -> None:
+        self._cache.clear()
+
 
 class _StoredImage:
     """A sealed page's image at a side: the stored bytes when it is stored at that side."""
@@ -361,6 +364,7 @@ class OpticalMemory:
                 store.drop_turn_texts(conv, 1, keep_from - 1)
             if self._retriever is not None:
                 self._retriever.forget_index()
+            self._sent.clear()  # a page number can come back once every page was deleted
         self._fill = plan.fill
         self._replan = False
 
