@@ -52,14 +52,16 @@ def test_messages_are_the_context_with_pages_as_image_blocks(gpt4o, turns):
     assert isinstance(messages[-2], HumanMessage) and turns[-2][1] in messages[-2].text
 
 
-def test_text_profile_gets_page_markers_and_no_images(tmp_path, turns):
+def test_text_profile_gets_memory_as_text_and_no_images(tmp_path, turns):
     history = OpticalChatMessageHistory(tmp_path / "t.db", "bob", {"model": "text"})
     history.add_messages(as_langchain(turns))
     messages = history.messages
-    # A reader without eyes is sent no page images: here the recent turns, as text.
+    # A reader without eyes is sent no page images: older turns as text, then the recent turns.
     assert all(isinstance(m.content, str) for m in messages)
     recent = history.memory.config.recent_turns
-    assert [m.content for m in messages] == [text for _, text in turns[-recent:]]
+    flat = "\n".join(m.content for m in messages)
+    assert all(text in flat for _, text in turns[-recent:]) and turns[-1][1] in messages[-1].content
+    assert any(text in messages[0].content for _, text in turns[:-recent])  # memory, as text, comes first
     history.close()
     reopened = OpticalChatMessageHistory(tmp_path / "t.db", "bob", {"model": "text"})
     assert [m.content for m in reopened.messages] == [m.content for m in messages]
