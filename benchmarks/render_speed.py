@@ -29,26 +29,10 @@ from PIL import features
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from optmem.bench.haystack import ZH_SENTENCES  # noqa: E402
 from optmem.tokens import count_tokens  # noqa: E402
 from renderers import RENDERER_VERSION, RenderConfig, draw_layout, encode_png, layout_pages, render_pages  # noqa: E402
 
-ZH_SENTENCES = [
-    "我们计划把订单数据库从旧集群迁移到新版本，先在测试环境完整演练一遍。",
-    "昨晚的导出任务在第二批数据写完以后就停了，日志里只有一条超时错误。",
-    "副本所在的磁盘几乎满了，所以数据库大约有十分钟拒绝新的写入请求。",
-    "能不能确认一下每周日的清理任务是否还在运行，还是三月份被人关掉了？",
-    "旧发票已经转到冷存储，主库因此腾出了大约四十吉字节的空间。",
-    "我猜重试逻辑把真正的错误藏起来了，因为每次失败看起来都像是超时。",
-    "建议给队列长度加一个监控指标，如果一小时内一直超过一千就报警。",
-    "客户希望看到一份变更摘要，最好写给不看代码的业务同事。",
-    "听起来可以，不过在手机应用更新之前，旧接口最好继续保留。",
-    "说实话，最简单的办法是把报表拆成几个小部分，然后逐个发送。",
-    "谢谢，这个办法有效：仪表盘现在两秒就能打开，以前要将近半分钟。",
-    "上线之前请写清楚回滚步骤，万一周五的迁移出了问题可以马上恢复。",
-    "我不确定这些数字是否准确，因为测试数据只覆盖了本月第一周。",
-    "会议改到周四下午了，安娜会带上设计评审的记录（包括表 audit_log_2019 的分区方案）。",
-    "部署之后缓存是冷的，前几个请求会比较慢，这正是用户注意到的现象！",
-]
 
 
 def english_turns(essays: Path, max_words: int = 60_000) -> list[tuple[str, str]]:

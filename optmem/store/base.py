@@ -119,6 +119,31 @@ class PageRow:
         return TurnPos(self.last_turn, self.last_char)
 
 
+class OpenedStore:
+    """What every backend shares once open: the context manager, and read-only and the schema
+    version as the state it was opened in (``_readonly_because``: why, or None)."""
+
+    _readonly_because: str | None
+    _version: int
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly_because is not None
+
+    @property
+    def schema_version(self) -> int:
+        return self._version
+
+
 @runtime_checkable
 class Store(Protocol):
     """What optical memory needs from a database. ``conv`` is the id from :meth:`conversation_id`."""

@@ -36,6 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from optmem.store.base import (
     DatabaseNotFound,
     NotAnOptmemDatabase,
+    OpenedStore,
     PageRow,
     ReadOnlyStore,
     SchemaMismatch,
@@ -102,7 +103,7 @@ def describe(dsn: str) -> str:
     return f"PostgreSQL database {parts.get('dbname') or parts.get('user') or '(default)'!r} on {where}"
 
 
-class PostgresStore:
+class PostgresStore(OpenedStore):
     """Open one with :func:`optmem.store.open_store` (or :meth:`open`)."""
 
     def __init__(self, conn: psycopg.Connection, name: str, schema: str, *, readonly_because: str | None,
@@ -161,20 +162,6 @@ class PostgresStore:
 
     def close(self) -> None:
         self._conn.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def readonly(self) -> bool:
-        return self._readonly_because is not None
-
-    @property
-    def schema_version(self) -> int:
-        return self._version
 
     # -- transactions --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from optmem.store.base import (
     DatabaseNotFound,
     MissingDirectory,
     NotAnOptmemDatabase,
+    OpenedStore,
     PageRow,
     ReadOnlyStore,
     SchemaMismatch,
@@ -74,7 +75,7 @@ def _code(e: sqlite3.Error) -> int | None:
     return None if code is None else code & 0xFF
 
 
-class SQLiteStore:
+class SQLiteStore(OpenedStore):
     """Open one with :func:`optmem.store.open_store` (or :meth:`open`)."""
 
     def __init__(self, conn: sqlite3.Connection, path: str, *, owns_connection: bool,
@@ -148,20 +149,6 @@ class SQLiteStore:
     def close(self) -> None:
         if self._owns_connection:
             self._conn.close()
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def readonly(self) -> bool:
-        return self._readonly_because is not None
-
-    @property
-    def schema_version(self) -> int:
-        return self._version
 
     # -- transactions --------------------------------------------------------------------------
 
