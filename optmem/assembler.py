@@ -136,6 +136,7 @@ class Expansion:
     source: Literal["verbatim", "ocr"]
     tier: str
     excerpt: tuple[int, int] | None = None
+    heading: str | None = None  # the line that introduces it instead of the page's (a run of whole turns)
 
 
 @dataclass
@@ -194,6 +195,18 @@ class Context:
         return to_anthropic(self, system=self.system if system is None else system)
 
 
+def _turn_segments(recent: Sequence[RecentTurn], reader: Reader) -> list[TurnSegment]:
+    return [TurnSegment(t.turn_id, t.role, t.text, format_turn(t.role, t.text), reader.cost(reader.turn_text(t.role, t.text)))
+            for t in recent]
+
+
+def fixed_cost(recent: Sequence[RecentTurn], reader: Reader, system: str | None) -> int:
+    """What a context costs before any memory: the recent turns and the request's framing, counted
+    as if memory goes in (it is never less than without; see Reader.overhead)."""
+    roles = [t.role for t in recent if reader.turn_text(t.role, t.text)]
+    return reader.overhead(roles, memory=True, system=system) + sum(s.positions for s in _turn_segments(recent, reader))
+
+
 def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expansions: Sequence[Expansion],
              budget: int, ledger: bool, reader: Reader | None = None, system: str | None = None) -> Context:
     """Fit memory into ``budget`` of the reader's tokens (default reader: the DeepSeek-OCR decoder).
@@ -205,11 +218,9 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
     costs the reader more than the page's text. An excerpt follows its page's image.
     """
     reader = reader or Reader(DEFAULT_READER)
-    turn_segments = [TurnSegment(t.turn_id, t.role, t.text, format_turn(t.role, t.text), reader.cost(reader.turn_text(t.role, t.text)))
-                     for t in recent]
+    turn_segments = _turn_segments(recent, reader)
     roles = [t.role for t in recent if reader.turn_text(t.role, t.text)]
-    # Framing as if memory goes in: it is never less than without (see Reader.overhead).
-    fixed = reader.overhead(roles, memory=True, system=system) + sum(s.positions for s in turn_segments)
+    fixed = fixed_cost(recent, reader, system)
     if fixed > budget:
         raise BudgetError(f"the newest {len(recent)} turns alone need {fixed} positions, over the budget of {budget}; "
                           "raise the budget or lower recent_turns")
@@ -224,7 +235,8 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
         if page is None or e.page in expanded or (e.page, e.text) in seen_excerpts:
             continue
         first, last = e.excerpt or (page.first_turn, page.last_turn)
-        text = format_expanded(page.number, first, last, e.text, excerpt=e.excerpt is not None)
+        text = f"{e.heading}\n{e.text}\n" if e.heading else format_expanded(page.number, first, last, e.text,
+                                                                          excerpt=e.excerpt is not None)
         cost = reader.cost(text)
         if used + cost > budget:
             continue

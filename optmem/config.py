@@ -87,6 +87,8 @@ class ReexpandConfig(_Model):
     max_excerpts: int = Field(default=16, ge=0, description="most excerpts per context() when unit = 'excerpt' "
                               "(optical archive: from at most max_pages pages, each an OCR read)")
     model_dir: Path | None = Field(default=None, description="local DeepSeek-OCR weights for engine='model'")
+    text_when_it_fits: bool = Field(default=True, description="when all of memory fits in the budget as text, "
+                                    "it goes in as text, for any reader (verbatim archive); false: pages stay images")
 
 
 class RetrievalConfig(_Model):

@@ -15,9 +15,10 @@ hard budget.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Literal
 
 from PIL import Image
 
-from optmem.assembler import Context, Expansion, MemoryPage, RecentTurn, assemble
+from optmem.assembler import Context, Expansion, MemoryPage, RecentTurn, assemble, fixed_cost, format_expanded
 from optmem.config import MemoryConfig, load_config
 from optmem.errors import InvalidArgument, check_count, check_text
 from optmem.excerpts import excerpt_turns, whole_turns
@@ -38,6 +39,7 @@ from optmem.retrieval import Embedder, Retriever, chunk_spans
 from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
+from optmem.turn_units import select_turns
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
 from renderers import Tier, downsample, encode_png, format_header, reader_image
 
@@ -235,10 +237,15 @@ class OpticalMemory:
         role = check_role(role)
         text = check_turn_text(text, self.config.max_turn_chars)
         ts = check_timestamp(timestamp)
+        turn_units = self.config.retrieval.enabled and not self.reader.profile.takes_images
+        if turn_units and self.config.archive == "optical":
+            self._index_memory_turns()  # before a seal drops the text of the turns it holds
         plan = self._write(lambda state: TurnRow(state.last_turn + 1, role, text, ts))
         if plan.sealed and self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
             # Its own transactions, page by page: a crash here loses no turn, and what was not
             # embedded yet is embedded on the next seal or query.
+            if turn_units:
+                self._index_memory_turns()
             self._retrieval().index_pending()
         return plan.turn.seq
 
@@ -362,6 +369,7 @@ class OpticalMemory:
             keep_from = remaining[0].first_turn if remaining else (store.open_page_start(conv) or TurnPos(1, 0)).turn
             if keep_from > 1:
                 store.drop_turn_texts(conv, 1, keep_from - 1)
+                store.delete_turn_units(conv, 1, keep_from - 1)
             if self._retriever is not None:
                 self._retriever.forget_index()
             self._sent.clear()  # a page number can come back once every page was deleted
@@ -436,13 +444,15 @@ class OpticalMemory:
         newest = self._store.last_turn(self._conv)
         first_recent = max(1, newest - self.config.recent_turns + 1)
         recent = [RecentTurn(r.seq, r.role, r.text or "") for r in self._store.turns(self._conv, first_recent, newest)]
+        fixed = fixed_cost(recent, self.reader, system)
 
         rows = {r.number: r for r in self._store.pages(self._conv, in_context_only=True)}
         open_page = self._open_page()
         expansions: list[Expansion] = []
         retrieval = self.config.retrieval
-        if not self.reader.profile.takes_images:
-            expansions = self._text_memory(query, rows, open_page, budget)
+        as_text = not self.reader.profile.takes_images or self._fits_as_text(open_page, budget - fixed)
+        if as_text:
+            expansions = self._text_memory(query, rows, open_page, budget - fixed)
         elif query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
         elif query and retrieval.enabled and self.config.reexpand.max_pages > 0:
@@ -454,60 +464,86 @@ class OpticalMemory:
                 expansions.append(Expansion(hit.page, read.text, read.source, read.tier))
 
         ledger = self.config.ledger.enabled
-        pages = [MemoryPage(r.number, r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
+        # Memory given as text leaves no page to show as an image.
+        pages = [MemoryPage(r.number, None if as_text else r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
                             _StoredImage(self._store, self._conv, r, self._sent), pinned=r.pinned_tier is not None,
                             text_tokens=r.text_tokens)
                  for r in sorted(rows.values(), key=lambda r: r.number)]
         if open_page is not None:
-            pages.append(open_page)
+            pages.append(replace(open_page, tier=None) if as_text else open_page)
         return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget, ledger=ledger,
                         reader=self.reader, system=system)
 
     def _text_memory(self, query: str | None, rows: dict[int, PageRow], open_page: MemoryPage | None,
                      budget: int) -> list[Expansion]:
-        """Memory for a reader without eyes, all as text, as much as the budget holds, in whole
-        turns: those of the pages retrieval ranks for ``query`` first, then the newest. A turn goes
-        in from the archive; once an optical archive dropped it, its page is read by OCR (at most
-        ``max_pages`` of them). Turns are read only while they can still fit."""
-        every = self._store.pages(self._conv)
-        pages = every + ([open_page] if open_page is not None else [])
+        """Memory as text, as much of it as ``budget`` holds, in whole turns: those retrieval ranks
+        for ``query`` first (turn by turn, dense and keyword), then the newest. A turn an optical
+        archive keeps only as an image is read back with its page by OCR (at most ``max_pages``
+        pages). ``rows`` gains the pages the turns are on."""
+        last = self._store.last_turn(self._conv) - self.config.recent_turns
+        if last < 1 or budget <= 0:
+            return []
+        pages: list[PageRow | MemoryPage] = [*self._store.pages(self._conv), *([open_page] if open_page else [])]
+        if not pages:
+            return []
+        firsts = [p.first_turn for p in pages]
+
+        def page_of(seq: int) -> PageRow | MemoryPage:
+            return pages[max(0, bisect_right(firsts, seq) - 1)]
+
         ranked: list[int] = []
-        if query and self.config.retrieval.enabled and every:
-            # A page holds ~1k tokens: four times the pages the budget can hold is plenty to rank.
-            ranked = [h.page for h in self._retrieval().pages(query, min(len(every), max(8, budget // 256)))]
-        by_number = {p.number: p for p in pages}
-        order = list(dict.fromkeys(ranked + [p.number for p in reversed(pages)]))
-        out: list[Expansion] = []
-        left, ocr_reads = budget, 0
-        taken: set[int] = set()
-        for number in order:
-            if left <= 0:
-                break
-            page = by_number[number]
-            turns = [t for t in self._store.turns(self._conv, page.first_turn, page.last_turn) if t.seq not in taken]
-            if not turns:
-                continue
-            tier = page.image_tier if isinstance(page, PageRow) else page.tier  # what the text was kept at
-            if any(t.text is None for t in turns):  # the optical archive kept only the image
-                if ocr_reads >= self.config.reexpand.max_pages or not isinstance(page, PageRow):
-                    continue
-                ocr_reads += 1
-                read = self._reexpander.text(page)
-                rows.setdefault(number, page)
-                out.append(Expansion(number, read.text, read.source, read.tier))
-                left -= self.reader.page_text_tokens(page.text_tokens)
-                continue
+        if query and self.config.retrieval.enabled:
+            self._index_memory_turns()
+            ranked = [h.seq for h in self._retrieval().rank_turns(query, last) if h.seq <= last]
+
+        def fetch(seq: int) -> TurnRow | None:
+            found = self._store.turns(self._conv, seq, seq)
+            return found[0] if found else None
+
+        read_pages: dict[int, Expansion] = {}
+
+        def read_back(turn: TurnRow, left: int) -> int | None:
+            page = page_of(turn.seq)
+            if (not isinstance(page, PageRow) or page.number in read_pages
+                    or len(read_pages) >= self.config.reexpand.max_pages):
+                return None
+            read = self._reexpander.text(page)
+            cost = self.reader.cost(format_expanded(page.number, page.first_turn, page.last_turn, read.text))
+            if cost > left:
+                return None
+            read_pages[page.number] = Expansion(page.number, read.text, read.source, read.tier)
+            rows.setdefault(page.number, page)
+            return cost
+
+        runs = select_turns([*ranked, *range(last, 0, -1)], fetch, self.reader.cost, budget, textless=read_back)
+        out = list(read_pages.values())
+        for run in runs:
+            page = page_of(run.first)
             if isinstance(page, PageRow):
-                rows.setdefault(number, page)
-            for t in reversed(turns):  # newest first within the page too
-                text = format_header(t.role, t.seq, t.timestamp) + "\n" + t.text
-                cost = self.reader.cost(text)
-                if cost > left:
-                    continue
-                taken.add(t.seq)
-                out.append(Expansion(number, text, "verbatim", tier, excerpt=(t.seq, t.seq)))
-                left -= cost
+                rows.setdefault(page.number, page)
+            tier = page.image_tier if isinstance(page, PageRow) else page.tier
+            out.append(Expansion(page.number, run.body, "verbatim", tier, excerpt=(run.first, run.last),
+                                 heading=run.heading))
         return out
+
+    def _index_memory_turns(self) -> None:
+        """Give the turns that left the recent window their units (text readers rank by them)."""
+        last = self._store.last_turn(self._conv) - self.config.recent_turns
+        through = self._store.turn_units_through(self._conv)
+        if through < last:
+            self._retrieval().index_turns(self._store.turns(self._conv, through + 1, last))
+
+    def _fits_as_text(self, open_page: MemoryPage | None, budget: int) -> bool:
+        """Whether all of memory fits in ``budget`` as text: then it goes in as text, which any
+        reader reads better than images. Counted from the pages' rendered text, which holds more
+        than the turn lines it becomes; an optical archive's dropped turns would need OCR, so no."""
+        if self.config.archive != "verbatim" or not self.config.reexpand.text_when_it_fits:
+            return False
+        pages = self._store.pages(self._conv)
+        if not pages and open_page is None:
+            return False
+        tokens = sum(p.text_tokens for p in pages) + (open_page.text_tokens or 0 if open_page is not None else 0)
+        return self.reader.page_text_tokens(tokens) <= budget
 
     def _excerpts(self, query: str, rows: dict[int, PageRow]) -> list[Expansion]:
         """The chunks most related to ``query``, each widened to the whole turns it touches (up to

@@ -19,10 +19,12 @@ from optmem.tokens import count_tokens
 from optmem.store import UnknownConversation
 
 NO_RETRIEVAL = {"retrieval": {"enabled": False}}
+# These tests are about pages: a small history that fits the budget as text would go in as text.
+PAGES_STAY_IMAGES = {"reexpand": {"text_when_it_fits": False}}
 
 
 def config(**overrides) -> MemoryConfig:
-    data = {**NO_RETRIEVAL, **overrides}
+    data = {**NO_RETRIEVAL, **PAGES_STAY_IMAGES, **overrides}
     return MemoryConfig.model_validate(data)
 
 

@@ -113,7 +113,8 @@ def test_a_read_only_memory_reads_and_searches_but_never_writes(tmp_path):
 def test_pages_go_out_in_fewer_greys_while_the_store_keeps_them_lossless(tmp_path):
     from renderers import decode_page_image
 
-    with OpticalMemory.open(tmp_path / "m.db", "a", {"recent_turns": 2, "retrieval": {"enabled": False}}) as mem:
+    config = {"recent_turns": 2, "retrieval": {"enabled": False}, "reexpand": {"text_when_it_fits": False}}
+    with OpticalMemory.open(tmp_path / "m.db", "a", config) as mem:
         for i in range(40):
             mem.add("user", f"turn {i}: " + "the quick brown fox jumps over the lazy dog " * 12, timestamp=1_700_000_000 + i)
         ctx = mem.context()

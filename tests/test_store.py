@@ -266,3 +266,30 @@ def test_several_processes_append_to_one_database(store_factory):
     assert [t.seq for t in turns] == list(range(1, 151))
     for name in "pqr":  # each writer's turns all arrived, in its own order
         assert [t.text for t in turns if t.text.startswith(name)] == [f"{name}-{i}" for i in range(50)]
+
+
+def test_turn_units_are_stored_ranked_by_keyword_and_kept_per_conversation(store_factory):
+    from optmem.retrieval.keywords import index_words
+
+    store = store_factory()
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    texts = ["the violin lesson is on tuesday", "we bought a new kettle", "my violin teacher moved to 東京"]
+    for text in texts:
+        store.add_turn(a, "user", text, 0.0)
+    store.add_turn(b, "user", "violin violin violin", 0.0)
+    assert store.turn_units_through(a) == 0
+    vectors = [(seq, part, np.full(4, seq + part, dtype=np.float32)) for seq in (1, 2, 3) for part in (0, 1)]
+    with store.write():
+        store.put_turn_units(a, vectors, [(seq, index_words(t)) for seq, t in enumerate(texts, 1)])
+        store.put_turn_units(b, [(1, 0, np.ones(4, dtype=np.float32))], [(1, index_words("violin violin violin"))])
+    assert store.turn_units_through(a) == 3 and store.turn_units_through(b) == 1
+    seqs, vecs = store.turn_vectors(a)
+    assert seqs.tolist() == [1, 1, 2, 2, 3, 3] and vecs[5].tolist() == [4.0] * 4
+    assert sorted(store.keyword_turns(a, ["violin"], 10)) == [1, 3]  # never b's turn
+    assert store.keyword_turns(a, ["東京"], 10) == [3] and store.keyword_turns(a, ['"); drop table turns; --'], 10) == []
+    assert store.keyword_turns(a, ["kettle", "tuesday"], 1) in ([1], [2])
+    with store.write():
+        store.delete_turn_units(a, 1, 2)
+    assert store.turn_vectors(a)[0].tolist() == [3, 3] and store.keyword_turns(a, ["violin"], 10) == [3]
+    store.delete_conversation(b)
+    assert store.turn_units_through(b) == 0 and store.keyword_turns(b, ["violin"], 10) == []

@@ -1,4 +1,10 @@
-"""The words of a query worth a keyword search: lower-cased, stop words dropped, each once."""
+"""The words of a text worth a keyword search, one rule for what is indexed and what is asked.
+
+Words are lower-cased runs of letters and digits, stop words dropped. Chinese, Japanese and
+Korean are written without spaces, so a run of those characters becomes its overlapping
+character pairs ("我喜欢猫" → 我喜 喜欢 欢猫): a two-character word, the commonest kind, is then
+one indexed token, and a query finds it whatever surrounds it. A single character stands alone.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,28 @@ import re
 STOPWORDS = frozenset("""a an and are as at be by can did do does for from had has have how i in is it its me my
 of on or our that the their them they this to was we were what when where which who why will with you your""".split())
 
+# CJK ideographs (with extension A and the compatibility block), kana, and Hangul syllables.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+")
+_CJK_RUN = re.compile(rf"[{_CJK}]+")
+
+
+def _words(text: str) -> list[str]:
+    out = []
+    for token in _TOKEN.findall(text.lower()):
+        if _CJK_RUN.fullmatch(token):
+            out.extend([token] if len(token) == 1 else [token[i:i + 2] for i in range(len(token) - 1)])
+        elif token not in STOPWORDS:
+            out.append(token)
+    return out
+
 
 def keywords(query: str) -> list[str]:
-    return list(dict.fromkeys(w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS))
+    """The query's search words, each once, in order."""
+    return list(dict.fromkeys(_words(query)))
+
+
+def index_words(text: str) -> str:
+    """What the keyword index keeps of a text: its distinct search words, sorted, space-separated.
+    Not the text itself: an optical archive keeps its words findable without keeping its prose."""
+    return " ".join(sorted(set(_words(text))))

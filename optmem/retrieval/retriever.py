@@ -20,8 +20,8 @@ from optmem.config import RetrievalConfig
 from optmem.retrieval.chunks import ChunkKey, chunk_text
 from optmem.retrieval.embedder import Embedder
 from optmem.retrieval.index import CorruptIndex, VectorIndex
-from optmem.retrieval.keywords import keywords
-from optmem.store import Store
+from optmem.retrieval.keywords import index_words, keywords
+from optmem.store import Store, TurnRow
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class ChunkHit:
     chunk: int | None  # the chunk's number on its page; None: known by its text only (keyword hit)
     text: str | None  # the chunk's text when the keyword index returned it
     score: float  # cosine similarity to the query
+
+
+@dataclass(frozen=True)
+class TurnHit:
+    seq: int  # the turn's id
+    score: float  # cosine similarity of the turn's best part to the query (0: found by keyword only)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Retriever:
         self._archive = archive
         self._embedder = embedder
         self._index: VectorIndex | None = None  # built on first use
+        self._turns: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (through, rows, seqs, vectors)
 
     # -- indexing ------------------------------------------------------------------------------
 
@@ -83,9 +90,50 @@ class Retriever:
             ids = [ChunkKey(number, i).vector_id for number, cs in chunks for i in range(len(cs))]
             self._index.add(np.array(ids, dtype=np.int64), vectors)
 
+    def index_turns(self, turns: Sequence[TurnRow]) -> None:
+        """Embed the given turns not indexed yet (in parts of about ``chunk_chars``) and keep their
+        words for keyword search. Turns are indexed in order; one whose text an optical archive
+        already dropped is left to its page."""
+        if self._store.readonly:
+            return
+        through = self._store.turn_units_through(self._conv)
+        todo = [t for t in turns if t.seq > through and t.text is not None]
+        if not todo:
+            return
+        parts = [(t.seq, i, part) for t in todo for i, part in enumerate(chunk_text(t.text or "", self.config.chunk_chars))]
+        vectors = self._embedder.encode([part for _, _, part in parts])
+        with self._store.write():
+            self._store.put_turn_units(self._conv, [(seq, i, v) for (seq, i, _), v in zip(parts, vectors)],
+                                       [(t.seq, index_words(t.text or "")) for t in todo])
+
+    def rank_turns(self, query: str, limit: int) -> list[TurnHit]:
+        """Indexed turns for ``query``, best first: the dense ranking (each turn by its best part)
+        and the keyword ranking, interleaved."""
+        seqs, vectors = self._turn_vectors()
+        if not len(seqs):
+            return []
+        vector = self._embedder.encode([query])[0]
+        scores = vectors @ vector
+        best: dict[int, float] = {}
+        for seq, score in zip(seqs.tolist(), scores.tolist()):
+            if score > best.get(seq, -2.0):
+                best[seq] = score
+        dense = sorted(best, key=lambda seq: (-best[seq], -seq))[:limit]
+        keyword = self._store.keyword_turns(self._conv, keywords(query), limit)
+        return [TurnHit(seq, best.get(seq, 0.0)) for seq in interleave(dense, keyword)[:limit]]
+
+    def _turn_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The conversation's turn vectors, reloaded only when another write changed them."""
+        through = self._store.turn_units_through(self._conv)
+        if self._turns is None or self._turns[0] != through:
+            seqs, vectors = self._store.turn_vectors(self._conv)
+            self._turns = (through, len(seqs), seqs, vectors)
+        return self._turns[2], self._turns[3]
+
     def forget_index(self) -> None:
-        """Drop the in-process index (pages were deleted); it is rebuilt on the next query."""
+        """Drop the in-process indexes (pages or turns were deleted); they are rebuilt on the next query."""
         self._index = None
+        self._turns = None
 
     def save(self) -> None:
         """Persist the index so the next process need not rebuild it from the stored vectors."""

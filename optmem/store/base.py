@@ -276,6 +276,30 @@ class Store(Protocol):
 
     def delete_vector_index(self, conv: int) -> None: ...
 
+    # -- turn units: what a text reader's memory is ranked by
+
+    def turn_units_through(self, conv: int) -> int:
+        """The newest turn id with stored units (0: none). Turns are indexed in order."""
+        ...
+
+    def put_turn_units(self, conv: int, vectors: Sequence[tuple[int, int, np.ndarray]],
+                       words: Sequence[tuple[int, str]]) -> None:
+        """Store (turn id, part, vector) rows and (turn id, words) rows for keyword search, where
+        words are the turn's index words (``retrieval.keywords.index_words``), not its text."""
+        ...
+
+    def turn_vectors(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
+        """(turn id of each part, vectors), ordered by turn then part."""
+        ...
+
+    def keyword_turns(self, conv: int, terms: Sequence[str], limit: int) -> list[int]:
+        """Turn ids best matching any of ``terms``, best first; terms are plain words."""
+        ...
+
+    def delete_turn_units(self, conv: int, first: int, last: int) -> None:
+        """Forget the units of turns ``first``..``last``."""
+        ...
+
     # -- re-expansion cache
 
     def cached_text(self, conv: int, number: int, tier: str, engine: str) -> str | None: ...

@@ -56,6 +56,7 @@ from optmem.store.postgres_migrations import (
     LATEST,
     MIGRATIONS,
     READABLE_FROM,
+    TURN_UNITS_FROM,
     VERSIONS_TABLE,
 )
 
@@ -227,7 +228,7 @@ class PostgresStore(OpenedStore):
     def delete_conversation(self, conv: int) -> None:
         with self._transaction():
             # Pages first: embeddings, keyword chunks and cached reads cascade from them.
-            for table in ("pages", "vector_indexes", "open_pages", "turns"):
+            for table in ("pages", "vector_indexes", "open_pages", "turn_vectors", "turn_words", "turns"):
                 self._sql(conv, f"DELETE FROM {table} WHERE conversation_id = %s", (conv,))
             self._sql(conv, "DELETE FROM conversations WHERE id = %s", (conv,))
 
@@ -425,6 +426,55 @@ class PostgresStore(OpenedStore):
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         numbers = np.array([r[0] for r in rows], dtype=np.int64)
         return numbers, np.stack([np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows])
+
+    def turn_units_through(self, conv: int) -> int:
+        if self._version < TURN_UNITS_FROM:
+            return 0
+        return self._sql(conv, "SELECT coalesce(max(seq), 0) FROM turn_vectors WHERE conversation_id = %s",
+                         (conv,)).fetchone()[0]
+
+    def put_turn_units(self, conv: int, vectors: Sequence[tuple[int, int, np.ndarray]],
+                       words: Sequence[tuple[int, str]]) -> None:
+        """Store (seq, part, vector) rows and each turn's words for keyword search."""
+        with self._transaction():
+            if vectors:
+                self._many(conv, "INSERT INTO turn_vectors VALUES (%s, %s, %s, %s) ON CONFLICT (conversation_id, seq, part) "
+                                 "DO UPDATE SET vector = EXCLUDED.vector",
+                           [(conv, seq, part, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                            for seq, part, v in vectors])
+            if words:
+                self._many(conv, "INSERT INTO turn_words VALUES (%s, %s, to_tsvector"
+                                 f"('{TEXT_SEARCH_CONFIG}', %s)) ON CONFLICT (conversation_id, seq) "
+                                 "DO UPDATE SET words = EXCLUDED.words",
+                           [(conv, seq, _words(text)) for seq, text in words])
+
+    def turn_vectors(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._version < TURN_UNITS_FROM:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        rows = self._sql(conv, "SELECT seq, vector FROM turn_vectors WHERE conversation_id = %s ORDER BY seq, part",
+                         (conv,)).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return (np.array([r[0] for r in rows], dtype=np.int64),
+                np.stack([np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows]))
+
+    def keyword_turns(self, conv: int, terms: Sequence[str], limit: int) -> list[int]:
+        """Turn ids ranked by ``ts_rank`` for any of ``terms`` (bound parameters read as plain
+        words: user text never becomes query syntax)."""
+        if not terms or self._version < TURN_UNITS_FROM:
+            return []
+        query = " || ".join([f"phraseto_tsquery('{TEXT_SEARCH_CONFIG}', %s)"] * len(terms))
+        rows = self._sql(conv, f"SELECT w.seq FROM turn_words w, (SELECT {query}) AS q(query) "
+                               "WHERE w.words @@ q.query AND w.conversation_id = %s "
+                               "ORDER BY ts_rank(w.words, q.query, 1) DESC, w.seq LIMIT %s",
+                         (*[_words(t) for t in terms], conv, limit))
+        return [r[0] for r in rows]
+
+    def delete_turn_units(self, conv: int, first: int, last: int) -> None:
+        with self._transaction():
+            for table in ("turn_vectors", "turn_words"):
+                self._sql(conv, f"DELETE FROM {table} WHERE conversation_id = %s AND seq BETWEEN %s AND %s",
+                          (conv, first, last))
 
     def embedding_count(self, conv: int) -> int:
         return self._sql(conv, "SELECT count(*) FROM embeddings WHERE conversation_id = %s", (conv,)).fetchone()[0]

@@ -101,12 +101,31 @@ CREATE TABLE reexpand_cache (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the first PostgreSQL schema (the SQLite schema 2 it mirrors, keyword chunks in a tsvector)", _SCHEMA_1),
+    Migration(2, "turn units (SQLite migration 3): each turn's vectors and its words for keyword search", """
+CREATE TABLE turn_vectors (
+    conversation_id bigint NOT NULL REFERENCES conversations(id),
+    seq integer NOT NULL,
+    part integer NOT NULL,
+    vector bytea NOT NULL,
+    PRIMARY KEY (conversation_id, seq, part)
+);
+CREATE TABLE turn_words (
+    conversation_id bigint NOT NULL REFERENCES conversations(id),
+    seq integer NOT NULL,
+    words tsvector NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE INDEX turn_words_words ON turn_words USING gin (words)
+"""),
 )
 
 LATEST = MIGRATIONS[-1].version
 
 # The oldest schema the store's reads work on (a read-only store reads its schema as it is).
 READABLE_FROM = 1
+
+# Turn units (turn_vectors, turn_words) exist from this version; a read-only older schema has none.
+TURN_UNITS_FROM = 2
 
 # What each table and index of the latest schema must have, checked at every open: a schema
 # damaged outside optmem is refused then, not at first use. tests/test_store_postgres.py checks
@@ -128,4 +147,7 @@ EXPECTED: dict[str, frozenset[str]] = {
     "chunks_page": frozenset(),
     "chunks_words": frozenset(),
     "reexpand_cache": frozenset({"page_id", "tier", "engine", "text"}),
+    "turn_vectors": frozenset({"conversation_id", "seq", "part", "vector"}),
+    "turn_words": frozenset({"conversation_id", "seq", "words"}),
+    "turn_words_words": frozenset(),
 }

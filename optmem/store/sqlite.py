@@ -43,6 +43,7 @@ from optmem.store.sqlite_migrations import (
     LATEST,
     MIGRATIONS,
     READABLE_FROM,
+    TURN_UNITS_FROM,
     VECTOR_INDEX_BY_NUMBER_FROM,
     Migration,
 )
@@ -212,7 +213,7 @@ class SQLiteStore(OpenedStore):
     def delete_conversation(self, conv: int) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM pages WHERE conversation_id = ?", (conv,))  # embeddings and cache cascade
-            for table in ("chunks_fts", "vector_indexes", "open_pages", "turns"):
+            for table in ("chunks_fts", "vector_indexes", "open_pages", "turn_vectors", "turn_words", "turns"):
                 conn.execute(f"DELETE FROM {table} WHERE conversation_id = ?", (conv,))
             conn.execute("DELETE FROM conversations WHERE id = ?", (conv,))
 
@@ -411,6 +412,49 @@ class SQLiteStore(OpenedStore):
     def delete_vector_index(self, conv: int) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM vector_indexes WHERE conversation_id = ?", (conv,))
+
+    # -- turn units ------------------------------------------------------------------------------
+
+    def turn_units_through(self, conv: int) -> int:
+        if self._version < TURN_UNITS_FROM:
+            return 0
+        return self._conn.execute("SELECT coalesce(max(seq), 0) FROM turn_vectors WHERE conversation_id = ?",
+                                  (conv,)).fetchone()[0]
+
+    def put_turn_units(self, conv: int, vectors: Sequence[tuple[int, int, np.ndarray]],
+                       words: Sequence[tuple[int, str]]) -> None:
+        """Store (seq, part, vector) rows and each turn's words for keyword search."""
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO turn_vectors VALUES (?, ?, ?, ?)",
+                             [(conv, seq, part, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                              for seq, part, v in vectors])
+            conn.executemany("INSERT INTO turn_words (words, conversation_id, seq) VALUES (?, ?, ?)",
+                             [(text, conv, seq) for seq, text in words])
+
+    def turn_vectors(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._version < TURN_UNITS_FROM:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        rows = self._conn.execute("SELECT seq, vector FROM turn_vectors WHERE conversation_id = ? ORDER BY seq, part",
+                                  (conv,)).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return (np.array([r[0] for r in rows], dtype=np.int64),
+                np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+
+    def keyword_turns(self, conv: int, terms: Sequence[str], limit: int) -> list[int]:
+        """Turn ids ranked by BM25 for any of ``terms`` (each quoted: user text never becomes FTS
+        query syntax)."""
+        if not terms or self._version < TURN_UNITS_FROM:
+            return []
+        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        return [r[0] for r in self._conn.execute(
+            "SELECT seq FROM turn_words WHERE turn_words MATCH ? AND conversation_id = ? "
+            "ORDER BY bm25(turn_words), seq LIMIT ?", (query, conv, limit))]
+
+    def delete_turn_units(self, conv: int, first: int, last: int) -> None:
+        with self._transaction() as conn:
+            for table in ("turn_vectors", "turn_words"):
+                conn.execute(f"DELETE FROM {table} WHERE conversation_id = ? AND seq BETWEEN ? AND ?", (conv, first, last))
 
     # -- re-expansion cache ----------------------------------------------------------------------
 

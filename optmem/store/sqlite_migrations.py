@@ -105,6 +105,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         DELETE FROM vector_indexes
         """,
     ),
+    Migration(
+        3,
+        "turn units: each turn's vectors (one per part of about chunk_chars) and its words for keyword "
+        "search, so a text reader is given the turns a query needs rather than whole pages' worth",
+        """
+        CREATE TABLE turn_vectors (
+            conversation_id INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            part INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (conversation_id, seq, part)
+        ) WITHOUT ROWID;
+        CREATE VIRTUAL TABLE turn_words USING fts5(
+            words, conversation_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61'
+        )
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -115,3 +132,6 @@ READABLE_FROM = 1
 
 # Vector indexes written before this version name chunks by page rowid, not by page number.
 VECTOR_INDEX_BY_NUMBER_FROM = 2
+
+# Turn units (turn_vectors, turn_words) exist from this version; a read-only older file has none.
+TURN_UNITS_FROM = 3

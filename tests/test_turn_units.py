@@ -1,0 +1,103 @@
+"""Whole turns for a reader without eyes: selection inside the budget, runs and their headings,
+the keyword words (CJK included), and the memory's text path end to end."""
+
+import pytest
+
+from optmem import MemoryConfig, OpticalMemory
+from optmem.retrieval.keywords import index_words, keywords
+from optmem.store import TurnRow
+from optmem.tokens import count_tokens
+from optmem.turn_units import run_heading, select_turns, turn_runs
+
+DAY = 86_400.0
+
+
+def _turns(n, text="turn number {i} says something"):
+    return {i: TurnRow(i, "user" if i % 2 else "assistant", text.format(i=i), 1_700_000_000.0 + i * DAY / 4)
+            for i in range(1, n + 1)}
+
+
+def test_cjk_runs_become_character_pairs_and_other_words_stay_whole():
+    assert keywords("我喜欢猫 and the Violin") == ["我喜", "喜欢", "欢猫", "violin"]
+    assert keywords("猫") == ["猫"]
+    assert index_words("b c b 東京タワー") == "b c タワ ワー 京タ 東京"  # distinct, sorted: not the prose
+
+
+def test_runs_group_consecutive_turns_under_one_heading_with_their_dates():
+    turns = _turns(6)
+    runs = turn_runs([turns[i] for i in (5, 1, 2, 3)])
+    assert [(r.first, r.last) for r in runs] == [(1, 3), (5, 5)]
+    assert runs[0].heading == "[memory: turns 1-3, 2023-11-15]"
+    assert runs[0].body == "user: turn number 1 says something\nassistant: turn number 2 says something\n" \
+                           "user: turn number 3 says something"
+    assert run_heading(turns[1], turns[5]) == "[memory: turns 1-5, 2023-11-15 to 2023-11-16]"
+
+
+@pytest.mark.parametrize("budget", [0, 5, 40, 100, 333, 10_000])
+def test_selection_never_exceeds_the_budget_and_follows_the_ranking(budget):
+    turns = _turns(60)
+    order = [7, 30, 31, 8, 59, 1, *range(60, 0, -1)]
+    runs = select_turns(order, turns.get, count_tokens, budget)
+    chosen = [seq for r in runs for seq in range(r.first, r.last + 1)]
+    assert sum(count_tokens(r.text) for r in runs) <= budget
+    if budget >= 100:
+        assert {7, 30, 31}.issubset(chosen)  # the best ranked go first
+    if budget == 10_000:
+        assert chosen == list(range(1, 61)) and len(runs) == 1  # everything fits: one run, in order
+
+
+def test_a_textless_turn_is_offered_to_its_reader_and_its_cost_counted():
+    turns = _turns(10)
+    turns[4] = TurnRow(4, "user", None, turns[4].timestamp)
+    offered = []
+
+    def read(turn, left):
+        offered.append((turn.seq, left))
+        return 30
+
+    runs = select_turns([4, 5, 6], turns.get, count_tokens, 60, textless=read)
+    assert offered == [(4, 60)]
+    assert sum(count_tokens(r.text) for r in runs) <= 30
+
+
+def _text_memory(**overrides):
+    config = MemoryConfig.model_validate({"model": "text", "recent_turns": 2, **overrides})
+    return OpticalMemory.open(":memory:", conversation="t", config=config)
+
+
+def test_a_text_reader_gets_the_turn_that_answers_from_far_back_within_budget():
+    with _text_memory() as mem:
+        mem.add("user", "My sister's dog is called Biscuit and he is a beagle.", timestamp=1_700_000_000)
+        for i in range(300):
+            mem.add("user" if i % 2 else "assistant", f"Filler line {i} about the weather and nothing else.",
+                    timestamp=1_700_000_100 + i)
+        ctx = mem.context("What is the name of my sister's dog?", budget=600)
+        text = ctx.to_text()
+        assert "Biscuit" in text and ctx.positions <= 600
+        assert not any(s.kind == "page" for s in ctx.segments)
+        assert mem._store.turn_units_through(mem._conv) == 299  # every turn out of the recent window (301 - 2)
+
+
+def test_text_reader_turn_units_are_indexed_when_pages_seal_not_at_the_first_query():
+    with _text_memory() as mem:
+        for i in range(200):
+            mem.add("user", f"line {i} " + "word " * 40, timestamp=1_700_000_000 + i)
+        assert mem.pages() and mem._store.turn_units_through(mem._conv) > 0
+
+
+def test_an_image_reader_gets_all_of_memory_as_text_when_it_fits():
+    config = {"model": "deepseek-ocr", "recent_turns": 2, "retrieval": {"enabled": False}}
+    with OpticalMemory.open(":memory:", conversation="t", config=MemoryConfig.model_validate(config)) as mem:
+        for i in range(120):
+            mem.add("user", f"fact {i}: the code for locker {i} is {1000 + i}.", timestamp=1_700_000_000 + i)
+        assert any(p.sealed for p in mem.pages())
+        roomy = mem.context(budget=8192)
+        assert not any(s.kind == "page" for s in roomy.segments)
+        assert all(f"locker {i} is {1000 + i}" in roomy.to_text() for i in range(120))
+        tight = mem.context(budget=700)
+        assert any(s.kind == "page" for s in tight.segments) and tight.positions <= 700
+    config["reexpand"] = {"text_when_it_fits": False}
+    with OpticalMemory.open(":memory:", conversation="t", config=MemoryConfig.model_validate(config)) as mem:
+        for i in range(120):
+            mem.add("user", f"fact {i}: the code for locker {i} is {1000 + i}.", timestamp=1_700_000_000 + i)
+        assert any(s.kind == "page" for s in mem.context(budget=8192).segments)
