@@ -76,6 +76,16 @@ class UnknownPage(StoreError, KeyError):
         return str(self.args[0])
 
 
+class NoTurnToPop(StoreError, LookupError):
+    """``pop_turn`` on a conversation that has no turns."""
+
+
+class TurnOnSealedPage(StoreError):
+    """``pop_turn`` on a turn that a sealed page already shows: its image, embeddings and keyword
+    chunks were made from it, and older pages may have been resampled since, so removing the turn
+    would leave the memory showing text that is gone. Nothing was changed."""
+
+
 class TamperedData(StoreError):
     """Stored text or an image no longer matches the hash recorded when it was written."""
 
@@ -182,6 +192,12 @@ class Store(Protocol):
 
     def last_turn(self, conv: int) -> int:
         """Number of the newest turn, 0 when there is none."""
+        ...
+
+    def pop_turn(self, conv: int) -> TurnRow:
+        """Remove the newest turn and return it, in one write step: :class:`NoTurnToPop` when there
+        is none, :class:`TurnOnSealedPage` (nothing removed) when a sealed page holds any of it.
+        The next ``add_turn`` reuses its number."""
         ...
 
     def last_timestamp(self, conv: int) -> float | None: ...

@@ -36,6 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from optmem.store.base import (
     DatabaseNotFound,
     NotAnOptmemDatabase,
+    NoTurnToPop,
     OpenedStore,
     PageRow,
     ReadOnlyStore,
@@ -45,6 +46,7 @@ from optmem.store.base import (
     StoreFull,
     StorePermissionError,
     TamperedData,
+    TurnOnSealedPage,
     TurnPos,
     TurnRow,
     UnknownConversation,
@@ -244,6 +246,20 @@ class PostgresStore(OpenedStore):
             self._sql(conv, "INSERT INTO turns VALUES (%s, %s, %s, %s, %s, %s)",
                       (conv, seq, role, data, _sha256(data), timestamp))
             return seq
+
+    def pop_turn(self, conv: int) -> TurnRow:
+        with self._transaction():
+            seq = self.last_turn(conv)  # under the conversation's lock
+            if seq == 0:
+                raise NoTurnToPop(f"conversation {self._conversation_name(conv)!r} has no turn to pop")
+            page = self._sql(conv, "SELECT seq FROM pages WHERE conversation_id = %s AND last_turn >= %s "
+                                   "ORDER BY seq LIMIT 1", (conv, seq)).fetchone()
+            if page is not None:
+                raise TurnOnSealedPage(f"conversation {self._conversation_name(conv)!r}: turn {seq} is on sealed page "
+                                       f"{page[0]}; only a turn no sealed page shows can be popped")
+            (row,) = self.turns(conv, seq, seq)
+            self._sql(conv, "DELETE FROM turns WHERE conversation_id = %s AND seq = %s", (conv, seq))
+            return row
 
     def last_turn(self, conv: int) -> int:
         return self._sql(conv, "SELECT coalesce(max(seq), 0) FROM turns WHERE conversation_id = %s", (conv,)).fetchone()[0]

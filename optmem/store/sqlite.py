@@ -24,6 +24,7 @@ from optmem.store.base import (
     DatabaseNotFound,
     MissingDirectory,
     NotAnOptmemDatabase,
+    NoTurnToPop,
     OpenedStore,
     PageRow,
     ReadOnlyStore,
@@ -33,6 +34,7 @@ from optmem.store.base import (
     StoreFull,
     StorePermissionError,
     TamperedData,
+    TurnOnSealedPage,
     TurnPos,
     TurnRow,
     UnknownConversation,
@@ -228,6 +230,20 @@ class SQLiteStore(OpenedStore):
             conn.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?)",
                          (conv, seq, role, text, _sha256(text), timestamp))
             return seq
+
+    def pop_turn(self, conv: int) -> TurnRow:
+        with self._transaction() as conn:
+            seq = self.last_turn(conv)
+            if seq == 0:
+                raise NoTurnToPop(f"conversation {self._conversation_name(conv)!r} has no turn to pop")
+            page = conn.execute("SELECT seq FROM pages WHERE conversation_id = ? AND last_turn >= ? ORDER BY seq LIMIT 1",
+                                (conv, seq)).fetchone()
+            if page is not None:
+                raise TurnOnSealedPage(f"conversation {self._conversation_name(conv)!r}: turn {seq} is on sealed page "
+                                       f"{page[0]}; only a turn no sealed page shows can be popped")
+            (row,) = self.turns(conv, seq, seq)
+            conn.execute("DELETE FROM turns WHERE conversation_id = ? AND seq = ?", (conv, seq))
+            return row
 
     def last_turn(self, conv: int) -> int:
         return self._conn.execute("SELECT coalesce(max(seq), 0) FROM turns WHERE conversation_id = ?", (conv,)).fetchone()[0]
