@@ -78,6 +78,11 @@ def test_pop_turn_refuses_a_turn_a_sealed_page_shows_and_changes_nothing(store_f
         store.pop_turn(conv)
     assert [t.text for t in store.turns(conv)] == ["t0", "t1"] and store.open_page_start(conv) == TurnPos(2, 1)
     assert [p.number for p in store.pages(conv)] == [1]
+    # Once the page is deleted, the open page's start still says turn 2 was paged.
+    store.delete_page(conv, 1)
+    with pytest.raises(TurnOnSealedPage, match="turn 2 was on a sealed page, deleted since"):
+        store.pop_turn(conv)
+    assert [t.text for t in store.turns(conv)] == ["t0", "t1"]
 
 
 def test_unknown_conversation_is_a_typed_error(store_factory):

@@ -90,6 +90,19 @@ class TamperedData(StoreError):
     """Stored text or an image no longer matches the hash recorded when it was written."""
 
 
+def check_poppable(conversation: str, turn: int, sealed_page: int | None, open_start: TurnPos | None) -> None:
+    """TurnOnSealedPage unless ``turn`` is on no sealed page: none holds it (``sealed_page``: the
+    first that does) and the open page does not start after its beginning (the pages it was on
+    may have been deleted since)."""
+    if sealed_page is not None:
+        raise TurnOnSealedPage(f"conversation {conversation!r}: turn {turn} is on sealed page {sealed_page}; "
+                               "only a turn no sealed page shows can be popped")
+    if open_start is not None and (open_start.turn, open_start.char) > (turn, 0):
+        raise TurnOnSealedPage(f"conversation {conversation!r}: turn {turn} was on a sealed page, deleted since "
+                               f"(the open page starts at turn {open_start.turn}); only a turn no sealed page "
+                               "shows can be popped")
+
+
 class TurnPos(NamedTuple):
     """A place in a conversation: turn number (1, 2, 3 ...) and character offset in its text."""
 

@@ -46,11 +46,11 @@ from optmem.store.base import (
     StoreFull,
     StorePermissionError,
     TamperedData,
-    TurnOnSealedPage,
     TurnPos,
     TurnRow,
     UnknownConversation,
     UnknownPage,
+    check_poppable,
 )
 from optmem.store.postgres_migrations import (
     CREATE_VERSIONS_TABLE,
@@ -252,11 +252,9 @@ class PostgresStore(OpenedStore):
             seq = self.last_turn(conv)  # under the conversation's lock
             if seq == 0:
                 raise NoTurnToPop(f"conversation {self._conversation_name(conv)!r} has no turn to pop")
-            page = self._sql(conv, "SELECT seq FROM pages WHERE conversation_id = %s AND last_turn >= %s "
-                                   "ORDER BY seq LIMIT 1", (conv, seq)).fetchone()
-            if page is not None:
-                raise TurnOnSealedPage(f"conversation {self._conversation_name(conv)!r}: turn {seq} is on sealed page "
-                                       f"{page[0]}; only a turn no sealed page shows can be popped")
+            page = self._sql(conv, "SELECT min(seq) FROM pages WHERE conversation_id = %s AND last_turn >= %s",
+                             (conv, seq)).fetchone()[0]
+            check_poppable(self._conversation_name(conv), seq, page, self.open_page_start(conv))
             (row,) = self.turns(conv, seq, seq)
             self._sql(conv, "DELETE FROM turns WHERE conversation_id = %s AND seq = %s", (conv, seq))
             return row

@@ -34,11 +34,11 @@ from optmem.store.base import (
     StoreFull,
     StorePermissionError,
     TamperedData,
-    TurnOnSealedPage,
     TurnPos,
     TurnRow,
     UnknownConversation,
     UnknownPage,
+    check_poppable,
 )
 from optmem.store.sqlite_migrations import (
     APPLICATION_ID,
@@ -236,11 +236,9 @@ class SQLiteStore(OpenedStore):
             seq = self.last_turn(conv)
             if seq == 0:
                 raise NoTurnToPop(f"conversation {self._conversation_name(conv)!r} has no turn to pop")
-            page = conn.execute("SELECT seq FROM pages WHERE conversation_id = ? AND last_turn >= ? ORDER BY seq LIMIT 1",
-                                (conv, seq)).fetchone()
-            if page is not None:
-                raise TurnOnSealedPage(f"conversation {self._conversation_name(conv)!r}: turn {seq} is on sealed page "
-                                       f"{page[0]}; only a turn no sealed page shows can be popped")
+            page = conn.execute("SELECT min(seq) FROM pages WHERE conversation_id = ? AND last_turn >= ?",
+                                (conv, seq)).fetchone()[0]
+            check_poppable(self._conversation_name(conv), seq, page, self.open_page_start(conv))
             (row,) = self.turns(conv, seq, seq)
             conn.execute("DELETE FROM turns WHERE conversation_id = ? AND seq = ?", (conv, seq))
             return row
