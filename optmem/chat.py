@@ -2,7 +2,8 @@
 
 At a terminal it reads lines with prompt_toolkit (line editing, history, completion of
 /commands), so arrow keys edit and recall instead of landing in the memory as escape sequences;
-from a pipe it reads plain lines. An exchange is stored only once the LLM has answered it.
+from a pipe it reads plain lines. With --llm, the request is the memory's context and the new
+turn, the two together within the budget; the exchange is stored only once the LLM has answered it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from optmem.errors import InvalidArgument
 from optmem.llm import LLMClient, LLMError
 from optmem.memory import OpticalMemory
 from optmem.progress import ShownEmbedder, plural
+from optmem.reader import escape_image_placeholder
 from optmem.store import open_store
 from optmem.turns import check_turn_text
 
@@ -63,6 +65,24 @@ def other_conversations(db: str | Path, conversation: str) -> list[tuple[str, in
                 for name in store.conversation_names() if name != conversation]
     finally:
         store.close()
+
+
+def request_messages(mem: OpticalMemory, line: str) -> list[dict]:
+    """The Chat Completions request for a new user turn ``line``: the memory's context for it,
+    assembled within the budget less what the turn costs as the request's last message, then the
+    turn. The whole request fits the budget; nothing is stored."""
+    budget = mem.config.budget
+    cost = mem.reader.own_message_cost("user", line)
+    recent = mem.config.recent_turns
+    if cost >= budget:
+        raise BudgetError(f"this turn alone needs {cost} of the budget's {budget} positions; "
+                          "send a shorter one or raise the budget")
+    try:
+        context = mem.context(query=line, budget=budget - cost)
+    except BudgetError:
+        raise BudgetError(f"this turn ({cost} positions) and the newest {recent} turns do not fit the budget of "
+                          f"{budget} positions; send a shorter turn, raise the budget or lower recent_turns") from None
+    return context.to_messages() + [{"role": "user", "content": escape_image_placeholder(line)}]
 
 
 class Repl:
@@ -133,7 +153,12 @@ class Repl:
         check_turn_text(line, self.mem.config.max_turn_chars)  # before the LLM is asked, not after
         # The turn goes to the LLM after the memory's context and is stored only with its answer,
         # so a failed exchange leaves nothing behind unless /save-failed keeps it.
-        messages = self.mem.context(query=line).to_messages() + [{"role": "user", "content": line}]
+        try:
+            messages = request_messages(self.mem, line)
+        except BudgetError as e:
+            self.unanswered = (line, at)
+            self.say(f"[not sent: {e}]\n  the turn was not stored; /save-failed stores it without a reply")
+            return
         try:
             reply = self.llm.chat(messages)
         except LLMError as e:

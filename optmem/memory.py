@@ -257,6 +257,37 @@ class OpticalMemory:
         if self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
             self._retrieval().index_pending()
 
+    def pop_turn(self) -> Turn:
+        """Remove the newest turn and return it (undo of the last ``add``); its number is given to
+        the next turn added. Only a turn no sealed page shows can go: with ``recent_turns`` >= 1
+        that is the newest turn until pops reach back past the recent window, after which the
+        store raises TurnOnSealedPage and changes nothing (sealed pages are never rewritten).
+        NoTurnToPop when the conversation is empty. Until the next ``add``, the recent window
+        reaches one turn further back, so that turn may show both as text and on its page."""
+        row = self._store.pop_turn(self._conv)
+        self._forget_drawings()  # the open page and its layout may have shown the popped turn
+        return Turn(row.seq, row.role, row.text, row.timestamp)
+
+    def clear(self) -> None:
+        """Forget this conversation whole (turns, pages, embeddings, keyword chunks, cached reads,
+        in one write step; other conversations are untouched) and carry on with it empty: the
+        next turn is turn 1, the next sealed page page 1."""
+        with self._store.write():
+            self._store.delete_conversation(self._conv)
+            conv = self._store.conversation_id(self.conversation, create=True)
+        self._conv = conv
+        # Every part bound to the old id goes; the retriever is dropped unsaved, its index held
+        # the forgotten pages.
+        self._retriever = None
+        self._reexpander = self._reexpander.for_conversation(conv)
+        self._forget_drawings()
+
+    def _forget_drawings(self) -> None:
+        self._sent.clear()
+        self._open_drawn.clear()
+        self._fill = None
+        self._replan = True
+
     def pin(self, page: int, tier: str | None) -> None:
         """Hold sealed page ``page`` at ``tier`` whatever its age (None unpins). Pages are never
         sharpened: pin a page before it ages past the tier you want."""
@@ -443,7 +474,10 @@ class OpticalMemory:
             check_text(system, "system")
         newest = self._store.last_turn(self._conv)
         first_recent = max(1, newest - self.config.recent_turns + 1)
-        recent = [RecentTurn(r.seq, r.role, r.text or "") for r in self._store.turns(self._conv, first_recent, newest)]
+        # A turn without text lives only on its sealed page's image (the window reached back over
+        # it after a pop_turn).
+        recent = [RecentTurn(r.seq, r.role, r.text) for r in self._store.turns(self._conv, first_recent, newest)
+                  if r.text is not None]
         fixed = fixed_cost(recent, self.reader, system)
 
         rows = {r.number: r for r in self._store.pages(self._conv, in_context_only=True)}

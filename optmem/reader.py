@@ -104,6 +104,12 @@ class Reader:
             return 0
         return self.count(text if self.decoder else escape_image_placeholder(text))
 
+    def own_message_cost(self, role: str, body: str) -> int:
+        """What a turn costs sent after a context as a message of its own (a chat loop's new user
+        turn): its text and, for a chat reader, one more message's framing."""
+        text = self.turn_text(role, body)
+        return self.cost(text) + (self.profile.message_overhead if text and not self.decoder else 0)
+
     def page_label(self, page: int, first_turn: int, last_turn: int) -> str:
         """The text part naming a page image for a chat reader (the decoder needs none)."""
         return "" if self.decoder else f"Memory page {page} (turns {first_turn}-{last_turn}):"

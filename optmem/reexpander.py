@@ -39,6 +39,10 @@ class Reexpander:
         self.config = config
         self._engine = engine
 
+    def for_conversation(self, conversation: int) -> Reexpander:
+        """The same re-expander (its OCR engine, loaded or not) for another conversation id."""
+        return Reexpander(self._store, conversation, self.config, engine=self._engine)
+
     @property
     def engine(self) -> ReexpandEngine:
         if self._engine is None:

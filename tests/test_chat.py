@@ -27,6 +27,7 @@ from optmem.chat import (
     run_chat,
 )
 from optmem.config import MemoryConfig
+from optmem.demo import build_conversation
 from optmem.progress import plural
 
 CFG = MemoryConfig.model_validate({"recent_turns": 2, "retrieval": {"enabled": False}})
@@ -45,11 +46,11 @@ class _Typist:
         return self.session.prompt(message)
 
 
-def _chat(db, lines: list[str], conversation="me", history_path=None, **kwargs) -> str:
+def _chat(db, lines: list[str], conversation="me", history_path=None, config=CFG, **kwargs) -> str:
     out = io.StringIO()
     with create_pipe_input() as inp:
         session = _Typist(prompt_session(input=inp, output=DummyOutput(), history_path=history_path), inp, lines)
-        assert run_chat(db, conversation, CFG, session=session, stdout=out, **kwargs) == 0
+        assert run_chat(db, conversation, config, session=session, stdout=out, **kwargs) == 0
     return out.getvalue()
 
 
@@ -153,6 +154,43 @@ def test_an_exchange_is_stored_only_once_answered(server, tmp_path):
     out = _chat(db, ["fail please" + ENTER, "/save-failed" + ENTER, "/save-failed" + ENTER, CTRL_D], llm_url=url)
     assert "stored turn 3 without a reply" in out and "nothing to save" in out
     assert _texts(db)[-1] == ("user", "fail please")
+
+
+def _request_tokens(reader, messages) -> int:
+    """A Chat Completions request's input tokens as the reader's profile counts them, from the
+    request itself: per request, per message, per text part."""
+    profile = reader.profile
+    parts = [[m["content"]] if isinstance(m["content"], str) else [b["text"] for b in m["content"]] for m in messages]
+    return profile.request_overhead + sum(profile.message_overhead + sum(reader.cost(t) for t in p) for p in parts)
+
+
+def test_the_request_with_the_new_turn_fits_the_budget(server, tmp_path):
+    db, url = tmp_path / "b.db", f"http://127.0.0.1:{server.server_port}/v1"
+    config = MemoryConfig.model_validate({"recent_turns": 2, "retrieval": {"enabled": False}, "model": "text",
+                                          "budget": 900})
+    line = "Please remind me what we said about the replica and the night shift schedule, in detail. " * 5
+    with OpticalMemory.open(db, "me", config) as mem:
+        for i, (role, text) in enumerate(build_conversation(40, seed=11)[0]):
+            mem.add(role, text, timestamp=float(i))
+        # Memory fills the budget: the context alone plus the new turn would be over it.
+        assert mem.context(query=line).positions + mem.reader.own_message_cost("user", line) > config.budget
+        reader, stored = mem.reader, len(mem.history())
+    out = _chat(db, [line + ENTER, CTRL_D], llm_url=url, config=config)
+    assert "assistant: echo: " in out
+    sent = server.seen[-1]["messages"]
+    assert sent[-1] == {"role": "user", "content": line}
+    assert len(sent) > 1 and _request_tokens(reader, sent) <= config.budget
+    with OpticalMemory.open(db, "me", config) as mem:
+        assert [t.text for t in mem.history()[stored:]] == [line, "echo: " + line]
+
+
+def test_a_turn_that_cannot_fit_is_not_sent_nor_stored(server, tmp_path):
+    db, url = tmp_path / "n.db", f"http://127.0.0.1:{server.server_port}/v1"
+    config = MemoryConfig.model_validate({"recent_turns": 2, "retrieval": {"enabled": False}, "model": "text",
+                                          "budget": 200})
+    out = _chat(db, ["word " * 400 + ENTER, "/save-failed" + ENTER, CTRL_D], llm_url=url, config=config)
+    assert "[not sent: this turn alone needs" in out and "of the budget's 200 positions" in out
+    assert server.seen == [] and "stored turn 1 without a reply" in out
 
 
 def test_an_unreachable_llm_is_named(tmp_path):

@@ -67,10 +67,14 @@ OPS = st.one_of(
     st.tuples(st.just("page_image"), CONV, PAGE),
     st.tuples(st.just("page_text"), CONV, PAGE),
     st.tuples(st.just("read"), CONV),
+    st.tuples(st.just("pop"), CONV),
+    st.tuples(st.just("clear"), CONV),
 )
 
 
-def _check_invariants(mem: OpticalMemory, added: list[tuple[str, str]]) -> None:
+def _check_invariants(mem: OpticalMemory, added: list[tuple[str, str]], peak: int) -> None:
+    """``peak``: the most turns the conversation held since it began or was cleared (pops bring
+    it below: the pages then reach past the recent window's start)."""
     history = mem.history()
     pages = mem.pages()
     assert [t.id for t in history] == list(range(1, len(history) + 1))
@@ -90,7 +94,10 @@ def _check_invariants(mem: OpticalMemory, added: list[tuple[str, str]]) -> None:
     for a, b in zip(pages, pages[1:]):
         assert b.first_turn in (a.last_turn, a.last_turn + 1), (a, b)
     if pages:
-        assert pages[-1].last_turn == len(history) - mem.config.recent_turns
+        if len(history) == peak:
+            assert pages[-1].last_turn == len(history) - mem.config.recent_turns
+        else:
+            assert len(history) - mem.config.recent_turns <= pages[-1].last_turn <= peak - mem.config.recent_turns
     for p in pages:
         if p.sealed:
             assert mem.page_image(p.number).width > 0  # hash-checked by the store
@@ -129,6 +136,7 @@ def test_any_calls_end_in_success_or_a_typed_error_and_keep_the_invariants(grown
     store = open_store(conn)
     mems = [OpticalMemory(store, config, conversation=name, embedder=HashEmbedder()) for name in ("a", "b")]
     added = [[(t.role, t.text) for t in mem.history()] for mem in mems]
+    peaks = [len(turns) for turns in added]
     try:
         for op, conv, *args in ops:
             mem = mems[conv]
@@ -138,6 +146,7 @@ def test_any_calls_end_in_success_or_a_typed_error_and_keep_the_invariants(grown
                     n = mem.add(role, text, timestamp=ts)
                     added[conv].append((role, text.decode() if isinstance(text, bytes) else text))
                     assert n == len(added[conv])
+                    peaks[conv] = max(peaks[conv], n)
                 elif op == "context":
                     query, budget, system = args
                     ctx = mem.context(query, budget, system=system)
@@ -160,10 +169,16 @@ def test_any_calls_end_in_success_or_a_typed_error_and_keep_the_invariants(grown
                     assert text is None or isinstance(text, str)
                 elif op == "read":
                     assert isinstance(mem.pages(), list) and isinstance(mem.history(), list)
+                elif op == "pop":
+                    turn = mem.pop_turn()
+                    assert (turn.id, turn.role, turn.text) == (len(added[conv]), *added[conv].pop())
+                elif op == "clear":
+                    mem.clear()
+                    added[conv], peaks[conv] = [], 0
             except TYPED:
                 pass
-        for mem, turns in zip(mems, added):
-            _check_invariants(mem, turns)
+        for mem, turns, peak in zip(mems, added, peaks):
+            _check_invariants(mem, turns, peak)
     finally:
         for mem in mems:
             mem.close()

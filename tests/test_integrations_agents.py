@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 from optmem.demo import build_conversation
 from optmem.errors import InvalidArgument
 from optmem.integrations.agents import OpticalSession
+from optmem.store import TurnOnSealedPage
 
 INPUT_ITEM = TypeAdapter(TResponseInputItem)
 
@@ -99,13 +100,63 @@ def test_tool_calls_and_outputs_are_stored_model_internals_are_not(tmp_path):
     session.close()
 
 
-def test_bad_items_store_nothing_and_deletion_says_why(tmp_path):
+def test_bad_items_store_nothing(tmp_path):
     session = OpticalSession(tmp_path / "d.db", "dan", {"model": "text"})
     with pytest.raises(InvalidArgument, match="narrator"):
         asyncio.run(session.add_items([{"role": "user", "content": "a"}, {"role": "narrator", "content": "b"}]))
     assert session.memory.history() == []
-    with pytest.raises(NotImplementedError, match="append-only"):
-        asyncio.run(session.pop_item())
-    with pytest.raises(NotImplementedError, match="append-only"):
-        asyncio.run(session.clear_session())
     session.close()
+
+
+def test_pop_item_undoes_the_newest_items_as_get_items_shows_them(tmp_path):
+    session = OpticalSession(tmp_path / "p.db", "pam", {"model": "text"})
+    assert asyncio.run(session.pop_item()) is None  # an empty session
+    asyncio.run(session.add_items([
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": '{"city": "Oslo"}'},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "Rain."}]},
+    ]))
+    tail = asyncio.run(session.get_items(limit=1))
+    popped = asyncio.run(session.pop_item())
+    assert popped == tail[0] == {"role": "assistant", "content": "Rain."}
+    INPUT_ITEM.validate_python(popped)
+    assert asyncio.run(session.pop_item()) == {"role": "user", "content": 'tool: call weather({"city": "Oslo"})'}
+    assert [(t.id, t.text) for t in session.memory.history()] == [(1, "Weather in Oslo?")]
+    asyncio.run(session.add_items([{"role": "assistant", "content": "Let me look."}]))
+    assert [(t.id, t.role) for t in session.memory.history()] == [(1, "user"), (2, "assistant")]
+    session.close()
+
+
+def test_pop_item_on_a_sealed_turn_says_so_and_keeps_it(tmp_path):
+    session = OpticalSession(tmp_path / "s.db", "sam", {"model": "gpt-4o", "recent_turns": 0})
+    turns = build_conversation(12, seed=5)[0]
+    asyncio.run(session.add_items([{"role": role, "content": text} for role, text in turns]))
+    asyncio.run(session.add_items([{"role": "user", "content": "a long question " * 400}]))
+    before = session.memory.history()
+    with pytest.raises(TurnOnSealedPage, match=f"turn {len(before)} is on sealed page"):
+        asyncio.run(session.pop_item())
+    assert session.memory.history() == before
+    session.close()
+
+
+def test_clear_session_under_the_runner_forgets_this_session_only(tmp_path):
+    model = ScriptedModel(["Noted.", "I have no code on record."])
+    agent = Agent(name="helper", instructions="Be brief.", model=model)
+    sessions = {name: OpticalSession(tmp_path / "r.db", name, {"model": "gpt-4o"}) for name in ("ann", "ben")}
+    turns = build_conversation(40, seed=7)[0]
+    for session in sessions.values():
+        asyncio.run(session.add_items([{"role": role, "content": text} for role, text in turns]))
+    run_config = RunConfig(tracing_disabled=True)
+    asyncio.run(Runner.run(agent, "The code is 5521.", session=sessions["ann"], run_config=run_config))
+    ben_before = sessions["ben"].memory.history()
+
+    asyncio.run(sessions["ann"].clear_session())
+    assert asyncio.run(sessions["ann"].get_items()) == [] and sessions["ann"].memory.pages() == []
+    assert sessions["ben"].memory.history() == ben_before
+    asyncio.run(Runner.run(agent, "What is the code?", session=sessions["ann"], run_config=run_config))
+    assert [(i["role"], i["content"] if isinstance(i["content"], str) else i["content"][0]["text"])
+            for i in model.inputs[-1]] == [("user", "What is the code?")]
+    assert [(t.id, t.text) for t in sessions["ann"].memory.history()] == [
+        (1, "What is the code?"), (2, "I have no code on record.")]
+    for session in sessions.values():
+        session.close()

@@ -68,14 +68,42 @@ def test_text_profile_gets_memory_as_text_and_no_images(tmp_path, turns):
     reopened.close()
 
 
-def test_a_bad_message_stores_nothing_and_clear_says_why(tmp_path):
+def test_a_bad_message_stores_nothing(tmp_path):
     history = OpticalChatMessageHistory(tmp_path / "b.db", "c", {"model": "text"})
     with pytest.raises(InvalidArgument, match="ChatMessage"):
         history.add_messages([HumanMessage("kept?"), ChatMessage(content="x", role="narrator")])
     assert history.memory.history() == []
-    with pytest.raises(NotImplementedError, match="append-only"):
-        history.clear()
     history.close()
+
+
+def test_clear_forgets_one_history_under_runnable_with_message_history(tmp_path, turns):
+    seen = []
+    prompt = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("human", "{question}")])
+    model = GenericFakeChatModel(messages=iter([AIMessage("Noted."), AIMessage("I know nothing of a code.")]))
+    histories = {name: OpticalChatMessageHistory(tmp_path / "c.db", name, {"model": "gpt-4o"})
+                 for name in ("fay", "gus")}
+    chain = RunnableWithMessageHistory(prompt | RunnableLambda(lambda p: seen.append(p.to_messages()) or p) | model,
+                                       lambda session_id: histories[session_id], input_messages_key="question",
+                                       history_messages_key="history")
+    config = {"configurable": {"session_id": "fay"}}
+    histories["fay"].add_messages(as_langchain(turns))  # enough for sealed pages, sent as images
+    histories["gus"].add_messages(as_langchain(turns))
+    chain.invoke({"question": "The code is 7781."}, config=config)
+    gus_before = [(t.role, t.text) for t in histories["gus"].memory.history()]
+    assert any(isinstance(m.content, list) for m in histories["fay"].messages)
+
+    histories["fay"].clear()
+    assert histories["fay"].messages == [] and histories["fay"].memory.pages() == []
+    assert [(t.role, t.text) for t in histories["gus"].memory.history()] == gus_before
+    chain.invoke({"question": "What was the code?"}, config=config)
+    assert [m.content for m in seen[-1]] == ["What was the code?"]  # nothing of before the clear
+    assert [(t.id, t.role, t.text) for t in histories["fay"].memory.history()] == [
+        (1, "user", "What was the code?"), (2, "assistant", "I know nothing of a code.")]
+    for h in histories.values():
+        h.close()
+    reopened = OpticalChatMessageHistory(tmp_path / "c.db", "fay", {"model": "gpt-4o"})
+    assert [m.content for m in reopened.messages] == ["What was the code?", "I know nothing of a code."]
+    reopened.close()
 
 
 def test_runnable_with_message_history_stores_both_sides_and_feeds_them_back(tmp_path):

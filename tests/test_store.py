@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from optmem.store import (
+    NoTurnToPop,
     ReadOnlyStore,
     Store,
     TamperedData,
+    TurnOnSealedPage,
     TurnPos,
+    TurnRow,
     UnknownConversation,
     UnknownPage,
 )
@@ -45,6 +48,41 @@ def test_dropped_turn_texts_read_as_none(store_factory):
         store.add_turn(conv, "assistant", f"t{i}", float(i))
     store.drop_turn_texts(conv, 1, 2)
     assert [t.text for t in store.turns(conv)] == [None, None, "t2", "t3"]
+
+
+def test_pop_turn_removes_the_newest_turn_of_one_conversation_only(store_factory):
+    store = store_factory()
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    for i in range(3):
+        store.add_turn(a, "user", f"a{i}", float(i))
+    store.add_turn(b, "user", "b0", 0.0)
+    assert store.pop_turn(a) == TurnRow(3, "user", "a2", 2.0)
+    assert [t.text for t in store.turns(a)] == ["a0", "a1"] and store.last_turn(a) == 2
+    assert [t.text for t in store.turns(b)] == ["b0"]
+    assert store.add_turn(a, "assistant", "again", 5.0) == 3  # the number is given again
+    assert store.pop_turn(b).text == "b0"
+    with pytest.raises(NoTurnToPop, match="'b' has no turn to pop"):
+        store.pop_turn(b)
+    assert isinstance(NoTurnToPop("x"), LookupError)
+
+
+def test_pop_turn_refuses_a_turn_a_sealed_page_shows_and_changes_nothing(store_factory):
+    store = store_factory()
+    conv = store.conversation_id("a", create=True)
+    for i in range(3):
+        store.add_turn(conv, "user", f"t{i}", float(i))
+    _page(store, conv, first=TurnPos(1, 0), last=TurnPos(2, 1))  # page 1 holds turn 1 and the start of turn 2
+    store.set_open_page_start(conv, TurnPos(2, 1))
+    assert store.pop_turn(conv).seq == 3
+    with pytest.raises(TurnOnSealedPage, match="turn 2 is on sealed page 1"):
+        store.pop_turn(conv)
+    assert [t.text for t in store.turns(conv)] == ["t0", "t1"] and store.open_page_start(conv) == TurnPos(2, 1)
+    assert [p.number for p in store.pages(conv)] == [1]
+    # Once the page is deleted, the open page's start still says turn 2 was paged.
+    store.delete_page(conv, 1)
+    with pytest.raises(TurnOnSealedPage, match="turn 2 was on a sealed page, deleted since"):
+        store.pop_turn(conv)
+    assert [t.text for t in store.turns(conv)] == ["t0", "t1"]
 
 
 def test_unknown_conversation_is_a_typed_error(store_factory):
@@ -238,7 +276,8 @@ def test_a_read_only_store_reads_everything_and_writes_nothing(store_factory):
     writes = (lambda: reader.add_turn(conv, "user", "no", 2.0), lambda: _page(reader, conv),
               lambda: reader.conversation_id("new", create=True), lambda: reader.delete_page(conv, number),
               lambda: reader.set_page_tier(conv, number, None), lambda: reader.put_vector_index(conv, 1, b"x"),
-              lambda: reader.set_open_page_start(conv, TurnPos(1, 0)), lambda: reader.drop_turn_texts(conv, 1, 1))
+              lambda: reader.set_open_page_start(conv, TurnPos(1, 0)), lambda: reader.drop_turn_texts(conv, 1, 1),
+              lambda: reader.pop_turn(conv), lambda: reader.delete_conversation(conv))
     for write in writes:
         with pytest.raises(ReadOnlyStore, match="read-only"):
             write()
@@ -293,3 +332,15 @@ def test_turn_units_are_stored_ranked_by_keyword_and_kept_per_conversation(store
     assert store.turn_vectors(a)[0].tolist() == [3, 3] and store.keyword_turns(a, ["violin"], 10) == [3]
     store.delete_conversation(b)
     assert store.turn_units_through(b) == 0 and store.keyword_turns(b, ["violin"], 10) == []
+
+
+def test_popping_a_turn_forgets_its_units(store_factory):
+    store = store_factory()
+    a = store.conversation_id("a", create=True)
+    for text in ("first violin", "second violin"):
+        store.add_turn(a, "user", text, 0.0)
+    with store.write():
+        store.put_turn_units(a, [(1, 0, np.ones(4, dtype=np.float32)), (2, 0, np.ones(4, dtype=np.float32))],
+                             [(1, "first violin"), (2, "second violin")])
+    assert store.pop_turn(a).seq == 2
+    assert store.turn_units_through(a) == 1 and store.keyword_turns(a, ["violin"], 10) == [1]

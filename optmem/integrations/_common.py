@@ -11,10 +11,6 @@ from types import ModuleType
 from optmem.exports import page_image_bytes
 from optmem.memory import OpticalMemory
 
-# The store is append-only: no Store or OpticalMemory call deletes a turn or a conversation.
-APPEND_ONLY = ("optmem's store is append-only: neither OpticalMemory nor the Store protocol can delete "
-               "turns or conversations, so {what} is not supported")
-
 
 def require(module: str, extra: str) -> ModuleType:
     """Import ``module``, or fail with the pip command that installs it."""

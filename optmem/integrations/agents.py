@@ -7,8 +7,9 @@ tool calls and tool outputs as turns::
     session = OpticalSession("memory.db", "alice", {"model": "gpt-4o"})
     result = await Runner.run(agent, "What did I say about the beta?", session=session)
 
-The store is append-only, so ``pop_item`` and ``clear_session`` raise NotImplementedError; the
-Runner only pops to undo a retried write, which it does best-effort and logs when it cannot.
+``pop_item`` removes the newest turn (``OpticalMemory.pop_turn``: a turn a sealed page already
+shows cannot go, TurnOnSealedPage says so) and ``clear_session`` forgets the conversation
+(``OpticalMemory.clear``); the session stays usable, empty.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 from optmem.config import MemoryConfig
 from optmem.errors import InvalidArgument
 from optmem.integrations._common import (
-    APPEND_ONLY,
     Image,
     Part,
     context_messages,
     require,
 )
-from optmem.memory import OpticalMemory
+from optmem.memory import OpticalMemory, Turn
+from optmem.reader import chat_role, chat_turn_text
+from optmem.store import NoTurnToPop
 
 require("agents", "agents")
 
@@ -73,11 +75,18 @@ class OpticalSession:
             self.memory.add(role, text)
 
     async def pop_item(self) -> dict | None:
-        raise NotImplementedError(APPEND_ONLY.format(what="OpticalSession.pop_item()"))
+        """The newest turn, removed, as a message item the way ``get_items`` shows it (a tool
+        turn as user content naming its role); None when the session is empty."""
+        async with self._lock:
+            try:
+                turn = await asyncio.to_thread(self.memory.pop_turn)
+            except NoTurnToPop:
+                return None
+        return _popped_item(turn)
 
     async def clear_session(self) -> None:
-        raise NotImplementedError(APPEND_ONLY.format(what="OpticalSession.clear_session()")
-                                  + "; open another conversation name for a fresh session")
+        async with self._lock:
+            await asyncio.to_thread(self.memory.clear)
 
     def close(self) -> None:
         self.memory.close()
@@ -89,6 +98,11 @@ def _to_item(role: str, parts: list[Part]) -> dict:
     return {"role": "user", "content": [
         {"type": "input_image", "image_url": p.data_url, "detail": p.detail or "auto"} if isinstance(p, Image)
         else {"type": "input_text", "text": p} for p in parts]}
+
+
+def _popped_item(turn: Turn) -> dict:
+    # A turn no sealed page shows still has its text (only those wholly on pages lose it).
+    return {"role": chat_role(turn.role), "content": chat_turn_text(turn.role, turn.text or "")}
 
 
 def _to_turn(item: Any) -> tuple[str, str] | None:

@@ -21,7 +21,6 @@ from pathlib import Path
 from optmem.config import MemoryConfig
 from optmem.errors import InvalidArgument
 from optmem.integrations._common import (
-    APPEND_ONLY,
     Image,
     Part,
     context_messages,
@@ -64,8 +63,8 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
             self.memory.add(role, text)
 
     def clear(self) -> None:
-        raise NotImplementedError(APPEND_ONLY.format(what="OpticalChatMessageHistory.clear()")
-                                  + "; open another conversation name for a fresh history")
+        """Forget this conversation's memory whole (``OpticalMemory.clear``); it stays usable, empty."""
+        self.memory.clear()
 
     def close(self) -> None:
         self.memory.close()

@@ -13,6 +13,7 @@ from optmem.store.base import (
     DatabaseNotFound,
     MissingDirectory,
     NotAnOptmemDatabase,
+    NoTurnToPop,
     PageRow,
     ReadOnlyStore,
     SchemaMismatch,
@@ -22,6 +23,7 @@ from optmem.store.base import (
     StoreFull,
     StorePermissionError,
     TamperedData,
+    TurnOnSealedPage,
     TurnPos,
     TurnRow,
     UnknownConversation,
@@ -33,9 +35,9 @@ from optmem.store.sqlite import SQLiteStore
 POSTGRES_DSN_PREFIXES = ("postgresql://", "postgres://")
 
 __all__ = [
-    "DatabaseNotFound", "MissingDirectory", "NotAnOptmemDatabase", "PageRow", "ReadOnlyStore", "SQLiteStore",
-    "SchemaMismatch", "SchemaTooNew", "Store", "StoreError", "StoreFull", "StorePermissionError", "TamperedData",
-    "TurnPos", "TurnRow", "UnknownConversation", "UnknownPage", "open_store",
+    "DatabaseNotFound", "MissingDirectory", "NoTurnToPop", "NotAnOptmemDatabase", "PageRow", "ReadOnlyStore",
+    "SQLiteStore", "SchemaMismatch", "SchemaTooNew", "Store", "StoreError", "StoreFull", "StorePermissionError",
+    "TamperedData", "TurnOnSealedPage", "TurnPos", "TurnRow", "UnknownConversation", "UnknownPage", "open_store",
 ]
 
 

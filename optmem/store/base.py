@@ -76,8 +76,31 @@ class UnknownPage(StoreError, KeyError):
         return str(self.args[0])
 
 
+class NoTurnToPop(StoreError, LookupError):
+    """``pop_turn`` on a conversation that has no turns."""
+
+
+class TurnOnSealedPage(StoreError):
+    """``pop_turn`` on a turn that a sealed page already shows: its image, embeddings and keyword
+    chunks were made from it, and older pages may have been resampled since, so removing the turn
+    would leave the memory showing text that is gone. Nothing was changed."""
+
+
 class TamperedData(StoreError):
     """Stored text or an image no longer matches the hash recorded when it was written."""
+
+
+def check_poppable(conversation: str, turn: int, sealed_page: int | None, open_start: TurnPos | None) -> None:
+    """TurnOnSealedPage unless ``turn`` is on no sealed page: none holds it (``sealed_page``: the
+    first that does) and the open page does not start after its beginning (the pages it was on
+    may have been deleted since)."""
+    if sealed_page is not None:
+        raise TurnOnSealedPage(f"conversation {conversation!r}: turn {turn} is on sealed page {sealed_page}; "
+                               "only a turn no sealed page shows can be popped")
+    if open_start is not None and (open_start.turn, open_start.char) > (turn, 0):
+        raise TurnOnSealedPage(f"conversation {conversation!r}: turn {turn} was on a sealed page, deleted since "
+                               f"(the open page starts at turn {open_start.turn}); only a turn no sealed page "
+                               "shows can be popped")
 
 
 class TurnPos(NamedTuple):
@@ -182,6 +205,12 @@ class Store(Protocol):
 
     def last_turn(self, conv: int) -> int:
         """Number of the newest turn, 0 when there is none."""
+        ...
+
+    def pop_turn(self, conv: int) -> TurnRow:
+        """Remove the newest turn and return it, in one write step: :class:`NoTurnToPop` when there
+        is none, :class:`TurnOnSealedPage` (nothing removed) when a sealed page holds any of it.
+        The next ``add_turn`` reuses its number."""
         ...
 
     def last_timestamp(self, conv: int) -> float | None: ...

@@ -36,6 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from optmem.store.base import (
     DatabaseNotFound,
     NotAnOptmemDatabase,
+    NoTurnToPop,
     OpenedStore,
     PageRow,
     ReadOnlyStore,
@@ -49,6 +50,7 @@ from optmem.store.base import (
     TurnRow,
     UnknownConversation,
     UnknownPage,
+    check_poppable,
 )
 from optmem.store.postgres_migrations import (
     CREATE_VERSIONS_TABLE,
@@ -245,6 +247,19 @@ class PostgresStore(OpenedStore):
             self._sql(conv, "INSERT INTO turns VALUES (%s, %s, %s, %s, %s, %s)",
                       (conv, seq, role, data, _sha256(data), timestamp))
             return seq
+
+    def pop_turn(self, conv: int) -> TurnRow:
+        with self._transaction():
+            seq = self.last_turn(conv)  # under the conversation's lock
+            if seq == 0:
+                raise NoTurnToPop(f"conversation {self._conversation_name(conv)!r} has no turn to pop")
+            page = self._sql(conv, "SELECT min(seq) FROM pages WHERE conversation_id = %s AND last_turn >= %s",
+                             (conv, seq)).fetchone()[0]
+            check_poppable(self._conversation_name(conv), seq, page, self.open_page_start(conv))
+            (row,) = self.turns(conv, seq, seq)
+            for table in ("turn_vectors", "turn_words", "turns"):
+                self._sql(conv, f"DELETE FROM {table} WHERE conversation_id = %s AND seq = %s", (conv, seq))
+            return row
 
     def last_turn(self, conv: int) -> int:
         return self._sql(conv, "SELECT coalesce(max(seq), 0) FROM turns WHERE conversation_id = %s", (conv,)).fetchone()[0]

@@ -24,6 +24,7 @@ from optmem.store.base import (
     DatabaseNotFound,
     MissingDirectory,
     NotAnOptmemDatabase,
+    NoTurnToPop,
     OpenedStore,
     PageRow,
     ReadOnlyStore,
@@ -37,6 +38,7 @@ from optmem.store.base import (
     TurnRow,
     UnknownConversation,
     UnknownPage,
+    check_poppable,
 )
 from optmem.store.sqlite_migrations import (
     APPLICATION_ID,
@@ -229,6 +231,19 @@ class SQLiteStore(OpenedStore):
             conn.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?)",
                          (conv, seq, role, text, _sha256(text), timestamp))
             return seq
+
+    def pop_turn(self, conv: int) -> TurnRow:
+        with self._transaction() as conn:
+            seq = self.last_turn(conv)
+            if seq == 0:
+                raise NoTurnToPop(f"conversation {self._conversation_name(conv)!r} has no turn to pop")
+            page = conn.execute("SELECT min(seq) FROM pages WHERE conversation_id = ? AND last_turn >= ?",
+                                (conv, seq)).fetchone()[0]
+            check_poppable(self._conversation_name(conv), seq, page, self.open_page_start(conv))
+            (row,) = self.turns(conv, seq, seq)
+            for table in ("turn_vectors", "turn_words", "turns"):
+                conn.execute(f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?", (conv, seq))
+            return row
 
     def last_turn(self, conv: int) -> int:
         return self._conn.execute("SELECT coalesce(max(seq), 0) FROM turns WHERE conversation_id = ?", (conv,)).fetchone()[0]
