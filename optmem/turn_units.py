@@ -1,7 +1,7 @@
 """Memory for a reader without eyes: whole turns, as many as the budget holds, best ranked first.
 
 A chosen turn goes in as one line, ``role: text``, and consecutive chosen turns share one heading
-that names their ids and dates, so a run of turns costs little more than the turns themselves
+that gives their dates, so a run of turns costs little more than the turns themselves
 (a heading per turn would cost more than most LoCoMo turns do). Selection is greedy in rank
 order with each turn priced by what it adds: its line, plus a heading when it starts a run of
 its own, minus one when it joins two runs. The exact cost of the final runs is then checked and,
@@ -46,9 +46,10 @@ def turn_line(turn: TurnRow) -> str:
 
 
 def run_heading(first: TurnRow, last: TurnRow) -> str:
+    """The run's dates: what a reader needs to place it in time. Turn ids would cost as much again
+    (every digit is a token) and tell a reader nothing; the segment keeps them."""
     start, end = _date(first.timestamp), _date(last.timestamp)
-    dates = start if start == end else f"{start} to {end}"
-    return f"[memory: turns {first.seq}-{last.seq}, {dates}]"
+    return f"[{start}]" if start == end else f"[{start} to {end}]"
 
 
 def turn_runs(turns: Iterable[TurnRow]) -> list[TurnRun]:

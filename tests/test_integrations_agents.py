@@ -72,7 +72,8 @@ def test_runner_stores_the_exchange_and_reads_it_back(tmp_path):
 
 def test_items_are_valid_input_items_with_page_images(tmp_path):
     turns = build_conversation(40, seed=7)[0]
-    session = OpticalSession(tmp_path / "b.db", "bob", {"model": "gpt-4o"}, system="Remember.")
+    images = {"reexpand": {"text_when_it_fits": False}}  # pages stay images though this history fits as text
+    session = OpticalSession(tmp_path / "b.db", "bob", {"model": "gpt-4o", **images}, system="Remember.")
     asyncio.run(session.add_items([{"role": role, "content": text} for role, text in turns]))
     items = asyncio.run(session.get_items())
     for item in items:

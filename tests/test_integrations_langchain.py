@@ -32,7 +32,8 @@ def as_langchain(turns):
 
 @pytest.fixture(scope="module")
 def gpt4o(tmp_path_factory, turns):
-    history = OpticalChatMessageHistory(tmp_path_factory.mktemp("lc") / "m.db", "alice", {"model": "gpt-4o"},
+    history = OpticalChatMessageHistory(tmp_path_factory.mktemp("lc") / "m.db", "alice",
+                                        {"model": "gpt-4o", "reexpand": {"text_when_it_fits": False}},
                                         system="You remember.")
     history.add_messages(as_langchain(turns))
     yield history

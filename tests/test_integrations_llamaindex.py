@@ -15,6 +15,7 @@ from optmem.demo import build_conversation
 from optmem.integrations.llamaindex import OpticalMemoryBlock
 
 NO_RETRIEVAL = {"retrieval": {"enabled": False}}  # keeps MiniLM out of these tests
+IMAGES = {"reexpand": {"text_when_it_fits": False}}  # pages stay images though these histories fit as text
 
 
 def words(text):
@@ -27,7 +28,7 @@ def memory_with(block, **kw):
 
 def test_flushed_messages_become_optmem_turns_and_come_back_as_page_images(tmp_path):
     turns = build_conversation(40, seed=7)[0]
-    block = OpticalMemoryBlock.open(tmp_path / "m.db", "alice", {"model": "gpt-4o", **NO_RETRIEVAL})
+    block = OpticalMemoryBlock.open(tmp_path / "m.db", "alice", {"model": "gpt-4o", **NO_RETRIEVAL, **IMAGES})
     memory = memory_with(block, token_limit=3000, token_flush_size=500)
     memory.put_messages([ChatMessage(role=role, content=text) for role, text in turns])
 

@@ -37,7 +37,7 @@ def structured(result):
 def test_tools_over_stdio(tmp_path):
     turns, facts = build_conversation(40, seed=7)
     config = tmp_path / "c.toml"
-    config.write_text('model = "gpt-4o"\n')
+    config.write_text('model = "gpt-4o"\n[reexpand]\ntext_when_it_fits = false\n')  # pages stay images
 
     async def body(session):
         tools = {t.name for t in (await session.list_tools()).tools}

@@ -40,18 +40,20 @@ CHAT_PROFILES = [name for name in BUILTIN if BUILTIN[name].request == "chat"]
 DECODER_PROFILES = [name for name in BUILTIN if BUILTIN[name].request == "decoder"]
 
 
-def _config(model: str, *, font_px: int, recent: int, retrieval: bool = False) -> MemoryConfig:
+def _config(model: str, *, font_px: int, recent: int, retrieval: bool = False, images: bool = False) -> MemoryConfig:
     # A large font seals a page every few turns, so short conversations age pages through every tier.
     return MemoryConfig.model_validate({
         "model": model, "recent_turns": recent, "render": {"font_px": font_px},
-        "retrieval": {"enabled": retrieval}, "reexpand": {"ocr_backend": "onnxruntime"},
+        # images: pages stay images even when all of memory would fit as text
+        "retrieval": {"enabled": retrieval}, "reexpand": {"ocr_backend": "onnxruntime", "text_when_it_fits": not images},
         "schedule": {"steps": [{"tier": "gundam", "until": 1}, {"tier": "large", "until": 2}, {"tier": "base", "until": 3},
                                {"tier": "small", "until": 5}, {"tier": "tiny", "until": 99}]},
     })
 
 
-def _memory(model: str, turns, *, font_px: int, recent: int, retrieval: bool = False) -> OpticalMemory:
-    mem = OpticalMemory.open(":memory:", "c", _config(model, font_px=font_px, recent=recent, retrieval=retrieval))
+def _memory(model: str, turns, *, font_px: int, recent: int, retrieval: bool = False, images: bool = False) -> OpticalMemory:
+    mem = OpticalMemory.open(":memory:", "c", _config(model, font_px=font_px, recent=recent, retrieval=retrieval,
+                                                      images=images))
     for i, (role, text) in enumerate(turns):
         mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
     return mem
@@ -203,7 +205,7 @@ def test_expensive_images_are_never_sent_for_thin_pages():
     costs = {r.side: profile.rung_tokens(r) for r in profile.ladder}
     assert costs[1280] > 2000 and costs[1024] > 1500
     turns = [("user" if i % 2 == 0 else "assistant", " ".join(WORDS * 3)) for i in range(40)]
-    with _memory("gpt-4.1-mini", turns, font_px=20, recent=1) as mem:
+    with _memory("gpt-4.1-mini", turns, font_px=20, recent=1, images=True) as mem:
         sealed = _sealed(mem)
         assert sealed > 1
         assert {p.tier for p in mem.pages() if p.sealed} & {"gundam", "large", "base"}  # young pages exist

@@ -138,7 +138,7 @@ def test_a_0_1_0_database_opens_reads_and_grows(old_db):
 def test_a_0_1_0_database_grows_through_optical_memory(old_db):
     from optmem import OpticalMemory
 
-    config = {"recent_turns": 4,
+    config = {"recent_turns": 4, "reexpand": {"text_when_it_fits": False},
               "schedule": {"age_unit": "pages", "steps": [{"tier": "small", "until": 1}, {"tier": "tiny", "until": 100}]}}
     with OpticalMemory.open(old_db, "bob", config=config) as mem:
         before = [p.number for p in mem.pages() if p.sealed]

@@ -27,10 +27,10 @@ def test_runs_group_consecutive_turns_under_one_heading_with_their_dates():
     turns = _turns(6)
     runs = turn_runs([turns[i] for i in (5, 1, 2, 3)])
     assert [(r.first, r.last) for r in runs] == [(1, 3), (5, 5)]
-    assert runs[0].heading == "[memory: turns 1-3, 2023-11-15]"
+    assert runs[0].heading == "[2023-11-15]"
     assert runs[0].body == "user: turn number 1 says something\nassistant: turn number 2 says something\n" \
                            "user: turn number 3 says something"
-    assert run_heading(turns[1], turns[5]) == "[memory: turns 1-5, 2023-11-15 to 2023-11-16]"
+    assert run_heading(turns[1], turns[5]) == "[2023-11-15 to 2023-11-16]"
 
 
 @pytest.mark.parametrize("budget", [0, 5, 40, 100, 333, 10_000])
