@@ -89,6 +89,34 @@ class FakeUpstream:
             "role": "assistant", "content": reply}}]}, headers=took())
 
 
+class LoadSampler:
+    """The 1-minute load average, sampled every few seconds while a scenario runs (the machine is shared)."""
+
+    def __init__(self, every_s: float = 5.0):
+        self.samples: list[float] = []
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(self._every):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def summary(self) -> dict:
+        s = self.samples or [float("nan")]
+        return {"min": round(min(s), 1), "mean": round(sum(s) / len(s), 1), "max": round(max(s), 1)}
+
+
 class Background:
     """A uvicorn server in a thread of this process."""
 
@@ -199,7 +227,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def _drive(ports: list[int], keys: dict[str, str], args) -> dict:
     stats = {"statuses": {}, "errors": [], "transport_errors": [], "added_ms": []}
-    # One warm-up request per instance (loads the embedder), on a conversation the checks skip.
+    # One warm-up request per instance (its connections; the embedder and fonts load at startup), on a
+    # conversation the checks skip.
     async with httpx.AsyncClient(timeout=300) as http:
         for port in ports:
             r = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -242,8 +271,10 @@ def _scenario(name: str, dbs: list[str], upstream_port: int, keyfile: Path, keys
         for port, proc in zip(ports, procs):
             _wait_healthy(port, proc)
         fake.mixed_contexts = 0
-        result = asyncio.run(_drive(ports, keys, args))
+        with LoadSampler() as load:
+            result = asyncio.run(_drive(ports, keys, args))
         result["mixed_contexts_at_upstream"] = fake.mixed_contexts
+        result["load_average"] = load.summary()
         return {"scenario": name, "instances": len(dbs), **result}
     finally:
         for proc in procs:
@@ -265,19 +296,21 @@ def _markdown(report: dict) -> str:
          "streamed). Added latency: client time minus the fake upstream's handling time (optmem's work plus its "
          "loopback hop)."), "",
         ("| scenario | requests | 5xx | lost | duplicated | reordered | cross-tenant | added p50 ms | added p95 ms "
-         "| req/s | wall s |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+         "| req/s | wall s | load avg min/mean/max |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["scenarios"]:
         cross = r["cross_tenant"] + r["mixed_contexts_at_upstream"]
+        load = r["load_average"]
         lines.append(f"| {r['scenario']} | {r['requests']}/{r['planned']} | {r['5xx']} | {r['lost']} | "
                      f"{r['duplicated']} | {r['reordered']} | {cross} | {r['added_ms_p50']} | {r['added_ms_p95']} | "
-                     f"{r['requests_per_s']} | {r['wall_s']} |")
+                     f"{r['requests_per_s']} | {r['wall_s']} | {load['min']}/{load['mean']}/{load['max']} |")
     lines += ["", ("Goals: lost, duplicated, cross-tenant turns and 5xx 0; added p95 <= 100 ms at budget 8192 with "
-                   "retrieval (on 2 cores). Clients send their next turn as soon as a reply comes, and memory work "
-                   "runs one call at a time per instance, so with 16 clients a request's latency is mostly its wait "
-                   "behind the others (about clients / requests per second); the 1-client row is optmem's own time "
-                   "per request."), ""]
+                   "retrieval (on 2 cores). Clients send their next turn as soon as a reply comes (the fake upstream "
+                   "takes no time), so with 16 clients the instances are saturated: memory work runs on one worker "
+                   "per core, and a request's latency is mostly its wait behind the others (about clients / requests "
+                   "per second); the 1-client row is optmem's own time per request. The load average is the whole "
+                   "machine's (other jobs included), sampled every 5 s during the scenario."), ""]
     for r in report["scenarios"]:
         if r["errors"] or r["transport_errors"] or r["stopped_by_time_limit"]:
             lines.append(f"- {r['scenario']}: stopped by the time limit: {r['stopped_by_time_limit']}; "

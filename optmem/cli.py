@@ -166,7 +166,7 @@ def cmd_serve(args) -> int:
     memory.update(model=args.model, **({"budget": args.budget} if args.budget is not None else {}))
     settings = ServeSettings(upstream=args.upstream, db=args.db, keys=args.keys, memory=memory, host=args.host,
                              port=args.port, upstream_key_env=args.upstream_key_env, max_body_bytes=args.max_body_bytes,
-                             upstream_timeout_s=args.upstream_timeout)
+                             upstream_timeout_s=args.upstream_timeout, workers=args.workers)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
 
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-key-env", help="environment variable holding the upstream's API key")
     p.add_argument("--max-body-bytes", type=int, default=8 << 20, help="larger request bodies get 413")
     p.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds to wait for the upstream (then 504)")
+    p.add_argument("--workers", type=int, help="memory worker threads, each with its own store connection "
+                   "(default: one per usable core)")
     _config_arg(p)
     p.set_defaults(func=cmd_serve)
 

@@ -78,6 +78,17 @@ def test_remembered_vectors_are_reused_and_bounded(passage_vectors):
         e.remember(-1)
 
 
+@pytest.mark.slow
+def test_threads_encoding_at_once_get_the_vectors_one_thread_gets(passage_vectors):
+    from concurrent.futures import ThreadPoolExecutor
+
+    e = Embedder()  # fresh: the model loads and the tokenizer's padding is first set inside the race
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda n: e.encode(PASSAGES[n % 3:] + PASSAGES[:n % 3]), range(8)))
+    for n, got in enumerate(results):
+        np.testing.assert_allclose(np.roll(got, n % 3, axis=0), passage_vectors, atol=1e-5)
+
+
 def test_embedder_rejects_bad_input():
     e = Embedder()
     with pytest.raises(TypeError, match="sequence of strings"):

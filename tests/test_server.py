@@ -245,6 +245,62 @@ def test_concurrent_conversations_each_keep_their_own_turns(db, keyfile):
         assert stored == sent
 
 
+def test_conversations_on_several_workers_keep_their_turns_even_when_they_move(db, keyfile, monkeypatch):
+    from collections import Counter
+
+    from optmem.server import conversations
+
+    fake = FakeUpstream()
+    app = create_app(_settings(db, keyfile, memory={**SMALL, "recent_turns": 1}, workers=3),
+                     upstream_transport=httpx.ASGITransport(app=fake.app))
+    proxy = app.state.proxy
+
+    async def talk(http, n, turns, messages):
+        for turn in range(len(messages) // 2, turns):
+            messages.append({"role": "user", "content": f"conversation {n} turn {turn} " + "words here " * 150})
+            r = await http.post("/v1/chat/completions", headers=_auth(KEY_A if n % 2 else KEY_B, f"c{n}"),
+                                json={"model": "m", "messages": messages})
+            assert r.status_code == 200, r.text
+            messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
+        h = await http.get(f"/v1/conversations/c{n}/history", headers=_auth(KEY_A if n % 2 else KEY_B, None))
+        return [(m["role"], m["content"]) for m in messages], [(t["role"], t["text"]) for t in h.json()["turns"]]
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+            try:
+                first = await asyncio.gather(*(talk(http, n, 2, []) for n in range(6)))
+                # A new conversation goes to the worker with the fewest.
+                assert sorted(Counter(proxy.conversations._homes.values()).values()) == [2, 2, 2]
+                # Forgetting homes at once moves conversations between workers, each of which
+                # still holds a memory of them from before: the store must keep them right.
+                monkeypatch.setattr(conversations, "MEMORIES_KEPT", 1)
+                later = await asyncio.gather(*(talk(http, n, 5, [{"role": r, "content": t} for r, t in sent])
+                                               for n, (sent, _) in enumerate(first)))
+                return first, later
+            finally:
+                await proxy.aclose()
+
+    first, later = asyncio.run(main())
+    for sent, stored in first:
+        assert stored == sent
+    for sent, stored in later:
+        assert stored == sent and len(stored) == 10
+
+
+def test_the_server_loads_its_embedder_before_the_first_request(serve):
+    class Recording(WordEmbedder):
+        def __init__(self):
+            self.calls = []
+
+        def encode(self, texts):
+            self.calls.append(list(texts))
+            return super().encode(texts)
+
+    embedder = Recording()
+    serve(memory={**SMALL, "retrieval": {"enabled": True}}, embedder=embedder)
+    assert embedder.calls == [["warm up"]]
+
+
 def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve):
     memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
     client, _ = serve(memory=memory, embedder=WordEmbedder())

@@ -52,6 +52,10 @@ class Embedder:
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
+        # A fast tokenizer may reset its padding and truncation on a call, which fails ("Already
+        # borrowed", transformers issue 47085) while another thread encodes with it; the model's
+        # forward is safe to share, so only tokenizing is one thread at a time.
+        self._tokenizer_lock = threading.Lock()
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memo_size = 0
 
@@ -124,8 +128,9 @@ class Embedder:
         with torch.inference_mode():
             for b in range(0, len(order), self.batch_size):
                 idx = order[b:b + self.batch_size]
-                enc = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                      max_length=_MAX_TOKENS, return_tensors="pt")
+                with self._tokenizer_lock:
+                    enc = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                          max_length=_MAX_TOKENS, return_tensors="pt")
                 hidden = self._model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -3,8 +3,9 @@
 Every route but ``/healthz`` needs ``Authorization: Bearer KEY``. A conversation belongs to the
 tenant of the key that made it: it is stored as ``tenant/name``, so another tenant's request
 names another conversation and finds nothing (404, the same answer as for one that never existed).
-Memory work runs in worker threads; a per-conversation lock keeps one request per conversation
-in flight in this process, from storing its messages to storing the reply.
+Memory work runs on the conversations' workers (optmem.server.conversations: one thread and store
+connection per core); a per-conversation lock keeps one request per conversation in flight in
+this process, from storing its messages to storing the reply, while other conversations go on.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class ServeSettings(BaseModel):
     upstream_key_env: str | None = Field(default=None, description="environment variable holding the upstream's API key")
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="larger request bodies get 413")
     upstream_timeout_s: float = Field(default=120.0, gt=0, description="longest wait for the upstream (then 504)")
+    workers: int | None = Field(default=None, ge=1, description="memory worker threads, each with its own store "
+                                "connection (default: one per usable core)")
 
     @field_validator("upstream")
     @classmethod
@@ -181,7 +184,7 @@ class Proxy:
         self._upstream_key = settings.upstream_key()
         self._transport = upstream_transport
         self._upstream: Upstream | None = None
-        self.conversations = Conversations(settings.db, settings.memory, embedder=embedder)
+        self.conversations = Conversations(settings.db, settings.memory, embedder=embedder, workers=settings.workers)
         self.locks = _Locks()
 
     @property
@@ -325,6 +328,7 @@ def create_app(settings: ServeSettings, *, embedder: Embedder | None = None,
     @asynccontextmanager
     async def lifespan(app):
         try:
+            await anyio.to_thread.run_sync(proxy.conversations.warm_up)  # before the first request is taken
             yield
         finally:
             await proxy.aclose()

@@ -1,41 +1,54 @@
-"""The memory side of the server: conversations on one store connection, used from worker threads.
+"""The memory side of the server: conversations on a few store connections, used from worker threads.
 
-OpticalMemory and the stores are synchronous, and the page renderer's font tables load lazily
-and are not safe to load from two threads at once, so memory work in one process runs one call
-at a time, under one lock (for more throughput, run more instances on one PostgreSQL). Each
-write step (storing the client's new messages, storing the reply) runs in one store transaction,
-which the store serialises against every other writer of the conversation, in this process or
-another one sharing the database.
+OpticalMemory and the stores are synchronous, and one store connection runs one transaction at
+a time, so memory work runs on workers: each worker is one thread with its own store connection
+and the memories kept open on it, and runs its calls one at a time, in the order they came. There
+is one worker per usable core (the query embedding, page drawing and PNG encoding release the
+GIL, so two workers use two cores). A conversation keeps to one worker while it is remembered
+(its memory, vector index and sent images stay warm there); a new one goes to the worker with the
+fewest. Two workers are two writers on one database, as two instances are: each write step
+(storing the client's new messages, storing the reply) runs in one store transaction, which the
+store serialises against every other writer of the conversation, in this process or another one
+sharing the database; the app's per-conversation lock keeps one request per conversation in
+flight in this process.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from optmem.assembler import Context
 from optmem.config import MemoryConfig
 from optmem.memory import OpticalMemory, Turn
 from optmem.retrieval import Embedder
 from optmem.server.sync import History, HistoryConflict, digest, new_turns_from
+from optmem.reexpand.backends import usable_cores
 from optmem.store import Store, open_store
 
-MEMORIES_KEPT = 64  # OpticalMemory objects kept open (each holds its vector index)
+T = TypeVar("T")
+
+MEMORIES_KEPT = 64  # OpticalMemory objects kept open, over all workers (each holds its vector index)
+QUERY_VECTORS_KEPT = 256  # the server's embedder reuses the vectors of texts it embedded lately (a retried request)
 
 
 @dataclass(frozen=True)
 class Prepared:
     context: Context
-    messages: list[dict]  # the context as Chat Completions messages (drawn under the lock: it renders)
+    messages: list[dict]  # the context as Chat Completions messages (drawn on the worker: it renders)
     turns: int  # stored turns once the client's new messages are in: the reply's place is the next
 
 
 class _Open:
     """The store and the conversations' memories kept open on it."""
 
-    def __init__(self, store: Store, config: MemoryConfig, embedder: Embedder | None):
+    def __init__(self, store: Store, config: MemoryConfig, embedder: Embedder | None, memories_kept: int):
         self.store = store
+        self._kept = memories_kept
         self._config = config
         self._embedder = embedder
         self._memories: OrderedDict[str, tuple[int, OpticalMemory]] = OrderedDict()
@@ -50,7 +63,7 @@ class _Open:
         self.forget(name)  # deleted (maybe by another instance) and made again: a new id
         memory = OpticalMemory(self.store, self._config, conversation=name, create=create, embedder=self._embedder)
         self._memories[name] = (conv, memory)
-        while len(self._memories) > MEMORIES_KEPT:
+        while len(self._memories) > self._kept:
             self._close(*self._memories.popitem(last=False))
         return conv, memory
 
@@ -80,21 +93,83 @@ class _Open:
         self.store.close()
 
 
-class Conversations:
-    def __init__(self, db: str, config: MemoryConfig, *, embedder: Embedder | None = None):
-        if config.retrieval.enabled and embedder is None:
-            from optmem.retrieval import default_embedder
+class _Worker:
+    """One thread and the store connection only it uses: calls run one at a time, first come first served."""
 
-            embedder = default_embedder()  # one model for every conversation (it loads on first use)
+    def __init__(self, open_: _Open, number: int):
+        self.open = open_
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"optmem-memory-{number}")
+
+    def call(self, work: Callable[[_Open], T]) -> T:
+        return self._thread.submit(work, self.open).result()
+
+    def close(self) -> None:
+        try:
+            self.call(_Open.close)
+        finally:
+            self._thread.shutdown()
+
+
+class Conversations:
+    def __init__(self, db: str, config: MemoryConfig, *, embedder: Embedder | None = None, workers: int | None = None):
+        if config.retrieval.enabled and embedder is None:
+            embedder = Embedder()  # MiniLM: one model for every conversation and worker (it loads in warm_up)
+            embedder.remember(QUERY_VECTORS_KEPT)
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        # An in-memory SQLite database is private to its connection: there can be only one.
+        count = 1 if db == ":memory:" else workers or usable_cores()
         self.config = config
-        self._open = _Open(open_store(db), config, embedder)
-        self._lock = threading.Lock()
+        self._embedder = embedder
+        # Sealed pages are embedded by the next query (the request's own, right after its turns are
+        # stored), not inside the step that stores them: that step holds the store's write lock,
+        # which on SQLite is one lock for every conversation, and MiniLM takes ~100 ms a chunk.
+        memory_config = config.model_copy(update={"retrieval": config.retrieval.model_copy(update={"embed_on_seal": False})})
+        kept = -(-MEMORIES_KEPT // count)
+        self._workers: list[_Worker] = []
+        try:
+            for n in range(count):
+                self._workers.append(_Worker(_Open(open_store(db), memory_config, embedder, kept), n))
+        except BaseException:
+            self.close()
+            raise
+        self._homes: OrderedDict[str, int] = OrderedDict()  # conversation -> its worker, while remembered
+        self._homes_lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load now what the first requests would otherwise wait for: the query embedder (seconds
+        for MiniLM) and the renderer's font tables (drawn once on a throwaway in-memory memory)."""
+        if self.config.retrieval.enabled and self._embedder is not None:
+            self._embedder.encode(["warm up"])
+        throwaway = self.config.model_copy(update={"retrieval": self.config.retrieval.model_copy(update={"enabled": False}),
+                                                   "budget": max(self.config.budget, 1 << 16)})  # whatever the turns cost
+        with OpticalMemory.open(":memory:", config=throwaway) as memory:
+            for n in range(throwaway.recent_turns + 2):
+                memory.add(("user", "assistant")[n % 2], f"turn {n}: the renderer's fonts load on the first page drawn")
+            memory.context(query="warm up").to_messages()
+
+    def _on_worker(self, name: str, work: Callable[[_Open], T]) -> T:
+        return self._worker(name).call(work)
+
+    def _worker(self, name: str) -> _Worker:
+        with self._homes_lock:
+            home = self._homes.get(name)
+            if home is None:
+                counts = Counter(self._homes.values())
+                home = min(range(len(self._workers)), key=lambda n: counts[n])
+            self._homes[name] = home
+            self._homes.move_to_end(name)
+            # Forgetting a home only means the conversation may start afresh on another worker.
+            while len(self._homes) > MEMORIES_KEPT:
+                self._homes.popitem(last=False)
+            return self._workers[home]
 
     def prepare(self, name: str, history: History, budget: int | None = None) -> Prepared:
         """Store the client's messages that are not stored yet (HistoryConflict if its history
         diverges from the stored one), then assemble the context for its last user message."""
-        with self._lock:
-            open_, store = self._open, self._open.store
+
+        def work(open_: _Open) -> Prepared:
+            store = open_.store
             try:
                 with store.write():
                     conv, memory = open_.memory(name, create=True)
@@ -108,11 +183,14 @@ class Conversations:
             context = memory.context(query=history.query, budget=budget, system=history.system)
             return Prepared(context, context.to_messages(), turns)
 
+        return self._on_worker(name, work)
+
     def store_reply(self, name: str, after: int, text: str, index: int) -> None:
         """Store the upstream's reply as turn ``after + 1``; HistoryConflict (at message ``index``)
         when another request added turns to the conversation meanwhile."""
-        with self._lock:
-            open_, store = self._open, self._open.store
+
+        def work(open_: _Open) -> None:
+            store = open_.store
             try:
                 with store.write():
                     conv, memory = open_.memory(name, create=False)
@@ -124,22 +202,36 @@ class Conversations:
                 open_.forget(name)
                 raise
 
+        self._on_worker(name, work)
+
     def history(self, name: str) -> list[Turn]:
-        with self._lock:
-            return self._open.memory(name, create=False)[1].history()
+        return self._on_worker(name, lambda open_: open_.memory(name, create=False)[1].history())
 
     def context(self, name: str, query: str | None, budget: int | None = None) -> tuple[Context, list[dict]]:
         """The context for ``query``, with its Chat Completions messages."""
-        with self._lock:
-            context = self._open.memory(name, create=False)[1].context(query=query, budget=budget)
+
+        def work(open_: _Open) -> tuple[Context, list[dict]]:
+            context = open_.memory(name, create=False)[1].context(query=query, budget=budget)
             return context, context.to_messages()
 
+        return self._on_worker(name, work)
+
     def delete(self, name: str) -> None:
-        with self._lock:
-            conv = self._open.store.conversation_id(name, create=False)
-            self._open.forget(name)
-            self._open.store.delete_conversation(conv)
+        def work(open_: _Open) -> None:
+            conv = open_.store.conversation_id(name, create=False)
+            open_.forget(name)
+            open_.store.delete_conversation(conv)
+
+        self._on_worker(name, work)
+        # Another worker that still holds this conversation finds its id gone on its next use.
 
     def close(self) -> None:
-        with self._lock:
-            self._open.close()
+        errors = []
+        for worker in self._workers:
+            try:
+                worker.close()
+            except Exception as e:  # close every connection, then report the first failure
+                errors.append(e)
+        self._workers.clear()
+        if errors:
+            raise errors[0]
