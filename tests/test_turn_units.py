@@ -68,14 +68,14 @@ def _text_memory(**overrides):
 def test_a_text_reader_gets_the_turn_that_answers_from_far_back_within_budget():
     with _text_memory() as mem:
         mem.add("user", "My sister's dog is called Biscuit and he is a beagle.", timestamp=1_700_000_000)
-        for i in range(300):
+        for i in range(120):
             mem.add("user" if i % 2 else "assistant", f"Filler line {i} about the weather and nothing else.",
                     timestamp=1_700_000_100 + i)
-        ctx = mem.context("What is the name of my sister's dog?", budget=600)
+        ctx = mem.context("What is the name of my sister's dog?", budget=300)
         text = ctx.to_text()
-        assert "Biscuit" in text and ctx.positions <= 600
+        assert "Biscuit" in text and ctx.positions <= 300
         assert not any(s.kind == "page" for s in ctx.segments)
-        assert mem._store.turn_units_through(mem._conv) == 299  # every turn out of the recent window (301 - 2)
+        assert mem._store.turn_units_through(mem._conv) == 119  # every turn out of the recent window (121 - 2)
 
 
 def test_text_reader_turn_units_are_indexed_when_pages_seal_not_at_the_first_query():
