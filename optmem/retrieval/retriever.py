@@ -24,6 +24,13 @@ from optmem.retrieval.keywords import index_words, keywords
 from optmem.store import Store, TurnRow
 
 
+# Keywords find the rare names and ids a question repeats; deeper in their ranking a common word
+# matches half the conversation, and interleaving that tail displaced better dense hits. Tuned
+# on LoCoMo conv-26 and conv-41 (10, 20 and 50 tried; 20 best at 4096 and 8192, all equal at
+# 16384), confirmed on conv-43, 47 and 49 (benchmarks/results/text_reader/).
+KEYWORD_TURNS = 20
+
+
 @dataclass(frozen=True)
 class ChunkHit:
     page: int
@@ -108,7 +115,7 @@ class Retriever:
 
     def rank_turns(self, query: str, limit: int) -> list[TurnHit]:
         """Indexed turns for ``query``, best first: the dense ranking (each turn by its best part)
-        and the keyword ranking, interleaved."""
+        and the keyword ranking's top ``KEYWORD_TURNS``, interleaved."""
         seqs, vectors = self._turn_vectors()
         if not len(seqs):
             return []
@@ -119,7 +126,7 @@ class Retriever:
             if score > best.get(seq, -2.0):
                 best[seq] = score
         dense = sorted(best, key=lambda seq: (-best[seq], -seq))[:limit]
-        keyword = self._store.keyword_turns(self._conv, keywords(query), limit)
+        keyword = self._store.keyword_turns(self._conv, keywords(query), min(limit, KEYWORD_TURNS))
         return [TurnHit(seq, best.get(seq, 0.0)) for seq in interleave(dense, keyword)[:limit]]
 
     def _turn_vectors(self) -> tuple[np.ndarray, np.ndarray]:
