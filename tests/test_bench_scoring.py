@@ -149,3 +149,24 @@ def test_cer_and_precision_values():
     assert precision("abc", "") == 1.0
     long_a = "x" * 3000 + "y" * 3000
     assert levenshtein(long_a, "x" * 2999 + "z" + "y" * 3000) == 1
+
+
+def test_the_paired_bootstrap_brackets_the_mean_and_is_reproducible():
+    from optmem.bench.scoring import paired_bootstrap
+
+    diffs = [0.0] * 80 + [1.0] * 15 + [-1.0] * 5
+    mean, lo, hi = paired_bootstrap(diffs, seed=3)
+    assert mean == 0.1 and lo < 0.1 < hi and 0.0 < lo and hi < 0.25
+    assert paired_bootstrap(diffs, seed=3) == (mean, lo, hi)
+    assert paired_bootstrap([0.0] * 10) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        paired_bootstrap([])
+
+
+def test_locomo_pairs_each_system_with_retrieval_on_the_same_questions():
+    from optmem.bench.locomo import paired_against
+
+    q = lambda cat, r, o: {"category": cat, "systems": {"retrieval": {"evidence_text": r}, "optmem": {"evidence_text": o}}}
+    out = paired_against([q(1, 1.0, 0.0), q(2, 0.5, 1.0), q(5, 0.0, 1.0)] * 10)
+    assert out["optmem"]["n"] == 20 and out["optmem"]["difference"] == -25.0
+    assert out["optmem"]["low"] <= -25.0 <= out["optmem"]["high"]

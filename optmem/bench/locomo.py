@@ -38,7 +38,7 @@ from .common import (
 )
 from .haystack import load_locomo, locomo_turns
 from .protocol import Transcript
-from .scoring import answer_contained, normalize_answer
+from .scoring import answer_contained, normalize_answer, paired_bootstrap
 from .systems import build
 
 # optmem runs as its MemoryConfig says, with ``archive`` from this benchmark's config.
@@ -149,14 +149,30 @@ def run(cfg: LocomoConfig) -> dict:
             for h in held.values():
                 h.close()
     paged = [s.name for s in runners if s.paged]
-    return {"conversations": convs, "questions": questions, "summary": summarise(questions, paged)}
+    return {"conversations": convs, "questions": questions, "summary": summarise(questions, paged, seed=cfg.seed)}
 
 
 def _pct(xs: list[float]) -> float | None:
     return round(100.0 * sum(xs) / len(xs), 1) if xs else None
 
 
-def summarise(questions: list[dict], paged: Collection[str]) -> dict:
+def paired_against(questions: list[dict], baseline: str = "retrieval", *, seed: int = DEFAULT_SEED) -> dict:
+    """Per system, evidence as text minus ``baseline``'s on the same questions (categories 1–4),
+    in points, with a 95 % paired bootstrap interval."""
+    out = {}
+    asked = [q for q in questions if q["category"] != 5 and baseline in q["systems"]]
+    names = {n for q in asked for n in q["systems"]} - {baseline}
+    for name in sorted(names):
+        diffs = [q["systems"][name]["evidence_text"] - q["systems"][baseline]["evidence_text"]
+                 for q in asked if name in q["systems"]]
+        if diffs:
+            mean, lo, hi = paired_bootstrap(diffs, seed=seed)
+            out[name] = {"n": len(diffs), "difference": round(100 * mean, 1), "low": round(100 * lo, 1),
+                         "high": round(100 * hi, 1)}
+    return out
+
+
+def summarise(questions: list[dict], paged: Collection[str], *, seed: int = DEFAULT_SEED) -> dict:
     """``paged``: the systems whose records say where each evidence turn was."""
     rows: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     where: dict[str, int] = Counter()
@@ -175,7 +191,8 @@ def summarise(questions: list[dict], paged: Collection[str]) -> dict:
             if name in paged and q["category"] != 5:
                 for e in r["evidence"]:
                     where[e or "absent"] += 1
-    out: dict[str, Any] = {"by_category": {}, "optmem_evidence_where": dict(where)}
+    out: dict[str, Any] = {"by_category": {}, "optmem_evidence_where": dict(where),
+                           "paired_vs_retrieval": paired_against(questions, seed=seed)}
     for g, per in rows.items():
         out["by_category"][g] = {
             name: {"n": len(d["positions"]), "evidence_text": _pct(d["evidence_text"]),
@@ -214,6 +231,13 @@ def render_report(cfg: LocomoConfig, out: dict, report: Report) -> dict:
                  per[n]["mean_positions"], *([per[n].get("llm_f1")] if llm else [])] for n in names if n in per]
         report.add(f"Evidence recall per system at budget {cfg.budget}, {title}", md_table(headers, rows))
     report.add("Columns", "\n".join(f"- **{h}**: {d}" for h, d in COLUMNS if h in headers))
+    paired = summ.get("paired_vs_retrieval") or {}
+    if paired:
+        report.add("Paired against plain retrieval (categories 1–4)",
+                   "difference: mean over the same questions of (system − retrieval) evidence as text, in points; "
+                   "95 % interval: percentile bootstrap over questions (10,000 resamples, pairs kept).\n\n"
+                   + md_table(["system", "questions", "difference (points)", "95 % interval"],
+                              [[n, p["n"], p["difference"], f"{p['low']} … {p['high']}"] for n, p in paired.items()]))
     cats = sorted((g for g in summ["by_category"] if g.isdigit()), key=int)
     rows = [[f"{g} {CATEGORIES.get(int(g), '')}", *[summ["by_category"][g].get(n, {}).get("evidence_text") for n in names]]
             for g in cats]

@@ -114,3 +114,18 @@ def precision(reference: str, hypothesis: str) -> float:
     if not hypothesis:
         return 1.0
     return lcs_length(reference, hypothesis) / len(hypothesis)
+
+
+def paired_bootstrap(differences: Sequence[float], *, resamples: int = 10_000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-question differences (system minus baseline) with a percentile bootstrap
+    interval: questions are resampled with replacement, so the pairing is kept."""
+    import numpy as np
+
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError("paired_bootstrap needs at least one difference")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(d.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
