@@ -82,3 +82,23 @@ def test_undated_haystacks_ingest_to_the_same_pages_every_run():
         run_.memory.close()
         assert "user · #1 · 2023-11-14 22:13 UTC" in first  # the fixed clock, not today's
     assert hashes[0] and hashes[0] == hashes[1]
+
+
+def test_a_ledger_credits_a_needle_only_with_its_key():
+    from optmem.bench.needles import Needle
+    from optmem.bench.niah import needle_score
+
+    class View:
+        def __init__(self, *segments):
+            self._segments = segments
+            self.text = "".join(t for _, t in segments)
+
+        def text_segments(self):
+            return list(self._segments)
+
+    needle = Needle("word-number", "One of the special magic numbers for brave-otter is: 4417210.", "?", ("4417210",),
+                    key="brave-otter")
+    assert needle_score(View(("ledger", "[page 3 exact strings: 4417210, 99]")), needle) == 0.0
+    assert needle_score(View(("ledger", "[page 3 exact strings: brave-otter 4417210]")), needle) == 1.0
+    assert needle_score(View(("expanded:verbatim", needle.sentence)), needle) == 1.0
+    assert needle_score(View(("turn", "nothing here")), needle) == 0.0

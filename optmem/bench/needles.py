@@ -40,6 +40,7 @@ class Needle:
     question: str  # asked last
     golds: tuple[str, ...]  # string_match_all targets
     distractors: tuple[str, ...] = ()  # other needle sentences hidden elsewhere (multikey)
+    key: str | None = None  # what the question asks about: a value found without it answers nothing
 
 
 def _word_key(rng: random.Random, taken: set[str]) -> str:
@@ -70,16 +71,17 @@ def _ruler_question(key: str, noun: str) -> str:
 def make_needle(kind: str, rng: random.Random, *, n_distractors: int = 3) -> Needle:
     if kind == "word-number":
         key, value = _word_key(rng, set()), _number(rng)
-        return Needle(kind, _ruler_sentence(key, value, "numbers"), _ruler_question(key, "numbers"), (value,))
+        return Needle(kind, _ruler_sentence(key, value, "numbers"), _ruler_question(key, "numbers"), (value,), key=key)
     if kind == "uuid-uuid":
         key, value = _uuid(rng), _uuid(rng)
-        return Needle(kind, _ruler_sentence(key, value, "uuids"), _ruler_question(key, "uuids"), (value,))
+        return Needle(kind, _ruler_sentence(key, value, "uuids"), _ruler_question(key, "uuids"), (value,), key=key)
     if kind == "multikey":
         # RULER niah_multikey_2: the haystack holds other needles of the same shape.
         taken: set[str] = set()
         key, value = _word_key(rng, taken), _number(rng)
         others = tuple(_ruler_sentence(_word_key(rng, taken), _number(rng), "numbers") for _ in range(n_distractors))
-        return Needle(kind, _ruler_sentence(key, value, "numbers"), _ruler_question(key, "numbers"), (value,), others)
+        return Needle(kind, _ruler_sentence(key, value, "numbers"), _ruler_question(key, "numbers"), (value,), others,
+                      key=key)
     if kind == "sf":
         return Needle(kind, SF_NEEDLE, SF_QUESTION, SF_GOLDS)
     raise ValueError(f"unknown needle kind {kind!r}; expected one of {NEEDLE_KINDS}")

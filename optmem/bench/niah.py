@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
@@ -47,7 +47,7 @@ from .haystack import (
     load_locomo,
     locomo_haystack,
 )
-from .needles import NEEDLE_KINDS, NeedleKind, make_needle
+from .needles import NEEDLE_KINDS, Needle, NeedleKind, make_needle
 from .protocol import PagedView, Transcript
 from .scoring import string_match_all
 from .systems import SYSTEMS, build
@@ -108,6 +108,17 @@ def _plant(base: list[DialogTurn], needle, age: int, rng: random.Random) -> tupl
     return turns, idx, sorted(spots)
 
 
+def needle_score(view: Any, needle: Needle) -> float:
+    """string_match_all of the needle's golds in what the view shows as text. A ledger lists exact
+    strings without their context, so it counts only where the needle's key stands in it too: a
+    bare 7-digit number does not answer "the number for X"."""
+    segments = getattr(view, "text_segments", None)
+    if segments is None:
+        return string_match_all(view.text, needle.golds)
+    shown = [text for kind, text in segments() if kind != "ledger" or (needle.key is not None and needle.key in text)]
+    return string_match_all("\n".join(shown), needle.golds)
+
+
 def _found_in(view: PagedView, golds: Sequence[str]) -> list[str]:
     """Which kinds of text segment hold every gold string (for optmem's breakdown)."""
     return sorted({kind for kind, text in view.text_segments() if string_match_all(text, golds) == 1.0})
@@ -158,7 +169,7 @@ def run(cfg: NiahConfig) -> dict:
             held = system.ingest(transcript)
             try:
                 v = held.context(q, cfg.budget)
-                res = {"positions": v.positions, "score": string_match_all(v.text, needle.golds)}
+                res = {"positions": v.positions, "score": needle_score(v, needle)}
                 if system.paged:
                     loc = v.locate(idx)
                     res.update(needle_as_text=loc.text, needle_page_tier=loc.page_tier, needle_where=loc.where or "absent",
@@ -235,7 +246,7 @@ def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
                + "\n\nneedle age class: where optmem holds the needle's turn (text: a recent turn; a tier: its page, "
                "stored at that tier; evicted: past the schedule's last step); n: samples; one column per system: "
                "RULER's string_match_all, the share of the needle's gold strings found in the system's context "
-               "text (%), averaged over samples. A page image counts only through its ledger text.")
+               "text (%), averaged over samples. A page image counts only through its ledger text, and a ledger only where the needle's key stands in it with the value.")
     rows = [[r["haystack"], r["length"], r["age"], *[r.get(n) for n in names]] for r in summ["recall_by_length_age"]]
     report.add("Recall by haystack × conversation length (text tokens) × needle age (turns ago)",
                md_table(["haystack", "length", "age", *names], rows)
