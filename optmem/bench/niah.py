@@ -246,7 +246,8 @@ def render_report(cfg: NiahConfig, out: dict, report: Report) -> dict:
                + "\n\nneedle age class: where optmem holds the needle's turn (text: a recent turn; a tier: its page, "
                "stored at that tier; evicted: past the schedule's last step); n: samples; one column per system: "
                "RULER's string_match_all, the share of the needle's gold strings found in the system's context "
-               "text (%), averaged over samples. A page image counts only through its ledger text, and a ledger only where the needle's key stands in it with the value.")
+               "text (%), averaged over samples. A page image counts only through its ledger text, and a ledger "
+               "only where the needle's key stands in it with the value.")
     rows = [[r["haystack"], r["length"], r["age"], *[r.get(n) for n in names]] for r in summ["recall_by_length_age"]]
     report.add("Recall by haystack × conversation length (text tokens) × needle age (turns ago)",
                md_table(["haystack", "length", "age", *names], rows)
