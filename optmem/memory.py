@@ -39,7 +39,7 @@ from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import Tier, downsample, encode_png, format_header, reader_image
+from renderers import Tier, downsample, encode_png, format_header, reader_image, sent_view
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
@@ -108,26 +108,27 @@ class _Plan:
 
 
 class _SentImages:
-    """The bytes a reader is sent for a page image, made once per (page, stored tier, side) and
-    kept for the next contexts (bounded). The store keeps each page lossless, at 8 bits, so the
-    next tier down is made from the full greys; what goes out is resized to the reader's rung
-    and kept at the grey levels measured to read back as well (renderers.TIER_ENCODINGS, about a
-    quarter of the bytes)."""
+    """The bytes a reader is sent for a page image, made once per (page, stored tier, side, crop)
+    and kept for the next contexts (bounded). The store keeps each page lossless, at 8 bits, so the
+    next tier down is made from the full greys; what goes out is the tier's view, cropped or
+    resized as the reader's profile needs (optmem.reader.SentImage), kept at the grey levels
+    measured to read back as well (renderers.TIER_ENCODINGS), in the profile's container."""
 
-    def __init__(self, max_images: int = 256):
+    def __init__(self, container: Literal["png", "webp"], max_images: int = 256):
+        self._container = container
         self._max = max_images
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
 
-    def png(self, key: tuple, side: int, load: Callable[[], Image.Image]) -> bytes:
-        key = (*key, side)
+    def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image]) -> bytes:
+        key = (*key, side, crop)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        png = reader_image(load(), side)
-        self._cache[key] = png
+        data = reader_image(load(), side, crop=crop, container=self._container)
+        self._cache[key] = data
         if len(self._cache) > self._max:
             self._cache.popitem(last=False)
-        return png
+        return data
 
     def clear(self) -> None:
         self._cache.clear()
@@ -142,13 +143,12 @@ class _StoredImage:
     def _stored(self) -> bytes:
         return self._store.page_image(self._conv, self._row.number)[0]
 
-    def png(self, side: int) -> bytes:
+    def png(self, side: int, crop: int = 0) -> bytes:
         key = (self._conv, self._row.number, self._row.image_tier)
-        return self._sent.png(key, side, lambda: open_image(self._stored()))
+        return self._sent.png(key, side, crop, lambda: open_image(self._stored()))
 
-    def image(self, side: int) -> Image.Image:
-        image = open_image(self._stored())
-        return image if image.width == side else downsample(image, side)
+    def image(self, side: int, crop: int = 0) -> Image.Image:
+        return sent_view(open_image(self._stored()), side, crop)
 
 
 class _OpenImage:
@@ -164,12 +164,11 @@ class _OpenImage:
             self._drawn_pages[self._key] = self._draw()
         return self._drawn_pages[self._key]
 
-    def image(self, side: int) -> Image.Image:
-        page = self._page()
-        return page.image if side == page.side else downsample(page.image, side)
+    def image(self, side: int, crop: int = 0) -> Image.Image:
+        return sent_view(self._page().image, side, crop)
 
-    def png(self, side: int) -> bytes:
-        return self._sent.png(self._key, side, lambda: self._page().image)
+    def png(self, side: int, crop: int = 0) -> bytes:
+        return self._sent.png(self._key, side, crop, lambda: self._page().image)
 
 
 class OpticalMemory:
@@ -192,8 +191,8 @@ class OpticalMemory:
         self._embedder = embedder
         self._retriever: Retriever | None = None
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
-        self.reader = Reader(cfg.model)
-        self._sent = _SentImages()
+        self.reader = Reader(cfg.model, cfg.render)
+        self._sent = _SentImages(self.reader.profile.container)
         self._open_drawn: dict[tuple, object] = {}  # the open page's drawing, by (start, last turn)
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())

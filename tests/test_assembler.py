@@ -10,10 +10,10 @@ from renderers import encode_png
 
 
 class _BlankPage:
-    def image(self, side):
+    def image(self, side, crop=0):
         return Image.new("L", (side, side), 255)
 
-    def png(self, side):
+    def png(self, side, crop=0):
         return encode_png(self.image(side))
 
 
