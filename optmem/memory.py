@@ -105,6 +105,7 @@ class _Plan:
     open_start: TurnPos | None  # where the open page starts after the seals
     fill: OpenPageFill | None
     moves: list[tuple[TierMove, bytes | None]]  # with the resampled image where one is needed
+    sent: list[tuple[tuple, int, int, bytes]]  # (page key, side, crop, bytes) the reader will be sent
 
 
 class _SentImages:
@@ -120,15 +121,22 @@ class _SentImages:
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
 
     def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image]) -> bytes:
-        key = (*key, side, crop)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        data = reader_image(load(), side, crop=crop, container=self._container)
-        self._cache[key] = data
+        full = (*key, side, crop)
+        if full in self._cache:
+            self._cache.move_to_end(full)
+            return self._cache[full]
+        data = self.make(load(), side, crop)
+        self.put(key, side, crop, data)
+        return data
+
+    def make(self, image: Image.Image, side: int, crop: int) -> bytes:
+        return reader_image(image, side, crop=crop, container=self._container)
+
+    def put(self, key: tuple, side: int, crop: int, data: bytes) -> None:
+        self._cache[(*key, side, crop)] = data
+        self._cache.move_to_end((*key, side, crop))
         if len(self._cache) > self._max:
             self._cache.popitem(last=False)
-        return data
 
     def clear(self) -> None:
         self._cache.clear()
@@ -290,7 +298,24 @@ class OpticalMemory:
         newest = turn.seq if turn is not None else state.last_turn
         sealed, open_start, fill = self._plan_pages(state, turn, newest, max_seals)
         moves = self._plan_moves(state, turn, sealed)
-        return _Plan(state, turn, sealed, open_start, fill, moves)
+        return _Plan(state, turn, sealed, open_start, fill, moves, self._plan_sent(state, sealed, moves))
+
+    def _plan_sent(self, state: _State, sealed: list[SealedPage], moves) -> list[tuple[tuple, int, int, bytes]]:
+        """The images the reader will be sent for the pages this write stores a new image of, made
+        now (outside the lock, like the rest of the plan) so that the next export only reuses bytes."""
+        new_images = {state.last_page + i + 1: (page.tier, page.png) for i, page in enumerate(sealed)}
+        for move, png in moves:
+            if move.delete:
+                new_images.pop(move.number, None)
+            elif png is not None:
+                new_images[move.number] = (move.tier, png)
+        out = []
+        for number, (tier, png) in new_images.items():
+            sent = self.reader.sent_image(Tier(tier).value)
+            if sent is not None:
+                key = (self._conv, number, Tier(tier).value)
+                out.append((key, sent.side, sent.crop, self._sent.make(open_image(png), sent.side, sent.crop)))
+        return out
 
     def _turns(self, first: int, last: int, pending: TurnRow | None) -> list[TurnRow]:
         rows = self._store.turns(self._conv, first, last)
@@ -364,6 +389,8 @@ class OpticalMemory:
             if self._retriever is not None:
                 self._retriever.forget_index()
             self._sent.clear()  # a page number can come back once every page was deleted
+        for key, side, crop, data in plan.sent:
+            self._sent.put(key, side, crop, data)
         self._fill = plan.fill
         self._replan = False
 

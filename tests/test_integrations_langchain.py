@@ -19,7 +19,6 @@ from optmem.errors import InvalidArgument
 from optmem.integrations.langchain import OpticalChatMessageHistory
 
 
-
 @pytest.fixture(scope="module")
 def turns():
     return build_conversation(40, seed=7)[0]

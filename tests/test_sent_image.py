@@ -72,3 +72,23 @@ def test_builtin_profiles_send_webp_custom_ones_png():
     assert all(BUILTIN[n].container == "webp" for n in IMAGE_PROFILES)
     custom = BUILTIN["gpt-4o"].model_copy(update={"media_type": "image/png"})
     assert custom.container == "png"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "qwen2.5-vl"])
+def test_memory_sends_the_bytes_it_made_when_storing_the_page(model):
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+
+    cfg = MemoryConfig.model_validate({"model": model, "retrieval": {"enabled": False}})
+    turns, _ = build_conversation(60, seed=3)
+    with OpticalMemory.open(":memory:", "c", cfg) as mem:
+        for i, (role, text) in enumerate(turns):
+            mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        pages = [s for s in mem.context(None, 50_000).segments if s.kind == "page" and s.page <= len(mem.pages()) - 1]
+        assert len(pages) >= 2
+        reader = Reader(model)
+        for s in pages:
+            sent = reader.sent_image(s.tier)
+            assert (s.side, s.crop) == (sent.side, sent.crop)
+            made = reader_image(mem.page_image(s.page), s.side, crop=s.crop, container="webp")
+            assert s.load_png() == made  # what the write made equals what a cold export would make
