@@ -136,7 +136,8 @@ def ocr_plan(pages: list[dict]) -> list[tuple[int, str, int]]:
 def measure_ocr(pages: list[dict], cache: Path | None, max_reads: int | None) -> list[dict]:
     """CER per planned read (the first ``max_reads`` of the plan, when given). With ``cache`` (JSON lines keyed by page hash, tier and levels) every
     read is appended as it finishes and a rerun skips those already there."""
-    from optmem.reexpand import cer, get_engine
+    from optmem.bench.scoring import cer
+    from optmem.reexpand import get_engine
 
     done: dict[tuple, dict] = {}
     if cache is not None and cache.exists():
@@ -272,7 +273,8 @@ def measure_sent(pages: list[dict], plans: list[dict]) -> list[dict]:
 def measure_resized_ocr(pages: list[dict], plans: list[dict], cache: Path | None) -> list[dict]:
     """CER of each image resized to a side no tier has (tier view -> side), at 256 levels, at the
     levels it is sent with and at the next fewer; mean per language over the dense pages."""
-    from optmem.reexpand import cer, get_engine
+    from optmem.bench.scoring import cer
+    from optmem.reexpand import get_engine
 
     done: dict[tuple, float] = {}
     if cache is not None and cache.exists():

@@ -126,6 +126,7 @@ class MemoryPage:
     image_source: PageImageSource
     pinned: bool = False
     text_tokens: int | None = None  # DeepSeek tokens of the page's text; None: not known (the open page)
+    reader_text_tokens: int | None = None  # the same text in the reader's tokens, where counted (else from text_tokens)
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,8 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
             ledgers[p.number] = LedgerSegment(p.number, p.ledger, text, reader.cost(text))
         labels[p.number] = reader.page_label(p.number, p.first_turn, p.last_turn)
         barred = frozenset()
-        if p.text_tokens is not None:
-            worth = reader.page_text_tokens(p.text_tokens)
+        if p.reader_text_tokens is not None or p.text_tokens is not None:
+            worth = p.reader_text_tokens if p.reader_text_tokens is not None else reader.page_text_tokens(p.text_tokens)
             barred = frozenset(t for t in Tier if (reader.image_tokens(t) or 0) > worth)
         extra = (ledgers[p.number].positions if p.number in ledgers else 0) + reader.cost(labels[p.number])
         costs.append(PageCost(p.tier, extra, p.pinned, barred))

@@ -201,6 +201,7 @@ class OpticalMemory:
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
         self.reader = Reader(cfg.model, cfg.render)
         self._sent = _SentImages(self.reader.profile.container)
+        self._reader_tokens: dict[int, int | None] = {}  # page number -> its text in the reader's tokens
         self._open_drawn: dict[tuple, object] = {}  # the open page's drawing, by (start, last turn)
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
@@ -389,6 +390,7 @@ class OpticalMemory:
             if self._retriever is not None:
                 self._retriever.forget_index()
             self._sent.clear()  # a page number can come back once every page was deleted
+            self._reader_tokens.clear()
         for key, side, crop, data in plan.sent:
             self._sent.put(key, side, crop, data)
         self._fill = plan.fill
@@ -448,7 +450,8 @@ class OpticalMemory:
                           first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
                           image_source=_OpenImage(("open", self._conv, start, last_memory_turn),
                                                   lambda: self._pager.draw_open(turns, start), self._open_drawn,
-                                                  self._sent), text_tokens=_count(text))
+                                                  self._sent), text_tokens=_count(text),
+                          reader_text_tokens=None if self.reader.counts_from_deepseek else self.reader.count(text))
 
     def context(self, query: str | None = None, budget: int | None = None, *, system: str | None = None) -> Context:
         """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory
@@ -482,12 +485,22 @@ class OpticalMemory:
         ledger = self.config.ledger.enabled
         pages = [MemoryPage(r.number, r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
                             _StoredImage(self._store, self._conv, r, self._sent), pinned=r.pinned_tier is not None,
-                            text_tokens=r.text_tokens)
+                            text_tokens=r.text_tokens, reader_text_tokens=self._page_reader_tokens(r.number))
                  for r in sorted(rows.values(), key=lambda r: r.number)]
         if open_page is not None:
             pages.append(open_page)
         return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget, ledger=ledger,
                         reader=self.reader, system=system)
+
+    def _page_reader_tokens(self, number: int) -> int | None:
+        """A sealed page's text in the reader's own tokens, counted once (pages do not change); None
+        where the DeepSeek count stored with the page gives it, or the archive no longer has the text."""
+        if self.reader.counts_from_deepseek:
+            return None
+        if number not in self._reader_tokens:
+            text = self._store.page_source_text(self._conv, number)
+            self._reader_tokens[number] = None if text is None else self.reader.count(text)
+        return self._reader_tokens[number]
 
     def _text_memory(self, query: str | None, rows: dict[int, PageRow], open_page: MemoryPage | None,
                      budget: int) -> list[Expansion]:

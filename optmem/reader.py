@@ -129,9 +129,17 @@ class Reader:
         rung = self.rung(tier)
         return None if rung is None else self.profile.rung_tokens(rung)
 
+    @property
+    def counts_from_deepseek(self) -> bool:
+        """Whether a page's stored DeepSeek token count gives this reader's count (page_text_tokens)
+        without the text."""
+        text = self.profile.text
+        return (text.base if isinstance(text, BoundedText) else text.name) == "deepseek"
+
     def page_text_tokens(self, deepseek_tokens: int) -> int:
         """What a page's text costs this reader, from its DeepSeek token count (the one stored):
-        the profile's bound where it counts by a bound, else the DeepSeek count itself."""
+        the profile's bound where it counts by a bound, else the DeepSeek count itself (exact for
+        DeepSeek's own tokenizer; for another tokenizer the fallback when the text is gone)."""
         text = self.profile.text
         if isinstance(text, BoundedText) and text.base == "deepseek":
             return math.ceil(text.factor * deepseek_tokens) + text.per_text if deepseek_tokens else 0
