@@ -54,19 +54,20 @@ class PageSegment:
     last_turn: int
     positions: int  # the image (and, for chat readers, its label) in the reader's tokens
     image_source: "PageImageSource" = field(repr=False, compare=False)
-    side: int = 0  # pixels of the square image the reader is sent (its profile's rung for the tier)
+    side: int = 0  # pixels of the square image the reader is sent (priced as its profile's rung for the tier)
     detail: str | None = None  # the rung's detail, for APIs that take one
     label: str = ""  # the text part that names the image for a chat reader
     kind: Literal["page"] = "page"
+    crop: int = 0  # px of blank margin cut from each edge of the tier's view to make it (optmem.reader.SentImage)
 
     def load_png(self) -> bytes:
-        """The image the reader is sent, as image bytes: the stored bytes when the page is stored
-        at this side (nothing is re-encoded)."""
-        return self.image_source.png(self.side)
+        """The image the reader is sent, as image bytes (PNG or WebP, the profile's media type),
+        made once per page and kept."""
+        return self.image_source.png(self.side, self.crop)
 
     def load_image(self) -> Image.Image:
         """The image the reader is sent (square, ``side`` px)."""
-        return self.image_source.image(self.side)
+        return self.image_source.image(self.side, self.crop)
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,12 @@ class RecentTurn:
 
 
 class PageImageSource(Protocol):
-    """Where a page's image comes from, at any side up to the one it is stored at."""
+    """Where a page's image comes from, at any side up to the one it is stored at: resized to
+    ``side``, or (``crop`` > 0) its view at ``side + 2 * crop`` px with ``crop`` px cut from each edge."""
 
-    def png(self, side: int) -> bytes: ...
+    def png(self, side: int, crop: int = 0) -> bytes: ...
 
-    def image(self, side: int) -> Image.Image: ...
+    def image(self, side: int, crop: int = 0) -> Image.Image: ...
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class MemoryPage:
     image_source: PageImageSource
     pinned: bool = False
     text_tokens: int | None = None  # DeepSeek tokens of the page's text; None: not known (the open page)
+    reader_text_tokens: int | None = None  # the same text in the reader's tokens, where counted (else from text_tokens)
 
 
 @dataclass(frozen=True)
@@ -258,8 +261,8 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
             ledgers[p.number] = LedgerSegment(p.number, p.ledger, text, reader.cost(text))
         labels[p.number] = reader.page_label(p.number, p.first_turn, p.last_turn)
         barred = frozenset()
-        if p.text_tokens is not None:
-            worth = reader.page_text_tokens(p.text_tokens)
+        if p.reader_text_tokens is not None or p.text_tokens is not None:
+            worth = p.reader_text_tokens if p.reader_text_tokens is not None else reader.page_text_tokens(p.text_tokens)
             barred = frozenset(t for t in Tier if (reader.image_tokens(t) or 0) > worth)
         extra = (ledgers[p.number].positions if p.number in ledgers else 0) + reader.cost(labels[p.number])
         costs.append(PageCost(p.tier, extra, p.pinned, barred))
@@ -271,11 +274,11 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
             segments.append(expanded[p.number])
         elif tiers.get(p.number) is not None:
             tier = tiers[p.number]
-            rung = reader.rung(tier)
+            rung, sent = reader.rung(tier), reader.sent_image(tier)
             label = labels[p.number]
             segments.append(PageSegment(p.number, tier, p.first_turn, p.last_turn,
                                         reader.image_tokens(tier) + reader.cost(label), p.image_source,
-                                        side=rung.side, detail=rung.detail, label=label))
+                                        side=sent.side, crop=sent.crop, detail=rung.detail, label=label))
             if p.number in ledgers:
                 segments.append(ledgers[p.number])
         if p.number not in expanded:

@@ -41,7 +41,7 @@ from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turn_units import select_turns
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import Tier, downsample, encode_png, format_header, reader_image
+from renderers import Tier, downsample, encode_png, format_header, reader_image, sent_view
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
@@ -107,29 +107,38 @@ class _Plan:
     open_start: TurnPos | None  # where the open page starts after the seals
     fill: OpenPageFill | None
     moves: list[tuple[TierMove, bytes | None]]  # with the resampled image where one is needed
+    sent: list[tuple[tuple, int, int, bytes]]  # (page key, side, crop, bytes) the reader will be sent
 
 
 class _SentImages:
-    """The bytes a reader is sent for a page image, made once per (page, stored tier, side) and
-    kept for the next contexts (bounded). The store keeps each page lossless, at 8 bits, so the
-    next tier down is made from the full greys; what goes out is resized to the reader's rung
-    and kept at the grey levels measured to read back as well (renderers.TIER_ENCODINGS, about a
-    quarter of the bytes)."""
+    """The bytes a reader is sent for a page image, made once per (page, stored tier, side, crop)
+    and kept for the next contexts (bounded). The store keeps each page lossless, at 8 bits, so the
+    next tier down is made from the full greys; what goes out is the tier's view, cropped or
+    resized as the reader's profile needs (optmem.reader.SentImage), kept at the grey levels
+    measured to read back as well (renderers.TIER_ENCODINGS), in the profile's container."""
 
-    def __init__(self, max_images: int = 256):
+    def __init__(self, container: Literal["png", "webp"], max_images: int = 256):
+        self._container = container
         self._max = max_images
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
 
-    def png(self, key: tuple, side: int, load: Callable[[], Image.Image]) -> bytes:
-        key = (*key, side)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        png = reader_image(load(), side)
-        self._cache[key] = png
+    def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image]) -> bytes:
+        full = (*key, side, crop)
+        if full in self._cache:
+            self._cache.move_to_end(full)
+            return self._cache[full]
+        data = self.make(load(), side, crop)
+        self.put(key, side, crop, data)
+        return data
+
+    def make(self, image: Image.Image, side: int, crop: int) -> bytes:
+        return reader_image(image, side, crop=crop, container=self._container)
+
+    def put(self, key: tuple, side: int, crop: int, data: bytes) -> None:
+        self._cache[(*key, side, crop)] = data
+        self._cache.move_to_end((*key, side, crop))
         if len(self._cache) > self._max:
             self._cache.popitem(last=False)
-        return png
 
     def clear(self) -> None:
         self._cache.clear()
@@ -144,13 +153,12 @@ class _StoredImage:
     def _stored(self) -> bytes:
         return self._store.page_image(self._conv, self._row.number)[0]
 
-    def png(self, side: int) -> bytes:
+    def png(self, side: int, crop: int = 0) -> bytes:
         key = (self._conv, self._row.number, self._row.image_tier)
-        return self._sent.png(key, side, lambda: open_image(self._stored()))
+        return self._sent.png(key, side, crop, lambda: open_image(self._stored()))
 
-    def image(self, side: int) -> Image.Image:
-        image = open_image(self._stored())
-        return image if image.width == side else downsample(image, side)
+    def image(self, side: int, crop: int = 0) -> Image.Image:
+        return sent_view(open_image(self._stored()), side, crop)
 
 
 class _OpenImage:
@@ -166,12 +174,11 @@ class _OpenImage:
             self._drawn_pages[self._key] = self._draw()
         return self._drawn_pages[self._key]
 
-    def image(self, side: int) -> Image.Image:
-        page = self._page()
-        return page.image if side == page.side else downsample(page.image, side)
+    def image(self, side: int, crop: int = 0) -> Image.Image:
+        return sent_view(self._page().image, side, crop)
 
-    def png(self, side: int) -> bytes:
-        return self._sent.png(self._key, side, lambda: self._page().image)
+    def png(self, side: int, crop: int = 0) -> bytes:
+        return self._sent.png(self._key, side, crop, lambda: self._page().image)
 
 
 class OpticalMemory:
@@ -194,8 +201,9 @@ class OpticalMemory:
         self._embedder = embedder
         self._retriever: Retriever | None = None
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
-        self.reader = Reader(cfg.model)
-        self._sent = _SentImages()
+        self.reader = Reader(cfg.model, cfg.render)
+        self._sent = _SentImages(self.reader.profile.container)
+        self._reader_tokens: dict[int, int | None] = {}  # page number -> its text in the reader's tokens
         self._open_drawn: dict[tuple, object] = {}  # the open page's drawing, by (start, last turn)
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
@@ -329,7 +337,24 @@ class OpticalMemory:
         newest = turn.seq if turn is not None else state.last_turn
         sealed, open_start, fill = self._plan_pages(state, turn, newest, max_seals)
         moves = self._plan_moves(state, turn, sealed)
-        return _Plan(state, turn, sealed, open_start, fill, moves)
+        return _Plan(state, turn, sealed, open_start, fill, moves, self._plan_sent(state, sealed, moves))
+
+    def _plan_sent(self, state: _State, sealed: list[SealedPage], moves) -> list[tuple[tuple, int, int, bytes]]:
+        """The images the reader will be sent for the pages this write stores a new image of, made
+        now (outside the lock, like the rest of the plan) so that the next export only reuses bytes."""
+        new_images = {state.last_page + i + 1: (page.tier, page.png) for i, page in enumerate(sealed)}
+        for move, png in moves:
+            if move.delete:
+                new_images.pop(move.number, None)
+            elif png is not None:
+                new_images[move.number] = (move.tier, png)
+        out = []
+        for number, (tier, png) in new_images.items():
+            sent = self.reader.sent_image(Tier(tier).value)
+            if sent is not None:
+                key = (self._conv, number, Tier(tier).value)
+                out.append((key, sent.side, sent.crop, self._sent.make(open_image(png), sent.side, sent.crop)))
+        return out
 
     def _turns(self, first: int, last: int, pending: TurnRow | None) -> list[TurnRow]:
         rows = self._store.turns(self._conv, first, last)
@@ -404,6 +429,9 @@ class OpticalMemory:
             if self._retriever is not None:
                 self._retriever.forget_index()
             self._sent.clear()  # a page number can come back once every page was deleted
+            self._reader_tokens.clear()
+        for key, side, crop, data in plan.sent:
+            self._sent.put(key, side, crop, data)
         self._fill = plan.fill
         self._replan = False
 
@@ -461,7 +489,8 @@ class OpticalMemory:
                           first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
                           image_source=_OpenImage(("open", self._conv, start, last_memory_turn),
                                                   lambda: self._pager.draw_open(turns, start), self._open_drawn,
-                                                  self._sent), text_tokens=_count(text))
+                                                  self._sent), text_tokens=_count(text),
+                          reader_text_tokens=None if self.reader.counts_from_deepseek else self.reader.count(text))
 
     def context(self, query: str | None = None, budget: int | None = None, *, system: str | None = None) -> Context:
         """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory
@@ -501,12 +530,22 @@ class OpticalMemory:
         # Memory given as text leaves no page to show as an image.
         pages = [MemoryPage(r.number, None if as_text else r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
                             _StoredImage(self._store, self._conv, r, self._sent), pinned=r.pinned_tier is not None,
-                            text_tokens=r.text_tokens)
+                            text_tokens=r.text_tokens, reader_text_tokens=self._page_reader_tokens(r.number))
                  for r in sorted(rows.values(), key=lambda r: r.number)]
         if open_page is not None:
             pages.append(replace(open_page, tier=None) if as_text else open_page)
         return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget, ledger=ledger,
                         reader=self.reader, system=system)
+
+    def _page_reader_tokens(self, number: int) -> int | None:
+        """A sealed page's text in the reader's own tokens, counted once (pages do not change); None
+        where the DeepSeek count stored with the page gives it, or the archive no longer has the text."""
+        if self.reader.counts_from_deepseek:
+            return None
+        if number not in self._reader_tokens:
+            text = self._store.page_source_text(self._conv, number)
+            self._reader_tokens[number] = None if text is None else self.reader.count(text)
+        return self._reader_tokens[number]
 
     def _text_memory(self, query: str | None, rows: dict[int, PageRow], open_page: MemoryPage | None,
                      budget: int) -> list[Expansion]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from optmem.profiles import BoundedText, Profile, Rung, load_profile
 from optmem.tokens import IMAGE_PLACEHOLDER
-from renderers import Tier
+from renderers import RenderConfig, Tier, blank_edge
 
 OPENER = "Earlier conversation, oldest first:"
 ESCAPED_IMAGE_PLACEHOLDER = "<\u200bimage>"
@@ -53,11 +54,46 @@ def chat_shape(roles: Sequence[str], *, memory_first: bool) -> tuple[int, bool]:
     return runs, opener
 
 
+@dataclass(frozen=True)
+class SentImage:
+    """The square image a reader is sent for a page at a tier: ``side`` px, made from the page's
+    view at that tier by cutting ``crop`` px of blank margin from every edge, or (crop 0) by
+    resizing it to ``side`` when the sides differ."""
+
+    side: int
+    crop: int = 0
+
+
+def plan_sent_image(profile: Profile, rung: Rung, view_side: int, max_crop: int) -> SentImage:
+    """The least changed image the reader prices as ``rung``. The tier view itself when the
+    profile prices it the same (the reader resizes it itself: OpenAI scales to 768, vLLM's
+    DeepSeek-OCR pads to 1024, Qwen rounds 512 to 504): no resampled grey levels to encode, and
+    never an upscale; else the view with at most ``max_crop`` px of blank margin cut from each edge,
+    as far as priced the same (Qwen's 28-px sides: 1024 -> 1008); else the view resized to the rung."""
+    tokens = profile.rung_tokens(rung)
+
+    def priced_as_rung(side: int) -> bool:
+        try:
+            return profile.image_tokens(side, side, rung.detail) == tokens
+        except ValueError:  # a side the rule has no price for (DeepSeek's native modes)
+            return False
+
+    if view_side == rung.side or priced_as_rung(view_side):
+        return SentImage(view_side)
+    for crop in range(min(max_crop, (view_side - rung.side) // 2), 0, -1):
+        if priced_as_rung(view_side - 2 * crop):
+            return SentImage(view_side - 2 * crop, crop)
+    return SentImage(rung.side)
+
+
 class Reader:
-    def __init__(self, profile: Profile | str):
+    def __init__(self, profile: Profile | str, render: RenderConfig | None = None):
+        """``render``: how the pages were drawn (their blank margin bounds a crop); the default config's."""
         self.profile = load_profile(profile)
         self.decoder = self.profile.request == "decoder"
         self._count = lru_cache(maxsize=4096)(self.profile.count_text)
+        self._render = render or RenderConfig()
+        self._sent: dict[str, SentImage | None] = {}
 
     def count(self, text: str) -> int:
         # Labels, ledgers and short turns repeat from context to context; whole pages do not, and
@@ -81,13 +117,29 @@ class Reader:
         fitting = [r for r in ladder if r.side <= side]
         return max(fitting, key=lambda r: r.side) if fitting else min(ladder, key=lambda r: r.side)
 
+    def sent_image(self, tier: str) -> SentImage | None:
+        """What this reader is sent for a page at ``tier`` (plan_sent_image); None for a text reader."""
+        if tier not in self._sent:
+            rung, side = self.rung(tier), Tier(tier).side
+            margin = blank_edge(self._render.margin_px, self._render.page_px, side)
+            self._sent[tier] = None if rung is None else plan_sent_image(self.profile, rung, side, margin)
+        return self._sent[tier]
+
     def image_tokens(self, tier: str) -> int | None:
         rung = self.rung(tier)
         return None if rung is None else self.profile.rung_tokens(rung)
 
+    @property
+    def counts_from_deepseek(self) -> bool:
+        """Whether a page's stored DeepSeek token count gives this reader's count (page_text_tokens)
+        without the text."""
+        text = self.profile.text
+        return (text.base if isinstance(text, BoundedText) else text.name) == "deepseek"
+
     def page_text_tokens(self, deepseek_tokens: int) -> int:
         """What a page's text costs this reader, from its DeepSeek token count (the one stored):
-        the profile's bound where it counts by a bound, else the DeepSeek count itself."""
+        the profile's bound where it counts by a bound, else the DeepSeek count itself (exact for
+        DeepSeek's own tokenizer; for another tokenizer the fallback when the text is gone)."""
         text = self.profile.text
         if isinstance(text, BoundedText) and text.base == "deepseek":
             return math.ceil(text.factor * deepseek_tokens) + text.per_text if deepseek_tokens else 0

@@ -19,6 +19,7 @@ from .export import (
     quantize_grey,
     quantized_image,
     reader_image,
+    sent_view,
     tier_image,
 )
 from .header import find_headers, format_header, format_timestamp, normalize_separators
@@ -30,6 +31,7 @@ from .page import (
     GundamView,
     Page,
     PageView,
+    blank_edge,
     downsample,
     draw_page,
     gundam_grid,
@@ -44,8 +46,8 @@ __all__ = [
     "FONTS", "PAGE_ENCODINGS", "RENDERER_VERSION", "TIER_ENCODINGS", "TIER_SIDES", "FontError", "FontMismatchError",
     "FontNotFoundError", "GundamView", "LayoutPos", "Line", "Page", "PageEncoding", "PageLayout", "PageView",
     "PlacedLine", "RenderConfig", "Run", "Segment", "Tier", "TurnInput", "VIEW_TIERS", "choose_font_px",
-    "decode_page_image", "downsample", "draw_layout", "draw_page", "encode_page_image", "encode_png", "encoding_for_side", "export_pages",
+    "blank_edge", "decode_page_image", "downsample", "draw_layout", "draw_page", "encode_page_image", "encode_png", "encoding_for_side", "export_pages",
     "find_headers", "format_header", "format_timestamp", "gundam_grid", "iter_pages", "layout_pages", "make_page",
-    "normalize_separators", "normalize_turns", "page_encoding", "quantize_grey", "quantized_image", "reader_image", "render_pages",
+    "normalize_separators", "normalize_turns", "page_encoding", "quantize_grey", "quantized_image", "reader_image", "render_pages", "sent_view",
     "scale_lines", "tier_image",
 ]

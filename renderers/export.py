@@ -102,27 +102,44 @@ PAGE_ENCODINGS: dict[str, PageEncoding] = {
 }
 
 
-# What to store and send at each tier: the fewest bytes whose PP-OCR read-back stays within 0.1 pt
-# CER of the 8-bit page, PNG over WebP where WebP saves under 10 % (it encodes 3-8x slower).
-# benchmarks/results/image_bytes.md: 4 levels lose 0.5-6 pt at 512 px and 0.8 pt (Chinese) at 640,
-# 8 levels 0.4 pt (Chinese) at 512; 2 levels lose nothing at 1024 and 1280.
-TIER_ENCODINGS: dict[str, str] = {"large": "png-g2", "base": "png-g2", "small": "png-g8", "tiny": "png-g16"}
+# What to send at each tier: the fewest grey levels whose PP-OCR read-back stays within 0.1 pt CER of
+# the 8-bit page, as lossless WebP, which measures 5-30 % smaller than the PNG of the same pixels on
+# every tier (benchmarks/results/image_bytes.md). 4 levels lose 0.5-6 pt at 512 px and 0.8 pt
+# (Chinese) at 640, 8 levels 0.4 pt (Chinese) at 512; 2 levels lose nothing at 1024 and 1280.
+TIER_ENCODINGS: dict[str, str] = {"large": "webp-g2", "base": "webp-g2", "small": "webp-g8", "tiny": "webp-g16"}
 
 
-def encoding_for_side(side: int) -> str:
+def encoding_for_side(side: int, container: Literal["png", "webp"] | None = None) -> str:
     """The TIER_ENCODINGS format for an image of ``side`` px: that of the largest tier no larger
-    (a reader's rung need not be one of optmem's sides: OpenAI's 768, Qwen's multiples of 28)."""
+    (a reader's rung need not be one of optmem's sides: OpenAI's 768, Claude's 1092), in
+    ``container`` when given (the same grey levels, so the same pixels)."""
     fitting = [t for t in VIEW_TIERS if t.side <= side]
     tier = max(fitting, key=lambda t: t.side) if fitting else VIEW_TIERS[-1]
-    return TIER_ENCODINGS[tier.value]
+    name = TIER_ENCODINGS[tier.value]
+    if container is None:
+        return name
+    return page_encoding(f"{container}-g{PAGE_ENCODINGS[name].levels}").name
 
 
-def reader_image(image: Image.Image, side: int) -> bytes:
-    """The bytes a reader is sent for a page image: resized to ``side`` px (its rung) and kept at
-    the grey levels measured for that size (encoding_for_side)."""
+def sent_view(image: Image.Image, side: int, crop: int = 0) -> Image.Image:
+    """The 8-bit pixels of a page image sent at ``side`` px: ``image`` resized to ``side``, or
+    (``crop`` > 0) its view at ``side + 2 * crop`` px with ``crop`` px of blank margin cut from every
+    edge, so the reader sees the view's own pixels."""
     from .page import downsample
 
-    return encode_page_image(image if image.width == side else downsample(image, side), encoding_for_side(side))
+    if crop < 0:
+        raise ValueError(f"crop must be >= 0, got {crop}")
+    view = side + 2 * crop
+    if image.width != view:
+        image = downsample(image, view)
+    return image.crop((crop, crop, view - crop, view - crop)) if crop else image
+
+
+def reader_image(image: Image.Image, side: int, *, crop: int = 0, container: Literal["png", "webp"] | None = None) -> bytes:
+    """The bytes a reader is sent for a page image (sent_view), kept at the grey levels measured
+    for the size its glyphs are drawn at (encoding_for_side: the uncropped view's), in ``container``
+    (default TIER_ENCODINGS')."""
+    return encode_page_image(sent_view(image, side, crop), encoding_for_side(side + 2 * crop, container))
 
 
 def page_encoding(fmt: str) -> PageEncoding:
@@ -206,8 +223,11 @@ def decode_page_image(data: bytes) -> Image.Image:
     return image if image.mode == "L" else image.convert("L")
 
 
-_WEBP_METHOD = 4  # libwebp's default speed/size trade-off; 6 is ~10x slower for < 1 % fewer bytes
-_WEBP_EFFORT = 75  # lossless "quality" is effort, not fidelity
+_WEBP_METHOD = 4  # libwebp's default speed/size trade-off; 6 is 10-100x slower for < 1 % fewer bytes
+# Lossless "quality" is effort, not fidelity. Above libwebp's default 75 its encoder searches
+# further back for matches: on pages of repeated text 10-20 % fewer bytes (57 -> 47 KB, a 1280 px
+# Chinese page at 2 levels) for about the same time at method 4.
+_WEBP_EFFORT = 90
 
 
 def _grey_pixels(image: Image.Image) -> np.ndarray:

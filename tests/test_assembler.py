@@ -10,10 +10,10 @@ from renderers import encode_png
 
 
 class _BlankPage:
-    def image(self, side):
+    def image(self, side, crop=0):
         return Image.new("L", (side, side), 255)
 
-    def png(self, side):
+    def png(self, side, crop=0):
         return encode_png(self.image(side))
 
 
@@ -111,3 +111,18 @@ def test_viewer_names_an_excerpt_and_its_turns():
                    expansions=[Expansion(1, "the code is <b>42</b>", "verbatim", "tiny", excerpt=(3, 4))])
     html_text = _context(0, "layout", ctx, open_page=None)
     assert "page 1 excerpt, turns 3–4 (verbatim, from the archive): the code is &lt;b&gt;42&lt;/b&gt;" in html_text
+
+
+def test_an_image_is_worth_sending_against_the_text_in_the_readers_own_tokens():
+    from optmem.reader import Reader
+
+    reader = Reader("gpt-4o")  # high 765, low 85
+    page = MemoryPage(number=1, tier="large", first_turn=1, last_turn=10, ledger=(), image_source=_BlankPage(),
+                      text_tokens=2000, reader_text_tokens=300)
+    ctx = assemble(pages=[page], recent=RECENT, expansions=[], budget=8192, ledger=False, reader=reader)
+    # 2000 DeepSeek tokens would let the 765-token image go; 300 of gpt-4o's own do not
+    assert [reader.image_tokens(t) for t in ctx.page_tiers().values()] == [85]
+    deepseek_only = MemoryPage(number=1, tier="large", first_turn=1, last_turn=10, ledger=(), image_source=_BlankPage(),
+                               text_tokens=2000)
+    ctx = assemble(pages=[deepseek_only], recent=RECENT, expansions=[], budget=8192, ledger=False, reader=reader)
+    assert [reader.image_tokens(t) for t in ctx.page_tiers().values()] == [765]

@@ -50,10 +50,10 @@ class _Stored:
 
     data: bytes
 
-    def png(self, side: int) -> bytes:
+    def png(self, side: int, crop: int = 0) -> bytes:
         return self.data
 
-    def image(self, side: int) -> Image.Image:
+    def image(self, side: int, crop: int = 0) -> Image.Image:
         raise AssertionError("stored bytes exist: the image must not be decoded or re-encoded")
 
 
@@ -142,10 +142,10 @@ def test_every_export_of_any_context_is_valid(segs, name, system):
 # -- an assembled context ---------------------------------------------------------------------------
 
 class _Blank:
-    def image(self, side):
+    def image(self, side, crop=0):
         return Image.new("L", (side, side), 255)
 
-    def png(self, side):
+    def png(self, side, crop=0):
         return _png(self.image(side))
 
 

@@ -81,7 +81,9 @@ def test_items_are_valid_input_items_with_page_images(tmp_path):
     assert items[0] == {"role": "system", "content": "Remember."}
     images = [p for i in items if isinstance(i["content"], list) for p in i["content"] if p["type"] == "input_image"]
     assert len(images) == len(session.memory.context().page_tiers()) >= 2
-    assert all(base64.b64decode(p["image_url"].partition(",")[2]).startswith(b"\x89PNG") for p in images)
+    # gpt-4o's profile sends lossless WebP data URLs
+    assert all(p["image_url"].startswith("data:image/webp;base64,")
+               and base64.b64decode(p["image_url"].partition(",")[2])[8:12] == b"WEBP" for p in images)
     assert {p["detail"] for p in images} <= {"low", "high", "auto"}
     assert asyncio.run(session.get_items(limit=2)) == items[-2:]
     assert items[-1] == {"role": "assistant", "content": turns[-1][1]}

@@ -7,8 +7,8 @@ page's text would cost it instead (counted with the profile's own text counter, 
 pages of the Paul Graham essays and dense Chinese chat pages), the compression ratio (text tokens
 over image tokens: above 1 the image is the cheaper way to carry the page), whether the assembler
 would send the image at all (never when it costs more than the text), and the bytes of the image
-as exported (the stored PNG when the rung's side is the tier's, else the stored tier image
-downsampled to the rung and encoded as the store's resize cache does).
+as exported (optmem.reader.plan_sent_image: the tier's view when the reader prices it as the rung,
+else cut by blank margin or resized to the rung; encoded as optmem.memory sends it).
 """
 
 from __future__ import annotations
@@ -84,12 +84,13 @@ def stored_png(page, tier: str) -> bytes:
     return page.png if Tier(tier).side == page.side else page.at(tier).png
 
 
-def sent_png(page, tier: str, side: int) -> bytes:
-    """The bytes an export sends for ``page`` stored at ``tier``, at ``side`` px (as optmem.memory
-    makes them from the stored image: renderers.reader_image)."""
+def sent_bytes(page, tier: str, sent, container: str) -> bytes:
+    """The bytes an export sends for ``page`` stored at ``tier`` (``sent``: the reader's
+    optmem.reader.SentImage), made as optmem.memory makes them from the stored image:
+    renderers.reader_image."""
     from renderers import decode_page_image, reader_image
 
-    return reader_image(decode_page_image(stored_png(page, tier)), side)
+    return reader_image(decode_page_image(stored_png(page, tier)), sent.side, crop=sent.crop, container=container)
 
 
 def run(cfg: CostConfig) -> dict:
@@ -107,8 +108,10 @@ def run(cfg: CostConfig) -> dict:
         for tier in TIERS:
             rung = reader.rung(tier)
             image = None if rung is None else profile.rung_tokens(rung)
+            sent = reader.sent_image(tier)
             row = {"profile": name, "tier": tier, "rung": None if rung is None else rung.name,
                    "side": None if rung is None else rung.side, "detail": None if rung is None else rung.detail,
+                   "sent": None if sent is None else f"{sent.side}" + (f" (crop {sent.crop})" if sent.crop else ""),
                    "image_tokens": image}
             for lang in LANGS:
                 text = [profile.count_text(p.source_text) for p in pages[lang]]
@@ -118,7 +121,7 @@ def run(cfg: CostConfig) -> dict:
                 # the assembler's rule, page by page: the image goes only when it is no dearer than the text
                 row[f"{lang}_sent"] = None if image is None else sum(image <= t for t in text) / len(text)
                 if rung is not None:
-                    sizes = [len(sent_png(p, tier, rung.side)) for p in pages[lang]]
+                    sizes = [len(sent_bytes(p, tier, reader.sent_image(tier), profile.container)) for p in pages[lang]]
                     row[f"{lang}_bytes"] = round(statistics.mean(sizes))
                 else:
                     row[f"{lang}_bytes"] = None
@@ -130,13 +133,15 @@ COLUMNS = (
     ("profile", "profile", "the reader profile (MemoryConfig.model; docs/profiles.md)"),
     ("tier", "tier", "the age tier the page is stored at (optmem's schedule)"),
     ("rung", "rung", "the profile's ladder rung sent for that tier ('-': a text reader, no image)"),
-    ("side", "side px", "side of the square image sent"),
+    ("side", "side px", "side of the rung's square image"),
+    ("sent", "sent px", "side of the image sent: the tier's view when the reader prices it as the rung (it resizes it itself), "
+     "else cropped by blank margin to a side priced so, else resized to the rung (optmem.reader.plan_sent_image)"),
     ("detail", "detail", "the rung's detail (OpenAI's image detail; DeepSeek-OCR's Gundam mode)"),
     ("image_tokens", "image tokens", "what the image costs the reader (the profile's cost rule)"),
     ("en_text_tokens", "EN text tokens", "mean reader tokens of a dense English page's text (profile.count_text)"),
     ("en_ratio", "EN ratio", "EN text tokens / image tokens: the compression; below 1 the image costs more than the text"),
     ("en_sent", "EN sent", "share of the English pages the assembler would send as this image (0: too dear, sent as text or not at all)"),
-    ("en_bytes", "EN bytes", "mean bytes of the English page image as exported (grey PNG at the levels renderers.reader_image keeps)"),
+    ("en_bytes", "EN bytes", "mean bytes of the English page image as exported (the profile's container at the grey levels renderers.reader_image keeps)"),
     ("zh_text_tokens", "ZH text tokens", "as EN, dense Chinese pages"),
     ("zh_ratio", "ZH ratio", "as EN, Chinese"),
     ("zh_sent", "ZH sent", "as EN, Chinese"),

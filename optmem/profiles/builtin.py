@@ -37,13 +37,18 @@ _UNPUBLISHED_OVERHEAD = {"message_overhead": 4, "request_overhead": 4}
 _OPENAI_LIMITS = Limits(max_images=500, max_image_bytes=20 * MB, max_request_bytes=50 * MB)
 
 
+# Every built-in reader's API takes lossless WebP, 5-30 % smaller than PNG of the same pixels
+# (benchmarks/results/image_bytes.md); custom profiles default to PNG.
+_WEBP = {"media_type": "image/webp"}
+
+
 def _square_ladder(*sides: tuple[str, int]) -> tuple[Rung, ...]:
     return tuple(Rung(name=n, side=s) for n, s in sides)
 
 
 def _deepseek_ocr() -> Profile:
     return Profile(
-        name="deepseek-ocr", cost=DeepSeekNative(), text=ExactText(name="deepseek"), request_overhead=1,  # BOS
+        name="deepseek-ocr", cost=DeepSeekNative(), **_WEBP, text=ExactText(name="deepseek"), request_overhead=1,  # BOS
         request="decoder",
         ladder=(Rung(name="gundam", side=1280, detail="gundam"),)
         + _square_ladder(("large", 1280), ("base", 1024), ("small", 640), ("tiny", 512)),
@@ -53,7 +58,7 @@ def _deepseek_ocr() -> Profile:
 def _deepseek_ocr_vllm() -> Profile:
     # vLLM's processor pads every image to 1024 and tiles anything over 640: two sizes matter.
     return Profile(
-        name="deepseek-ocr-vllm", cost=DeepSeekVllm(), text=ExactText(name="deepseek"), request_overhead=1,
+        name="deepseek-ocr-vllm", cost=DeepSeekVllm(), **_WEBP, text=ExactText(name="deepseek"), request_overhead=1,
         ladder=_square_ladder(("gundam", 1280), ("small", 640)),
     )
 
@@ -61,14 +66,14 @@ def _deepseek_ocr_vllm() -> Profile:
 def _openai_tile(name: str) -> Callable[[], Profile]:
     # Every square page at high detail is seen at 768 px (4 tiles): a bigger one only adds bytes.
     return lambda: Profile(
-        name=name, cost=OpenAITile(), text=ExactText(name="o200k_base"), limits=_OPENAI_LIMITS, **_OPENAI_OVERHEAD,
+        name=name, cost=OpenAITile(), **_WEBP, text=ExactText(name="o200k_base"), limits=_OPENAI_LIMITS, **_OPENAI_OVERHEAD,
         ladder=(Rung(name="high", side=768, detail="high"), Rung(name="low", side=512, detail="low")),
     )
 
 
 def _gpt_41_mini() -> Profile:
     return Profile(
-        name="gpt-4.1-mini", cost=OpenAIPatch(multiplier=1.62), text=ExactText(name="o200k_base"),
+        name="gpt-4.1-mini", cost=OpenAIPatch(multiplier=1.62), **_WEBP, text=ExactText(name="o200k_base"),
         limits=_OPENAI_LIMITS, **_OPENAI_OVERHEAD,
         ladder=tuple(Rung(name=n, side=s, detail="high") for n, s in
                      (("large", 1280), ("base", 1024), ("small", 640), ("tiny", 512))),
@@ -78,7 +83,7 @@ def _gpt_41_mini() -> Profile:
 def _claude() -> Profile:
     # 1092 px: the largest square under 1568 px and 1600 tokens (the doc's 1:1 maximum).
     return Profile(
-        name="claude", cost=Claude(), text=UNSHIPPED_TEXT, **_UNPUBLISHED_OVERHEAD,
+        name="claude", cost=Claude(), **_WEBP, text=UNSHIPPED_TEXT, **_UNPUBLISHED_OVERHEAD,
         limits=Limits(max_images=100, max_image_bytes=5 * MB, max_request_bytes=32 * MB),
         ladder=_square_ladder(("large", 1092), ("base", 1024), ("small", 640), ("tiny", 512)),
     )
@@ -87,7 +92,7 @@ def _claude() -> Profile:
 def _gemini_2() -> Profile:
     # Over 768 px a square page is 2x2 tiles; 768 is one tile; below that nothing is cheaper.
     return Profile(
-        name="gemini-2", cost=Gemini(), text=UNSHIPPED_TEXT, **_UNPUBLISHED_OVERHEAD,
+        name="gemini-2", cost=Gemini(), **_WEBP, text=UNSHIPPED_TEXT, **_UNPUBLISHED_OVERHEAD,
         limits=Limits(max_images=3600, max_request_bytes=20 * MB),
         ladder=_square_ladder(("large", 1280), ("small", 768)),
     )
@@ -98,7 +103,7 @@ def _qwen25_vl() -> Profile:
     # merge 2. Chat template: 5 tokens per message, 3 priming the reply plus its default system
     # message ("You are a helpful assistant.", 11 tokens with its header) when none is given.
     return Profile(
-        name="qwen2.5-vl", cost=QwenVL(patch_size=14, merge_size=2, min_pixels=3136, max_pixels=12845056),
+        name="qwen2.5-vl", cost=QwenVL(patch_size=14, merge_size=2, min_pixels=3136, max_pixels=12845056), **_WEBP,
         text=ExactText(name="qwen"), message_overhead=5, request_overhead=3 + 11,
         # sides: the multiples of 28 at or below optmem's page sides, so the processor never resamples
         ladder=_square_ladder(("large", 1260), ("base", 1008), ("small", 616), ("tiny", 504)),
@@ -108,7 +113,7 @@ def _qwen25_vl() -> Profile:
 def _qwen3_vl() -> Profile:
     # Qwen3-VL preprocessor_config.json: patch 16, merge 2, shortest_edge 65536, longest_edge 16777216.
     return Profile(
-        name="qwen3-vl", cost=QwenVL(patch_size=16, merge_size=2, min_pixels=65536, max_pixels=16777216),
+        name="qwen3-vl", cost=QwenVL(patch_size=16, merge_size=2, min_pixels=65536, max_pixels=16777216), **_WEBP,
         text=ExactText(name="qwen"), message_overhead=5, request_overhead=3,
         ladder=_square_ladder(("large", 1280), ("base", 1024), ("small", 640), ("tiny", 512)),
     )

@@ -82,7 +82,8 @@ class Profile(_Model):
     message_overhead: int = Field(default=0, ge=0, description="tokens each message adds (role header, separators)")
     request_overhead: int = Field(default=0, ge=0, description="tokens each request adds (BOS, reply priming)")
     limits: Limits = Limits()
-    media_type: Literal["image/png", "image/webp", "image/jpeg"] = "image/png"
+    media_type: Literal["image/png", "image/webp"] = Field(
+        default="image/png", description="the container page images go out in (lossless, the same pixels either way)")
     request: Literal["chat", "decoder"] = Field(
         default="chat", description="chat: the context goes out as chat messages (to_messages, to_anthropic); "
         "decoder: it is spliced into a DeepSeek-OCR decoder (codec_segments), BOS and segments only")
@@ -129,6 +130,10 @@ class Profile(_Model):
 
     def count_text(self, text: str) -> int:
         return self.text.count(text)
+
+    @property
+    def container(self) -> Literal["png", "webp"]:
+        return "webp" if self.media_type == "image/webp" else "png"
 
 
 # -- when an image is worth sending ------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""What a reader is sent for a page at each tier: priced as its rung, never upscaled, crops that cut
+only blank margin, in the profile's container, byte-identical on every call."""
+
+import numpy as np
+import pytest
+
+from optmem.profiles import BUILTIN
+from optmem.reader import Reader, SentImage
+from renderers import Tier, decode_page_image, reader_image, render_pages, sent_view
+
+IMAGE_PROFILES = [n for n in BUILTIN if BUILTIN[n].takes_images]
+TIERS = [t.value for t in Tier]
+
+
+@pytest.mark.parametrize("name", IMAGE_PROFILES)
+@pytest.mark.parametrize("tier", TIERS)
+def test_sent_image_costs_what_the_rung_costs(name, tier):
+    reader = Reader(name)
+    rung, sent = reader.rung(tier), reader.sent_image(tier)
+    assert reader.profile.image_tokens(sent.side, sent.side, rung.detail) == reader.image_tokens(tier)
+    view = Tier(tier).side
+    # made from the tier's view: as it is, cut, or resized to the rung (an upscale only to the rung)
+    assert sent.side + 2 * sent.crop == view or (sent.crop == 0 and sent.side == rung.side)
+
+
+@pytest.mark.parametrize("name, tier, expected", [
+    ("deepseek-ocr-vllm", "tiny", SentImage(512)),  # its processor pads a 512 page to 1024 as it does 640
+    ("gpt-4o", "base", SentImage(1024)),  # OpenAI scales it to 768 itself: 765 tokens either way
+    ("gpt-4o", "small", SentImage(640)),  # detail low: 85 tokens whatever the size
+    ("gemini-2", "tiny", SentImage(512)),
+    ("gemini-2", "base", SentImage(768)),  # a 1024 page would be four tiles
+    ("qwen2.5-vl", "large", SentImage(1260, 10)),
+    ("qwen2.5-vl", "base", SentImage(1008, 8)),
+    ("qwen2.5-vl", "small", SentImage(626, 7)),  # the processor rounds 626 to 616 itself
+    ("qwen2.5-vl", "tiny", SentImage(512)),  # ... and 512 to 504
+    ("claude", "large", SentImage(1092)),
+    ("deepseek-ocr", "small", SentImage(640)),
+])
+def test_sent_image_plans(name, tier, expected):
+    assert Reader(name).sent_image(tier) == expected
+
+
+@pytest.fixture(scope="module")
+def page():
+    text = "Every page keeps its margin blank: 1024 px, 28-px units, 中文的页面也一样。 " * 60
+    return render_pages([("user", text), ("assistant", text)])[0]
+
+
+@pytest.mark.parametrize("tier", ["large", "base", "small"])
+def test_a_crop_cuts_only_blank_margin(page, tier):
+    sent = Reader("qwen2.5-vl").sent_image(tier)
+    assert sent.crop > 0
+    view = np.asarray(page.at(tier).image)
+    cut = np.asarray(sent_view(page.at(tier).image, sent.side, sent.crop))
+    assert cut.shape == (sent.side, sent.side)
+    assert (view < 255).sum() == (cut < 255).sum() > 0  # every inked pixel kept
+
+
+def test_sent_bytes_follow_the_profile_container_and_repeat(page):
+    image = page.image
+    webp = reader_image(image, 1008, crop=8, container="webp")
+    png = reader_image(image, 1008, crop=8, container="png")
+    assert webp[:4] == b"RIFF" and png.startswith(b"\x89PNG")
+    assert np.array_equal(np.asarray(decode_page_image(webp)), np.asarray(decode_page_image(png)))
+    assert decode_page_image(webp).size == (1008, 1008)
+    assert reader_image(image, 1008, crop=8, container="webp") == webp
+    with pytest.raises(ValueError, match="crop"):
+        reader_image(image, 1008, crop=-1)
+
+
+def test_builtin_profiles_send_webp_custom_ones_png():
+    assert all(BUILTIN[n].container == "webp" for n in IMAGE_PROFILES)
+    custom = BUILTIN["gpt-4o"].model_copy(update={"media_type": "image/png"})
+    assert custom.container == "png"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "qwen2.5-vl"])
+def test_memory_sends_the_bytes_it_made_when_storing_the_page(model):
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+
+    cfg = MemoryConfig.model_validate({"model": model, "retrieval": {"enabled": False}})
+    turns, _ = build_conversation(60, seed=3)
+    with OpticalMemory.open(":memory:", "c", cfg) as mem:
+        for i, (role, text) in enumerate(turns):
+            mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        pages = [s for s in mem.context(None, 50_000).segments if s.kind == "page" and s.page <= len(mem.pages()) - 1]
+        assert len(pages) >= 2
+        reader = Reader(model)
+        for s in pages:
+            sent = reader.sent_image(s.tier)
+            assert (s.side, s.crop) == (sent.side, sent.crop)
+            made = reader_image(mem.page_image(s.page), s.side, crop=s.crop, container="webp")
+            assert s.load_png() == made  # what the write made equals what a cold export would make
