@@ -79,7 +79,8 @@ def test_memory_sends_the_bytes_it_made_when_storing_the_page(model):
     from optmem import MemoryConfig, OpticalMemory
     from optmem.demo import build_conversation
 
-    cfg = MemoryConfig.model_validate({"model": model, "retrieval": {"enabled": False}})
+    cfg = MemoryConfig.model_validate({"model": model, "retrieval": {"enabled": False},
+                                       "reexpand": {"text_when_it_fits": False}})  # pages stay images
     turns, _ = build_conversation(60, seed=3)
     with OpticalMemory.open(":memory:", "c", cfg) as mem:
         for i, (role, text) in enumerate(turns):
