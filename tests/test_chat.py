@@ -218,11 +218,10 @@ def test_chat_in_a_real_terminal(tmp_path):
     def pane_format(fmt: str) -> str:
         return subprocess.run([*tmux, "display-message", "-p", "-t", "chat", fmt], capture_output=True, text=True).stdout.strip()
 
-    def dead() -> bool:
-        return pane_format("#{pane_dead}") == "1"
-
     def exit_status() -> str:
-        return pane_format("#{pane_dead_status}") if dead() else "still running"
+        """The program's exit status once tmux has it, else "" (tmux marks the pane dead when the
+        terminal closes, and learns the status only when it reaps the process)."""
+        return pane_format("#{pane_dead_status}") if pane_format("#{pane_dead}") == "1" else ""
 
     def wait_for(predicate, what: str) -> str:
         deadline = time.monotonic() + 180  # a generous bound for a busy machine, not a speed check
@@ -249,11 +248,12 @@ def test_chat_in_a_real_terminal(tmp_path):
         wait_for(lambda t: "no pages yet" in t and t.rstrip().endswith("user:"), "answer to /pages")
         # Ctrl-D leaves. A key sent while prompt_toolkit redraws can be dropped by the terminal, so
         # press it again (as a person would) until the program has gone, within the same bound.
-        # Whether it has gone is asked of tmux (#{pane_dead}): the "Pane is dead" banner that
+        # Whether it has gone is asked of tmux (#{pane_dead_status}): the "Pane is dead" banner that
         # remain-on-exit draws is not always in the captured screen (tmux 3.3a).
         deadline = time.monotonic() + 180
-        while not dead() and time.monotonic() < deadline:
-            subprocess.run([*tmux, "send-keys", "-t", "chat", "C-d"], check=True)
+        while not exit_status() and time.monotonic() < deadline:
+            if pane_format("#{pane_dead}") != "1":
+                subprocess.run([*tmux, "send-keys", "-t", "chat", "C-d"], check=True)
             time.sleep(2)
         final, status = pane(), exit_status()
     finally:
