@@ -80,8 +80,8 @@ def test_clear_forgets_one_history_under_runnable_with_message_history(tmp_path,
     seen = []
     prompt = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("human", "{question}")])
     model = GenericFakeChatModel(messages=iter([AIMessage("Noted."), AIMessage("I know nothing of a code.")]))
-    histories = {name: OpticalChatMessageHistory(tmp_path / "c.db", name, {"model": "gpt-4o"})
-                 for name in ("fay", "gus")}
+    images = {"model": "gpt-4o", "reexpand": {"text_when_it_fits": False}}  # pages stay images though they fit as text
+    histories = {name: OpticalChatMessageHistory(tmp_path / "c.db", name, images) for name in ("fay", "gus")}
     chain = RunnableWithMessageHistory(prompt | RunnableLambda(lambda p: seen.append(p.to_messages()) or p) | model,
                                        lambda session_id: histories[session_id], input_messages_key="question",
                                        history_messages_key="history")
@@ -101,7 +101,7 @@ def test_clear_forgets_one_history_under_runnable_with_message_history(tmp_path,
         (1, "user", "What was the code?"), (2, "assistant", "I know nothing of a code.")]
     for h in histories.values():
         h.close()
-    reopened = OpticalChatMessageHistory(tmp_path / "c.db", "fay", {"model": "gpt-4o"})
+    reopened = OpticalChatMessageHistory(tmp_path / "c.db", "fay", images)
     assert [m.content for m in reopened.messages] == ["What was the code?", "I know nothing of a code."]
     reopened.close()
 
