@@ -6,9 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from optmem.chat import (
 from optmem.config import MemoryConfig
 from optmem.demo import build_conversation
 from optmem.progress import plural
+from tests.fakes import JSONHandler, loopback_server
 
 CFG = MemoryConfig.model_validate({"recent_turns": 2, "retrieval": {"enabled": False}})
 UP, ENTER, CTRL_D, CTRL_C = "\x1b[A", "\r", "\x04", "\x03"
@@ -110,33 +110,20 @@ def test_plural():
     assert [plural(n, "turn") for n in (0, 1, 2)] == ["0 turns", "1 turn", "2 turns"]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     def do_POST(self):  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.seen.append(body)
         if body["messages"][-1]["content"] == "fail please":
             self.send_error(500, "boom")
             return
-        payload = json.dumps({"choices": [{"message": {"content": "echo: " + body["messages"][-1]["content"]}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        self.send_json({"choices": [{"message": {"content": "echo: " + body["messages"][-1]["content"]}}]})
 
 
 @pytest.fixture
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.seen = []
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with loopback_server(_Handler) as srv:
+        yield srv
 
 
 def test_an_exchange_is_stored_only_once_answered(server, tmp_path):

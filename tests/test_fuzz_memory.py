@@ -6,7 +6,6 @@ contiguously, every context inside its budget."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -14,9 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from optmem import BudgetError, InvalidArgument, OpticalMemory, PinError
-from optmem.retrieval import EMBEDDING_DIM
+from optmem import BudgetError, InvalidArgument, OpticalMemory
 from optmem.store import StoreError, open_store
+from tests.fakes import HashEmbedder
 
 FUZZ = settings(max_examples=30, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -27,18 +26,6 @@ CONFIG = {"recent_turns": 2, "render": {"page_px": 512, "font_px": 14},
                                  {"tier": "small", "until": 3}, {"tier": "tiny", "until": 5}]},
           "reexpand": {"ocr_backend": "onnxruntime"}}
 TYPED = (InvalidArgument, BudgetError, StoreError)  # PinError and InvalidTurn are InvalidArguments
-
-
-class HashEmbedder:
-    """Deterministic bag-of-words vectors: retrieval runs without loading MiniLM."""
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), EMBEDDING_DIM), np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().split():
-                out[i, int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little") % EMBEDDING_DIM] += 1
-            out[i, 0] += 1e-3  # never the zero vector
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 ANY_TEXT = st.text(st.characters(codec=None, categories=None), max_size=30)

@@ -3,8 +3,6 @@ against a loopback server."""
 
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,6 +10,7 @@ from optmem.bench.llm import ANSWER_MAX_TOKENS, answer_client, text_messages
 from optmem.chat import run_chat
 from optmem.config import MemoryConfig
 from optmem.llm import LLMClient, LLMError
+from tests.fakes import JSONHandler, loopback_server
 
 
 def _last_text(body: dict) -> str:
@@ -19,37 +18,23 @@ def _last_text(body: dict) -> str:
     return content if isinstance(content, str) else [p["text"] for p in content if p["type"] == "text"][-1]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     def do_POST(self):  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.seen.append((self.path, body))
         last = _last_text(body)
         if last == "garbage":
-            payload = b'{"nope": 1}'
+            self.send_json(b'{"nope": 1}')
         elif last == "overloaded":
             self.send_error(503, "busy")
-            return
         else:
-            payload = json.dumps({"choices": [{"message": {"content": "echo: " + last}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+            self.send_json({"choices": [{"message": {"content": "echo: " + last}}]})
 
 
 @pytest.fixture
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.seen = []
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with loopback_server(_Handler) as srv:
+        yield srv
 
 
 def test_chat_posts_openai_request_and_reads_the_reply(server):

@@ -1,14 +1,12 @@
 """OpticalMemory.pop_turn and OpticalMemory.clear: what they remove, what they refuse, and that
 the memory object goes on as if the removed turns had never been added."""
 
-import hashlib
 
-import numpy as np
 import pytest
 
 from optmem import OpticalMemory
-from optmem.retrieval.embedder import EMBEDDING_DIM
 from optmem.store import NoTurnToPop, ReadOnlyStore, TurnOnSealedPage
+from tests.fakes import HashEmbedder
 
 SMALL = {"render": {"page_px": 512, "font_px": 14}, "retrieval": {"enabled": False},
          "schedule": {"steps": [{"tier": "large", "until": 1}, {"tier": "base", "until": 2},
@@ -17,18 +15,6 @@ SMALL = {"render": {"page_px": 512, "font_px": 14}, "retrieval": {"enabled": Fal
 
 def cfg(**overrides):
     return {**SMALL, **overrides}
-
-
-class HashEmbedder:
-    """Deterministic bag-of-words vectors: retrieval runs without loading MiniLM."""
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), EMBEDDING_DIM), np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().split():
-                out[i, int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little") % EMBEDDING_DIM] += 1
-            out[i, 0] += 1e-3
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def turn(i: int, word: str = "replica") -> tuple[str, str]:

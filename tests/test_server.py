@@ -4,12 +4,10 @@ SQLite and, when OPTMEM_TEST_POSTGRES_DSN is set, PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 
 import httpx
-import numpy as np
 import pytest
 from conftest import PostgresFactory, postgres_dsn
 
@@ -33,6 +31,7 @@ from optmem.server.sync import (
 )
 from optmem.server.tenants import KeyFileError, Tenants, load_keys
 from optmem.server.upstream import StreamedReply
+from tests.fakes import HashEmbedder
 
 KEY_A = "key-a-0123456789abcdef"
 KEY_A2 = "key-a2-0123456789abcdef"
@@ -69,19 +68,6 @@ class FakeUpstream:
         return JSONResponse({"id": "c1", "object": "chat.completion", "model": body.get("model"),
                              "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]},
                             headers={"x-upstream": "yes"})
-
-
-class WordEmbedder:
-    """Bag of hashed words, unit length: deterministic and quick, related texts land close."""
-
-    def encode(self, texts):
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        out = np.zeros((len(texts), 384), dtype=np.float32)  # MiniLM's width, as the index expects
-        for row, text in enumerate(texts):
-            for word in text.lower().split():
-                out[row, hashlib.sha256(word.encode()).digest()[0]] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-9)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -218,26 +204,28 @@ def test_a_stream_that_breaks_off_stores_no_reply_and_frees_the_conversation(ser
     assert _turns(client) == [("user", "go")]
 
 
+async def _talk(http, n: int, turns: int, messages: list[dict]) -> tuple[list, list]:
+    """Conversation c<n> (tenant A for odd n, B for even) carried on to ``turns`` exchanges from
+    ``messages``: what was sent, and the history the server then gives back."""
+    key = KEY_A if n % 2 else KEY_B
+    for turn in range(len(messages) // 2, turns):
+        messages.append({"role": "user", "content": f"conversation {n} turn {turn} " + "words here " * 150})
+        r = await http.post("/v1/chat/completions", headers=_auth(key, f"c{n}"), json={"model": "m", "messages": messages})
+        assert r.status_code == 200, r.text
+        messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
+    h = await http.get(f"/v1/conversations/c{n}/history", headers=_auth(key, None))
+    return [(m["role"], m["content"]) for m in messages], [(t["role"], t["text"]) for t in h.json()["turns"]]
+
+
 def test_concurrent_conversations_each_keep_their_own_turns(db, keyfile):
     fake = FakeUpstream()
     app = create_app(_settings(db, keyfile, memory={**SMALL, "recent_turns": 1}),
                      upstream_transport=httpx.ASGITransport(app=fake.app))
 
-    async def talk(http, n):
-        messages = []
-        for turn in range(3):
-            messages.append({"role": "user", "content": f"conversation {n} turn {turn} " + "words here " * 150})
-            r = await http.post("/v1/chat/completions", headers=_auth(KEY_A if n % 2 else KEY_B, f"c{n}"),
-                                json={"model": "m", "messages": messages})
-            assert r.status_code == 200, r.text
-            messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
-        h = await http.get(f"/v1/conversations/c{n}/history", headers=_auth(KEY_A if n % 2 else KEY_B, None))
-        return [(m["role"], m["content"]) for m in messages], [(t["role"], t["text"]) for t in h.json()["turns"]]
-
     async def main():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
             try:
-                return await asyncio.gather(*(talk(http, n) for n in range(6)))
+                return await asyncio.gather(*(_talk(http, n, 3, []) for n in range(6)))
             finally:
                 await app.state.proxy.aclose()
 
@@ -255,26 +243,16 @@ def test_conversations_on_several_workers_keep_their_turns_even_when_they_move(d
                      upstream_transport=httpx.ASGITransport(app=fake.app))
     proxy = app.state.proxy
 
-    async def talk(http, n, turns, messages):
-        for turn in range(len(messages) // 2, turns):
-            messages.append({"role": "user", "content": f"conversation {n} turn {turn} " + "words here " * 150})
-            r = await http.post("/v1/chat/completions", headers=_auth(KEY_A if n % 2 else KEY_B, f"c{n}"),
-                                json={"model": "m", "messages": messages})
-            assert r.status_code == 200, r.text
-            messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
-        h = await http.get(f"/v1/conversations/c{n}/history", headers=_auth(KEY_A if n % 2 else KEY_B, None))
-        return [(m["role"], m["content"]) for m in messages], [(t["role"], t["text"]) for t in h.json()["turns"]]
-
     async def main():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
             try:
-                first = await asyncio.gather(*(talk(http, n, 2, []) for n in range(6)))
+                first = await asyncio.gather(*(_talk(http, n, 2, []) for n in range(6)))
                 # A new conversation goes to the worker with the fewest.
                 assert sorted(Counter(proxy.conversations._homes.values()).values()) == [2, 2, 2]
                 # Forgetting homes at once moves conversations between workers, each of which
                 # still holds a memory of them from before: the store must keep them right.
                 monkeypatch.setattr(conversations, "MEMORIES_KEPT", 1)
-                later = await asyncio.gather(*(talk(http, n, 5, [{"role": r, "content": t} for r, t in sent])
+                later = await asyncio.gather(*(_talk(http, n, 5, [{"role": r, "content": t} for r, t in sent])
                                                for n, (sent, _) in enumerate(first)))
                 return first, later
             finally:
@@ -288,7 +266,7 @@ def test_conversations_on_several_workers_keep_their_turns_even_when_they_move(d
 
 
 def test_the_server_loads_its_embedder_before_the_first_request(serve):
-    class Recording(WordEmbedder):
+    class Recording(HashEmbedder):
         def __init__(self):
             self.calls = []
 
@@ -303,7 +281,7 @@ def test_the_server_loads_its_embedder_before_the_first_request(serve):
 
 def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve):
     memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
-    client, _ = serve(memory=memory, embedder=WordEmbedder())
+    client, _ = serve(memory=memory, embedder=HashEmbedder())
     messages = []
     for i in range(14):
         topic = "the harbour lighthouse keeper named Oswin" if i == 1 else f"filler topic {i}"
