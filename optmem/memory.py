@@ -41,7 +41,7 @@ from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turn_units import select_turns
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import Tier, downsample, encode_png, format_header, reader_image, sent_view
+from renderers import Tier, downsample, encode_png, reader_image, sent_view
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
@@ -513,9 +513,10 @@ class OpticalMemory:
         open_page = self._open_page()
         expansions: list[Expansion] = []
         retrieval = self.config.retrieval
-        as_text = not self.reader.profile.takes_images or self._fits_as_text(open_page, budget - fixed)
+        every = self._store.pages(self._conv)  # those out of context too: memory as text holds them all
+        as_text = not self.reader.profile.takes_images or self._fits_as_text(every, open_page, budget - fixed)
         if as_text:
-            expansions = self._text_memory(query, rows, open_page, budget - fixed)
+            expansions = self._text_memory(query, rows, every, open_page, budget - fixed)
         elif query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
         elif query and retrieval.enabled and self.config.reexpand.max_pages > 0:
@@ -547,8 +548,8 @@ class OpticalMemory:
             self._reader_tokens[number] = None if text is None else self.reader.count(text)
         return self._reader_tokens[number]
 
-    def _text_memory(self, query: str | None, rows: dict[int, PageRow], open_page: MemoryPage | None,
-                     budget: int) -> list[Expansion]:
+    def _text_memory(self, query: str | None, rows: dict[int, PageRow], every: list[PageRow],
+                     open_page: MemoryPage | None, budget: int) -> list[Expansion]:
         """Memory as text, as much of it as ``budget`` holds, in whole turns: those retrieval ranks
         for ``query`` first (turn by turn, dense and keyword), then the newest. A turn an optical
         archive keeps only as an image is read back with its page by OCR (at most ``max_pages``
@@ -556,7 +557,7 @@ class OpticalMemory:
         last = self._store.last_turn(self._conv) - self.config.recent_turns
         if last < 1 or budget <= 0:
             return []
-        pages: list[PageRow | MemoryPage] = [*self._store.pages(self._conv), *([open_page] if open_page else [])]
+        pages: list[PageRow | MemoryPage] = [*every, *([open_page] if open_page else [])]
         if not pages:
             return []
         firsts = [p.first_turn for p in pages]
@@ -606,13 +607,12 @@ class OpticalMemory:
         if through < last:
             self._retrieval().index_turns(self._store.turns(self._conv, through + 1, last))
 
-    def _fits_as_text(self, open_page: MemoryPage | None, budget: int) -> bool:
+    def _fits_as_text(self, pages: list[PageRow], open_page: MemoryPage | None, budget: int) -> bool:
         """Whether all of memory fits in ``budget`` as text: then it goes in as text, which any
         reader reads better than images. Counted from the pages' rendered text, which holds more
         than the turn lines it becomes; an optical archive's dropped turns would need OCR, so no."""
         if self.config.archive != "verbatim" or not self.config.reexpand.text_when_it_fits:
             return False
-        pages = self._store.pages(self._conv)
         if not pages and open_page is None:
             return False
         tokens = sum(p.text_tokens for p in pages) + (open_page.text_tokens or 0 if open_page is not None else 0)

@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from optmem.assembler import BudgetError, Expansion, MemoryPage, RecentTurn, assemble
 from optmem.reader import ESCAPED_IMAGE_PLACEHOLDER
-from optmem.modes import TIER_NAMES, tier_side
+from optmem.modes import TIER_NAMES
 from optmem.tokens import count_tokens
 from renderers import encode_png
 

@@ -24,7 +24,6 @@ from optmem.assembler import (
     assemble,
 )
 from optmem.exports import OPENER, RequestLimitError, to_anthropic, to_openai_messages
-from optmem.modes import tier_side
 from optmem.profiles import BUILTIN
 from optmem.reader import ESCAPED_IMAGE_PLACEHOLDER, Reader
 

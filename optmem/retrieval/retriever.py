@@ -71,7 +71,7 @@ class Retriever:
         self._archive = archive
         self._embedder = embedder
         self._index: VectorIndex | None = None  # built on first use
-        self._turns: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (through, rows, seqs, vectors)
+        self._turns: tuple[int, np.ndarray, np.ndarray] | None = None  # (indexed through, seqs, vectors)
 
     # -- indexing ------------------------------------------------------------------------------
 
@@ -134,8 +134,8 @@ class Retriever:
         through = self._store.turn_units_through(self._conv)
         if self._turns is None or self._turns[0] != through:
             seqs, vectors = self._store.turn_vectors(self._conv)
-            self._turns = (through, len(seqs), seqs, vectors)
-        return self._turns[2], self._turns[3]
+            self._turns = (through, seqs, vectors)
+        return self._turns[1], self._turns[2]
 
     def forget_index(self) -> None:
         """Drop the in-process indexes (pages or turns were deleted); they are rebuilt on the next query."""
