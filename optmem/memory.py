@@ -341,7 +341,11 @@ class OpticalMemory:
 
     def _plan_sent(self, state: _State, sealed: list[SealedPage], moves) -> list[tuple[tuple, int, int, bytes]]:
         """The images the reader will be sent for the pages this write stores a new image of, made
-        now (outside the lock, like the rest of the plan) so that the next export only reuses bytes."""
+        now (outside the lock, like the rest of the plan) so that the next export only reuses bytes.
+        DeepSeek-OCR's own decoder is given pixels (codec_segments), not bytes: none are made for it
+        ahead, so ingest does not pay an encode per page per tier (a to_messages() makes them then)."""
+        if self.reader.decoder:
+            return []
         new_images = {state.last_page + i + 1: (page.tier, page.png) for i, page in enumerate(sealed)}
         for move, png in moves:
             if move.delete:

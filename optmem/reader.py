@@ -92,13 +92,16 @@ class Reader:
         self.profile = load_profile(profile)
         self.decoder = self.profile.request == "decoder"
         self._count = lru_cache(maxsize=4096)(self.profile.count_text)
+        # Long texts (pages read back, runs of turns) repeat only while the same query is asked:
+        # a few of them, so the cache never holds more than a few megabytes of text.
+        self._count_long = lru_cache(maxsize=64)(self.profile.count_text)
         self._render = render or RenderConfig()
         self._sent: dict[str, SentImage | None] = {}
+        self._image_tokens: dict[str, int | None] = {}
 
     def count(self, text: str) -> int:
-        # Labels, ledgers and short turns repeat from context to context; whole pages do not, and
-        # caching them would hold megabytes of text.
-        return self._count(text) if len(text) <= 2048 else self.profile.count_text(text)
+        # Labels, ledgers and short turns repeat from context to context, in thousands.
+        return self._count(text) if len(text) <= 2048 else self._count_long(text)
 
     @property
     def exact(self) -> bool:
@@ -126,8 +129,10 @@ class Reader:
         return self._sent[tier]
 
     def image_tokens(self, tier: str) -> int | None:
-        rung = self.rung(tier)
-        return None if rung is None else self.profile.rung_tokens(rung)
+        if tier not in self._image_tokens:  # asked for every page of every context
+            rung = self.rung(tier)
+            self._image_tokens[tier] = None if rung is None else self.profile.rung_tokens(rung)
+        return self._image_tokens[tier]
 
     @property
     def counts_from_deepseek(self) -> bool:

@@ -68,6 +68,17 @@ def test_a_new_database_is_at_the_latest_version(tmp_path):
     assert "sealed_after_turn" not in _page_columns(tmp_path / "new.db")
 
 
+def test_listing_pages_reads_the_metadata_index_not_the_rows(old_db):
+    # Every listed column sits after the image blob in the row: reading the rows walks each
+    # image's overflow pages, the covering index does not.
+    open_store(old_db).close()  # upgraded to the latest version
+    from optmem.store.sqlite import _PAGE_COLUMNS
+
+    for where in ("", " AND tier IS NOT NULL"):
+        plan = _raw(old_db, f"EXPLAIN QUERY PLAN SELECT {_PAGE_COLUMNS} FROM pages WHERE conversation_id = 1{where} ORDER BY seq")
+        assert "COVERING INDEX pages_meta" in plan[0][-1], plan
+
+
 def test_the_fixture_is_a_version_1_database():
     assert _version(FIXTURE) == 1 and "sealed_after_turn" in _page_columns(FIXTURE)
 

@@ -122,6 +122,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         )
         """,
     ),
+    Migration(
+        4,
+        "a covering index of the pages' metadata: every column a page listing reads sits after the image "
+        "blob and the layout in the row, so listing pages walked each page's overflow chain (8 ms for "
+        "92 pages, 0.3 ms with the index); it also serves the in-context listing",
+        """
+        CREATE INDEX pages_meta ON pages (conversation_id, seq, first_turn, first_char, last_turn, last_char,
+                                          last_timestamp, tier, pinned_tier, image_tier, text_tokens, ledger,
+                                          indexed);
+        DROP INDEX pages_in_context
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
