@@ -58,9 +58,11 @@ def _free_port() -> int:
 
 
 class FakeUpstream:
-    """Answers at once; records its handling time and any context that mixes clients."""
+    """Answers after ``delay_s`` (a model's time to reply; 0: at once); records its handling time
+    and any context that mixes clients."""
 
-    def __init__(self):
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
         self.mixed_contexts = 0
         self.requests = 0
         self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
@@ -68,6 +70,8 @@ class FakeUpstream:
     async def _chat(self, request: Request):
         start = time.perf_counter()
         body = await request.json()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         self.requests += 1
         text = json.dumps(body["messages"])
         clients = set(MARKER.findall(text))
@@ -292,7 +296,8 @@ def _markdown(report: dict) -> str:
         "# `optmem serve` under load (benchmarks/serve_load.py)", "",
         (f"`{report['command']}` on {report['machine']}; {a['clients']} clients x {a['turns']} turns over "
          f"{len(TENANTS)} tenants, profile {a['model']}, budget {a['budget']}, retrieval on (MiniLM, "
-         f"OMP_NUM_THREADS={a['torch_threads']}), a fake upstream that answers at once (every 5th request "
+         f"OMP_NUM_THREADS={a['torch_threads']}), a fake upstream that answers "
+         f"{'at once' if not a.get('upstream_ms') else 'after %g ms' % a['upstream_ms']} (every 5th request "
          "streamed). Added latency: client time minus the fake upstream's handling time (optmem's work plus its "
          "loopback hop)."), "",
         ("| scenario | requests | 5xx | lost | duplicated | reordered | cross-tenant | added p50 ms | added p95 ms "
@@ -330,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", default=os.environ.get("OMP_NUM_THREADS", "1"),
                         help="OMP_NUM_THREADS for the instances (the query embedder's threads; on a few busy cores "
                              "more threads than one spin against each other)")
+    parser.add_argument("--upstream-ms", type=float, default=0.0,
+                        help="the fake upstream's time to answer (a model's; 0: at once). optmem embeds what a "
+                             "request sealed while the upstream answers, so this time hides that work")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     random.seed(7)
@@ -338,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = {t: f"{t}-key-{random.Random(t).getrandbits(128):032x}" for t in TENANTS}
     keyfile = tmp / "keys.toml"
     keyfile.write_text("[keys]\n" + "".join(f'"{k}" = "{t}"\n' for t, k in keys.items()))
-    fake = FakeUpstream()
+    fake = FakeUpstream(args.upstream_ms / 1000)
     upstream_port = _free_port()
     scenarios = []
     with Background(fake.app, upstream_port):

@@ -97,6 +97,9 @@ class RetrievalConfig(_Model):
     chunk_chars: int = Field(default=600, ge=100, description="pages are embedded in chunks of about this many characters")
     embed_on_seal: bool = Field(default=True, description="embed each page when it is sealed, so no query waits "
                                 "for a backlog; false: on the first query after pages were sealed")
+    embed_on_query: bool = Field(default=True, description="a query first embeds what is not embedded yet; false: "
+                                 "it searches what is, and OpticalMemory.index() embeds the rest off the request "
+                                 "path (optmem serve does, while the upstream answers)")
 
 
 class LedgerConfig(_Model):

@@ -265,6 +265,16 @@ class OpticalMemory:
         if self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
             self._retrieval().index_pending()
 
+    def index(self) -> None:
+        """Embed what a query would search and is not embedded yet: the sealed pages and, for a
+        reader given turns as text, the turns that left the recent window. A query does this
+        first unless ``retrieval.embed_on_query`` is false; then call this off the request path."""
+        if not self.config.retrieval.enabled:
+            return
+        if not self.reader.profile.takes_images:
+            self._index_memory_turns()
+        self._retrieval().index_pending()
+
     def pop_turn(self) -> Turn:
         """Remove the newest turn and return it (undo of the last ``add``); its number is given to
         the next turn added. Only a turn no sealed page shows can go: with ``recent_turns`` >= 1
@@ -571,7 +581,8 @@ class OpticalMemory:
 
         ranked: list[int] = []
         if query and self.config.retrieval.enabled:
-            self._index_memory_turns()
+            if self.config.retrieval.embed_on_query:
+                self._index_memory_turns()
             ranked = [h.seq for h in self._retrieval().rank_turns(query, last) if h.seq <= last]
 
         def fetch(seq: int) -> TurnRow | None:

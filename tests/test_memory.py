@@ -17,6 +17,7 @@ from optmem.store import open_store
 from optmem.modes import tier_side
 from optmem.tokens import count_tokens
 from optmem.store import UnknownConversation
+from tests.fakes import HashEmbedder
 
 NO_RETRIEVAL = {"retrieval": {"enabled": False}}
 # These tests are about pages: a small history that fits the budget as text would go in as text.
@@ -402,3 +403,33 @@ def test_chunk_spans_whole_turns_and_excerpt_turns():
     assert end - start <= 100 and start <= inside and end >= inside + 30
     assert excerpt_turns(page, page.index("end of"), page.index("thanks") + 3, 7, 10) == (7, 9)
     assert excerpt_turns(page, page.index("ok"), len(page), 7, 10) == (9, 9)  # "#99" is no turn of the page
+
+
+@pytest.mark.parametrize("model", ["deepseek-ocr", "text"])
+def test_without_embedding_at_query_a_query_searches_what_index_embedded(model):
+    class Counting(HashEmbedder):
+        texts = 0
+
+        def encode(self, texts):
+            Counting.texts += len(texts)
+            return super().encode(texts)
+
+    config = {"model": model, "recent_turns": 2, "budget": 2000, "reexpand": {"text_when_it_fits": False},
+              "retrieval": {"embed_on_seal": False, "embed_on_query": False, "min_score": 0.0}}
+    with OpticalMemory.open(":memory:", config=config, embedder=Counting()) as mem:
+        for i in range(40):
+            topic = "the harbour lighthouse keeper named Oswin" if i == 3 else f"filler topic {i}"
+            mem.add("user", f"Turn {i} is about {topic}. " + "lorem ipsum dolor sit amet " * 12)
+        assert mem.pages() and Counting.texts == 0
+        mem.context("who keeps the lighthouse?")
+        assert Counting.texts == 0  # nothing is embedded, so there is nothing to search, not even the query
+        mem.index()
+        embedded = Counting.texts
+        assert embedded > 1
+        if model == "text":
+            found = mem.context("the lighthouse keeper Oswin", budget=600).to_text()
+        else:
+            found = " ".join(r.text for r in mem.recall("who keeps the lighthouse? Oswin", k=1))
+        assert "Oswin" in found
+        mem.index()
+        assert Counting.texts == embedded + 1  # the query; the second index() had nothing left to embed

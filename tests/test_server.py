@@ -29,6 +29,7 @@ from optmem.server.sync import (
     new_turns_from,
     parse_history,
 )
+from optmem.store import open_store
 from optmem.server.tenants import KeyFileError, Tenants, load_keys
 from optmem.server.upstream import StreamedReply
 from tests.fakes import HashEmbedder
@@ -300,6 +301,28 @@ def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve)
     data = ctx.json()
     assert data["positions"] <= data["budget"] == 8192 and data["messages"]
     assert any(s["kind"] == "expanded" for s in data["segments"]) and any(s["kind"] == "turn" for s in data["segments"])
+
+
+def test_sealed_pages_are_embedded_off_the_request_path_and_found_by_later_queries(serve, db):
+    # The server's memories embed neither at seal nor at query: only the job queued after each request does.
+    memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
+    client, _ = serve(memory=memory, embedder=HashEmbedder())
+    messages = []
+    for i in range(14):
+        topic = "the harbour lighthouse keeper named Oswin" if i == 1 else f"filler topic {i}"
+        messages.append({"role": "user", "content": f"Turn {i} talks about {topic}. " + "lorem ipsum dolor " * 60})
+        assert _chat(client, messages).status_code == 200
+        messages.append({"role": "assistant", "content": f"reply number {i + 1}"})
+    _turns(client)  # a call on the conversation's worker: the jobs queued before it are done
+    store = open_store(db)
+    try:
+        conv = store.conversation_id("alice/chat1", create=False)
+        assert store.embedding_count(conv) > 0 and store.unindexed_pages(conv) == []
+    finally:
+        store.close()
+    ctx = client.get("/v1/conversations/chat1/context", params={"query": "lighthouse keeper Oswin"},
+                     headers=_auth(KEY_A, None)).json()
+    assert any(s["kind"] == "expanded" for s in ctx["segments"]) and "Oswin" in json.dumps(ctx["messages"])
 
 
 def test_delete_forgets_the_conversation_and_a_new_one_starts_afresh(serve):

@@ -150,7 +150,8 @@ class Retriever:
     def _vector_index(self) -> VectorIndex:
         """This conversation's faiss index, current with the stored vectors: the one in memory,
         else the persisted one if it is current and readable, else rebuilt from the vectors."""
-        self.index_pending()
+        if self.config.embed_on_query:
+            self.index_pending()
         expected = self._store.embedding_count(self._conv)
         if self._index is not None and len(self._index) == expected:
             return self._index

@@ -15,10 +15,11 @@ flight in this process.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,9 +29,10 @@ from optmem.memory import OpticalMemory, Turn
 from optmem.retrieval import Embedder
 from optmem.server.sync import History, HistoryConflict, digest, new_turns_from
 from optmem.reexpand.backends import usable_cores
-from optmem.store import Store, open_store
+from optmem.store import Store, UnknownConversation, open_store
 
 T = TypeVar("T")
+log = logging.getLogger("optmem.server")
 
 MEMORIES_KEPT = 64  # OpticalMemory objects kept open, over all workers (each holds its vector index)
 QUERY_VECTORS_KEPT = 256  # the server's embedder reuses the vectors of texts it embedded lately (a retried request)
@@ -93,6 +95,11 @@ class _Open:
         self.store.close()
 
 
+def _log_failure(done: Future) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("background indexing failed: %r", done.exception())
+
+
 class _Worker:
     """One thread and the store connection only it uses: calls run one at a time, first come first served."""
 
@@ -102,6 +109,10 @@ class _Worker:
 
     def call(self, work: Callable[[_Open], T]) -> T:
         return self._thread.submit(work, self.open).result()
+
+    def submit(self, work: Callable[[_Open], None]) -> None:
+        """Run ``work`` after the calls queued before it, without waiting; a failure is logged."""
+        self._thread.submit(work, self.open).add_done_callback(_log_failure)
 
     def close(self) -> None:
         try:
@@ -121,10 +132,14 @@ class Conversations:
         count = 1 if db == ":memory:" else workers or usable_cores()
         self.config = config
         self._embedder = embedder
-        # Sealed pages are embedded by the next query (the request's own, right after its turns are
-        # stored), not inside the step that stores them: that step holds the store's write lock,
-        # which on SQLite is one lock for every conversation, and MiniLM takes ~100 ms a chunk.
-        memory_config = config.model_copy(update={"retrieval": config.retrieval.model_copy(update={"embed_on_seal": False})})
+        # Sealed pages are embedded neither inside the step that stores them (it holds the store's
+        # write lock, on SQLite one lock for every conversation) nor by the request's query (MiniLM
+        # takes ~40 ms a chunk, a page several chunks): a job queued on the conversation's worker
+        # embeds them while the upstream answers, and the query searches what is embedded. A page
+        # sealed by this request's own messages is searchable from the next request on; until then
+        # it is the newest page, in context at the first tier.
+        memory_config = config.model_copy(update={"retrieval": config.retrieval.model_copy(
+            update={"embed_on_seal": False, "embed_on_query": False})})
         kept = -(-MEMORIES_KEPT // count)
         self._workers: list[_Worker] = []
         try:
@@ -183,7 +198,9 @@ class Conversations:
             context = memory.context(query=history.query, budget=budget, system=history.system)
             return Prepared(context, context.to_messages(), turns)
 
-        return self._on_worker(name, work)
+        prepared = self._on_worker(name, work)
+        self._index_later(name)
+        return prepared
 
     def store_reply(self, name: str, after: int, text: str, index: int) -> None:
         """Store the upstream's reply as turn ``after + 1``; HistoryConflict (at message ``index``)
@@ -203,6 +220,22 @@ class Conversations:
                 raise
 
         self._on_worker(name, work)
+        self._index_later(name)
+
+    def _index_later(self, name: str) -> None:
+        """Queue the embedding of what the conversation sealed on its worker, after the calls
+        already waiting there; nobody waits for it."""
+        if not self.config.retrieval.enabled:
+            return
+
+        def work(open_: _Open) -> None:
+            try:
+                memory = open_.memory(name, create=False)[1]
+            except UnknownConversation:
+                return  # deleted meanwhile
+            memory.index()
+
+        self._worker(name).submit(work)
 
     def history(self, name: str) -> list[Turn]:
         return self._on_worker(name, lambda open_: open_.memory(name, create=False)[1].history())
