@@ -122,17 +122,17 @@ class _SentImages:
         self._max = max_images
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
 
-    def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image]) -> bytes:
+    def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image], *, fast: bool = False) -> bytes:
         full = (*key, side, crop)
         if full in self._cache:
             self._cache.move_to_end(full)
             return self._cache[full]
-        data = self.make(load(), side, crop)
+        data = self.make(load(), side, crop, fast=fast)
         self.put(key, side, crop, data)
         return data
 
-    def make(self, image: Image.Image, side: int, crop: int) -> bytes:
-        return reader_image(image, side, crop=crop, container=self._container)
+    def make(self, image: Image.Image, side: int, crop: int, *, fast: bool = False) -> bytes:
+        return reader_image(image, side, crop=crop, container=self._container, fast=fast)
 
     def put(self, key: tuple, side: int, crop: int, data: bytes) -> None:
         self._cache[(*key, side, crop)] = data
@@ -178,7 +178,8 @@ class _OpenImage:
         return sent_view(self._page().image, side, crop)
 
     def png(self, side: int, crop: int = 0) -> bytes:
-        return self._sent.png(self._key, side, crop, lambda: self._page().image)
+        # Encoded for time, not bytes: the next turn that joins the page makes it stale.
+        return self._sent.png(self._key, side, crop, lambda: self._page().image, fast=True)
 
 
 class OpticalMemory:
@@ -205,6 +206,7 @@ class OpticalMemory:
         self._sent = _SentImages(self.reader.profile.container)
         self._reader_tokens: dict[int, int | None] = {}  # page number -> its text in the reader's tokens
         self._open_drawn: dict[tuple, object] = {}  # the open page's drawing, by (start, last turn)
+        self._open_text: dict[tuple, tuple] = {}  # its ledger and token counts, by the same key
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
 
@@ -303,6 +305,7 @@ class OpticalMemory:
     def _forget_drawings(self) -> None:
         self._sent.clear()
         self._open_drawn.clear()
+        self._open_text.clear()
         self._fill = None
         self._replan = True
 
@@ -493,18 +496,25 @@ class OpticalMemory:
         if start.turn > last_memory_turn:
             return None
         turns = self._store.turns(self._conv, start.turn, last_memory_turn)
-        text = "\n".join((t.text or "")[start.char:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
+        key = ("open", self._conv, start, last_memory_turn)
+        if key not in self._open_text:
+            self._open_text.clear()  # one open page per conversation: the older one is stale
+            self._open_text[key] = self._open_page_text(turns, start.char)
+        strings, tokens, reader_tokens = self._open_text[key]
+        return MemoryPage(number=self._store.last_page_number(self._conv) + 1, tier=self.config.schedule.steps[0].tier,
+                          first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
+                          image_source=_OpenImage(key, lambda: self._pager.draw_open(turns, start), self._open_drawn,
+                                                  self._sent), text_tokens=tokens, reader_text_tokens=reader_tokens)
+
+    def _open_page_text(self, turns: list[TurnRow], first_char: int) -> tuple[tuple[str, ...], int, int | None]:
+        """The open page's ledger strings and its text's tokens (DeepSeek's, and the reader's where
+        they differ), so that a nearly empty open page is never sent as an image dearer than its text."""
+        text = "\n".join((t.text or "")[first_char:] if i == 0 else (t.text or "") for i, t in enumerate(turns))
         text = text[: 2 * PAGE_CHARS_GUESS]  # what the open page can show (it is one page, even with a backlog)
         strings: tuple[str, ...] = ()
         if self.config.ledger.enabled:
             strings = tuple(extract_exact_strings(text)[: self.config.ledger.max_strings_per_page])
-        # Its text's tokens, so that a nearly empty open page is never sent as an image dearer than its text.
-        return MemoryPage(number=self._store.last_page_number(self._conv) + 1, tier=self.config.schedule.steps[0].tier,
-                          first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
-                          image_source=_OpenImage(("open", self._conv, start, last_memory_turn),
-                                                  lambda: self._pager.draw_open(turns, start), self._open_drawn,
-                                                  self._sent), text_tokens=_count(text),
-                          reader_text_tokens=None if self.reader.counts_from_deepseek else self.reader.count(text))
+        return strings, _count(text), None if self.reader.counts_from_deepseek else self.reader.count(text)
 
     def context(self, query: str | None = None, budget: int | None = None, *, system: str | None = None) -> Context:
         """Recent turns as text, pages relevant to ``query`` re-expanded to text, the other memory

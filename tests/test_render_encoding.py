@@ -55,10 +55,11 @@ def _noise(seed: int, width: int, height: int) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width), dtype=np.uint8))
 
 
+@pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("fmt", sorted(PAGE_ENCODINGS))
-def test_decodes_to_the_quantised_pixels(page, fmt):
+def test_decodes_to_the_quantised_pixels(page, fmt, fast):
     image = page.at("base").image
-    data = encode_page_image(image, fmt)
+    data = encode_page_image(image, fmt, fast=fast)
     decoded = decode_page_image(data)
     assert decoded.mode == "L" and decoded.size == image.size
     assert np.array_equal(np.asarray(decoded), np.asarray(quantized_image(image, page_encoding(fmt).levels)))
