@@ -537,10 +537,10 @@ class OpticalMemory:
         open_page = self._open_page()
         expansions: list[Expansion] = []
         retrieval = self.config.retrieval
-        every = self._store.pages(self._conv)  # those out of context too: memory as text holds them all
-        as_text = not self.reader.profile.takes_images or self._fits_as_text(every, open_page, budget - fixed)
+        as_text = not self.reader.profile.takes_images or self._fits_as_text(open_page, budget - fixed)
         if as_text:
-            expansions = self._text_memory(query, rows, every, open_page, budget - fixed)
+            # Every page, those out of context too: memory as text holds them all.
+            expansions = self._text_memory(query, rows, self._store.pages(self._conv), open_page, budget - fixed)
         elif query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
         elif query and retrieval.enabled and self.config.reexpand.max_pages > 0:
@@ -632,15 +632,16 @@ class OpticalMemory:
         if through < last:
             self._retrieval().index_turns(self._store.turns(self._conv, through + 1, last))
 
-    def _fits_as_text(self, pages: list[PageRow], open_page: MemoryPage | None, budget: int) -> bool:
+    def _fits_as_text(self, open_page: MemoryPage | None, budget: int) -> bool:
         """Whether all of memory fits in ``budget`` as text: then it goes in as text, which any
         reader reads better than images. Counted from the pages' rendered text, which holds more
         than the turn lines it becomes; an optical archive's dropped turns would need OCR, so no."""
         if self.config.archive != "verbatim" or not self.config.reexpand.text_when_it_fits:
             return False
-        if not pages and open_page is None:
+        sealed = self._store.sealed_text_tokens(self._conv)
+        if not sealed and open_page is None:
             return False
-        tokens = sum(p.text_tokens for p in pages) + (open_page.text_tokens or 0 if open_page is not None else 0)
+        tokens = sealed + (open_page.text_tokens or 0 if open_page is not None else 0)
         return self.reader.page_text_tokens(tokens) <= budget
 
     def _excerpts(self, query: str, rows: dict[int, PageRow]) -> list[Expansion]:

@@ -11,7 +11,9 @@ where the profile's rules are exact, an upper bound where they are bounds.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +23,7 @@ from optmem.tokens import IMAGE_PLACEHOLDER
 from renderers import RenderConfig, Tier, blank_edge
 
 OPENER = "Earlier conversation, oldest first:"
+LONG_COUNTS_KEPT = 8192  # token counts of long texts, by digest (a few hundred kB)
 ESCAPED_IMAGE_PLACEHOLDER = "<\u200bimage>"
 
 
@@ -92,16 +95,25 @@ class Reader:
         self.profile = load_profile(profile)
         self.decoder = self.profile.request == "decoder"
         self._count = lru_cache(maxsize=4096)(self.profile.count_text)
-        # Long texts (pages read back, runs of turns) repeat only while the same query is asked:
-        # a few of them, so the cache never holds more than a few megabytes of text.
-        self._count_long = lru_cache(maxsize=64)(self.profile.count_text)
+        # Long texts (pages read back, runs of turns) come back whenever a query ranks their page
+        # again: their counts are kept by digest, so the cache holds no text.
+        self._long_counts: OrderedDict[bytes, int] = OrderedDict()
         self._render = render or RenderConfig()
         self._sent: dict[str, SentImage | None] = {}
         self._image_tokens: dict[str, int | None] = {}
 
     def count(self, text: str) -> int:
         # Labels, ledgers and short turns repeat from context to context, in thousands.
-        return self._count(text) if len(text) <= 2048 else self._count_long(text)
+        if len(text) <= 2048:
+            return self._count(text)
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if key in self._long_counts:
+            self._long_counts.move_to_end(key)
+            return self._long_counts[key]
+        count = self._long_counts[key] = self.profile.count_text(text)
+        if len(self._long_counts) > LONG_COUNTS_KEPT:
+            self._long_counts.popitem(last=False)
+        return count
 
     @property
     def exact(self) -> bool:

@@ -121,8 +121,10 @@ def test_pages_are_numbered_per_conversation(store_factory):
     assert _page(store, b, png=b"b0") == 1  # numbers are per conversation, whatever the backend keys
     assert [p.number for p in store.pages(a)] == [1, 2, 3] and store.last_page_number(a) == 3
     assert store.page_image(a, 1)[0] == b"a0" and store.page_image(b, 1)[0] == b"b0"
+    assert store.sealed_text_tokens(a) == 3 * 2 and store.sealed_text_tokens(b) == 2
     store.delete_page(a, 1)  # pages go oldest first; the others keep their numbers
     assert [p.number for p in store.pages(a)] == [2, 3] and store.last_page_number(a) == 3
+    assert store.sealed_text_tokens(a) == 2 * 2 and store.sealed_text_tokens(store.conversation_id("c", create=True)) == 0
     assert _page(store, a) == 4
     assert store.last_page_number(store.conversation_id("c", create=True)) == 0
 
@@ -221,6 +223,9 @@ def test_embeddings_and_keyword_chunks_name_pages_by_number(store_factory):
     assert numbers.tolist() == [1, 1, 2, 2, 3, 3] and vectors.shape == (6, 3)
     assert vectors[:, 0].tolist() == [10 * b, 10 * b, 10 * b + 1, 10 * b + 1, 10 * b + 2, 10 * b + 2]
     assert store.embedding_count(a) == 4 and store.embedding_count(b) == 6
+    numbers, vectors = store.embeddings(b, [3, 1, 9])
+    assert numbers.tolist() == [1, 1, 3, 3] and vectors[:, 0].tolist() == [10 * b, 10 * b, 10 * b + 2, 10 * b + 2]
+    assert store.embeddings(b, [])[0].tolist() == [] and store.embeddings(a, [3])[0].tolist() == []
     assert sorted(store.keyword_search(b, ["plum"], 5)) == [2]
     assert sorted(store.keyword_search(b, ["apple"], 5)) == [3]  # a's apple page is not b's
     assert sorted(store.keyword_search(a, ["apple"], 5)) == [1]

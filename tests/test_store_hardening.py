@@ -311,7 +311,7 @@ def test_foreign_and_corrupt_files_are_refused_untouched(tmp_path):
     ("DROP TABLE reexpand_cache", "reexpand_cache"),
     ("DROP TABLE chunks_fts", "chunks_fts"),
     ("ALTER TABLE turns DROP COLUMN text_sha256", "turns.text_sha256"),
-    ("DROP INDEX pages_in_context", "pages_in_context"),
+    ("DROP INDEX pages_meta", "pages_meta"),
 ])
 def test_a_damaged_schema_is_refused_at_open(tmp_path, damage, missing):
     path = _database(tmp_path / "m.db")

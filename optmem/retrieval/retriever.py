@@ -236,6 +236,6 @@ class Retriever:
         return [by_key[k] for k in interleave([key(h) for h in dense], [key(h) for h in keyword])[:n]]
 
     def _page_cosines(self, pages: list[int], vector: np.ndarray) -> dict[int, float]:
-        numbers, vectors = self._store.embeddings(self._conv)
+        numbers, vectors = self._store.embeddings(self._conv, pages)
         scores = vectors @ vector if len(numbers) else np.zeros(0)
         return {page: float(scores[numbers == page].max()) if (numbers == page).any() else 0.0 for page in pages}

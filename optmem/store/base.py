@@ -243,6 +243,11 @@ class Store(Protocol):
 
     def page(self, conv: int, number: int) -> PageRow: ...
 
+    def sealed_text_tokens(self, conv: int) -> int:
+        """The DeepSeek tokens of the text on every sealed page, out of context ones included
+        (the sum of their ``text_tokens``; 0 when there is none)."""
+        ...
+
     def last_page_number(self, conv: int) -> int:
         """Number of the newest sealed page, 0 when there is none."""
         ...
@@ -291,8 +296,9 @@ class Store(Protocol):
         """The stored vectors of the given (page number, chunk) pairs that exist."""
         ...
 
-    def embeddings(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
-        """(page number of each chunk, vectors) of every chunk, ordered by page then chunk."""
+    def embeddings(self, conv: int, pages: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(page number of each chunk, vectors) of every chunk (of ``pages`` only, when given),
+        ordered by page then chunk."""
         ...
 
     def embedding_count(self, conv: int) -> int: ...

@@ -325,6 +325,10 @@ class PostgresStore(OpenedStore):
     def page(self, conv: int, number: int) -> PageRow:
         return _page(self._page_row(conv, number, _PAGE_COLUMNS))
 
+    def sealed_text_tokens(self, conv: int) -> int:
+        return int(self._sql(conv, "SELECT coalesce(sum(text_tokens), 0) FROM pages WHERE conversation_id = %s",
+                             (conv,)).fetchone()[0])
+
     def _page_row(self, conv: int, number: int, columns: str) -> tuple:
         row = self._sql(conv, f"SELECT {columns} FROM pages WHERE conversation_id = %s AND seq = %s",
                         (conv, number)).fetchone()
@@ -432,11 +436,12 @@ class PostgresStore(OpenedStore):
                 out[(number, chunk)] = np.frombuffer(bytes(row[0]), dtype=np.float32)
         return out
 
-    def embeddings(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
-        """(page numbers, vectors) of every chunk of the conversation, by page then chunk."""
+    def embeddings(self, conv: int, pages: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(page numbers, vectors) of every chunk of the conversation (or of ``pages``), by page then chunk."""
+        only = "" if pages is None else " AND p.seq = ANY(%s)"
         rows = self._sql(conv, "SELECT p.seq, e.vector FROM embeddings e JOIN pages p ON p.id = e.page_id "
-                               "WHERE e.conversation_id = %s AND p.conversation_id = %s ORDER BY p.seq, e.chunk",
-                         (conv, conv)).fetchall()
+                               f"WHERE e.conversation_id = %s AND p.conversation_id = %s{only} ORDER BY p.seq, e.chunk",
+                         (conv, conv) if pages is None else (conv, conv, [int(n) for n in pages])).fetchall()
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         numbers = np.array([r[0] for r in rows], dtype=np.int64)

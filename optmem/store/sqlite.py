@@ -305,6 +305,10 @@ class SQLiteStore(OpenedStore):
     def page(self, conv: int, number: int) -> PageRow:
         return _page(self._page_row(conv, number, _PAGE_COLUMNS))
 
+    def sealed_text_tokens(self, conv: int) -> int:
+        return self._conn.execute("SELECT coalesce(sum(text_tokens), 0) FROM pages WHERE conversation_id = ?",
+                                  (conv,)).fetchone()[0]
+
     def _page_row(self, conv: int, number: int, columns: str) -> tuple:
         row = self._conn.execute(f"SELECT {columns} FROM pages WHERE conversation_id = ? AND seq = ?",
                                  (conv, number)).fetchone()
@@ -358,8 +362,17 @@ class SQLiteStore(OpenedStore):
     # -- embeddings and the vector index ---------------------------------------------------------
 
     def unindexed_pages(self, conv: int) -> list[tuple[int, str | None]]:
-        return [(r[0], r[1]) for r in self._conn.execute(
-            "SELECT seq, source_text FROM pages WHERE conversation_id = ? AND indexed = 0 ORDER BY seq", (conv,))]
+        # Found in the metadata index first: asked before every query, and reading ``indexed`` from
+        # the rows walks every page's image (6 ms at 980 pages, 0.3 ms from the index).
+        numbers = [r[0] for r in self._conn.execute(
+            "SELECT seq FROM pages WHERE conversation_id = ? AND indexed = 0 ORDER BY seq", (conv,))]
+        out = []
+        for n in numbers:
+            row = self._conn.execute("SELECT source_text FROM pages WHERE conversation_id = ? AND seq = ?",
+                                     (conv, n)).fetchone()
+            if row is not None:  # else deleted since, by another writer
+                out.append((n, row[0]))
+        return out
 
     def put_embeddings(self, conv: int, number: int, vectors: np.ndarray, *, drop_source_text: bool,
                        lexical_chunks: Sequence[str] = ()) -> None:
@@ -385,10 +398,13 @@ class SQLiteStore(OpenedStore):
         if not terms:
             return []
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        # Ranked in the FTS table alone, then joined: joining every match before the sort took
+        # half the time at 10k turns, where a query's common words match most chunks.
         return [(r[0], r[1]) for r in self._conn.execute(
-            "SELECT p.seq, f.text FROM chunks_fts f JOIN pages p ON p.id = f.page_id "
-            "WHERE chunks_fts MATCH ? AND f.conversation_id = ? AND p.conversation_id = ? "
-            "ORDER BY bm25(chunks_fts), p.seq LIMIT ?", (query, conv, conv, limit))]
+            "SELECT p.seq, f.text FROM (SELECT page_id, text, bm25(chunks_fts) AS score FROM chunks_fts "
+            "WHERE chunks_fts MATCH ? AND conversation_id = ? ORDER BY score, rowid LIMIT ?) f "
+            "JOIN pages p ON p.id = f.page_id WHERE p.conversation_id = ? ORDER BY f.score, p.seq",
+            (query, conv, limit, conv))]
 
     def chunk_vectors(self, conv: int, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
         """The stored vectors of the given (page number, chunk) pairs that exist."""
@@ -401,11 +417,13 @@ class SQLiteStore(OpenedStore):
                 out[(number, chunk)] = np.frombuffer(row[0], dtype=np.float32)
         return out
 
-    def embeddings(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
-        """(page numbers, vectors) of every chunk of the conversation, by page then chunk."""
+    def embeddings(self, conv: int, pages: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(page numbers, vectors) of every chunk of the conversation (or of ``pages``), by page then chunk."""
+        only = "" if pages is None else f" AND p.seq IN ({', '.join('?' * len(pages))})"
         rows = self._conn.execute(
             "SELECT p.seq, e.vector FROM embeddings e JOIN pages p ON p.id = e.page_id "
-            "WHERE e.conversation_id = ? AND p.conversation_id = ? ORDER BY p.seq, e.chunk", (conv, conv)).fetchall()
+            f"WHERE e.conversation_id = ? AND p.conversation_id = ?{only} ORDER BY p.seq, e.chunk",
+            (conv, conv, *(int(n) for n in pages or ()))).fetchall()
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         numbers = np.array([r[0] for r in rows], dtype=np.int64)
