@@ -101,3 +101,41 @@ def test_an_image_reader_gets_all_of_memory_as_text_when_it_fits():
         for i in range(120):
             mem.add("user", f"fact {i}: the code for locker {i} is {1000 + i}.", timestamp=1_700_000_000 + i)
         assert any(s.kind == "page" for s in mem.context(budget=8192).segments)
+
+
+def test_a_page_chunk_keeps_its_text_and_gains_the_pairs_of_its_cjk_runs():
+    from optmem.retrieval.keywords import CJK_PAIRS_MARK, chunk_shown, searchable_chunk
+
+    english = "The lighthouse keeper's name is Oswin."
+    assert searchable_chunk(english) == english and chunk_shown(english) == english  # indexed as before
+    stored = searchable_chunk("门禁密码是 4821，猫")
+    assert stored == f"门禁密码是 4821，猫{CJK_PAIRS_MARK}门禁 禁密 密码 码是 猫"
+    assert chunk_shown(stored) == "门禁密码是 4821，猫"
+    odd = f"a user's text with the mark{CJK_PAIRS_MARK}in it"
+    assert searchable_chunk(odd) == odd and chunk_shown(odd) == odd  # only what was added is ever cut
+
+
+@pytest.mark.parametrize("archive", ["verbatim", "optical"])
+def test_an_image_reader_finds_a_chinese_fact_by_its_keywords(archive):
+    from optmem.bench.haystack import ZH_SENTENCES
+    from tests.fakes import HashEmbedder
+
+    # HashEmbedder splits on spaces: a Chinese turn is one "word", so dense ranking cannot find
+    # the fact, and the page comes from the keyword index alone.
+    config = {"model": "deepseek-ocr", "archive": archive, "recent_turns": 2, "budget": 3000,
+              "reexpand": {"text_when_it_fits": False}, "retrieval": {"min_score": 0.9}}
+    with OpticalMemory.open(":memory:", config=config, embedder=HashEmbedder()) as mem:
+        for i in range(60):
+            text = ZH_SENTENCES[i % len(ZH_SENTENCES)] + ZH_SENTENCES[(3 * i) % len(ZH_SENTENCES)]
+            if i == 5:
+                text = "顺便说一下，东楼档案室的门禁密码是 4821 号。" + text
+            mem.add("user" if i % 2 == 0 else "assistant", text)
+        store, conv = mem._store, mem._conv
+        hits = store.keyword_chunks(conv, keywords("东楼档案室的门禁密码是多少？"), 3)
+        assert hits and hits[0][0] == 1  # the needle's page, found by the query's character pairs
+        if archive == "optical":
+            assert "顺便说一下" not in hits[0][1]  # the words, not the prose
+        else:
+            ctx = mem.context("东楼档案室的门禁密码是多少？")
+            assert any(s.kind == "expanded" and s.page == 1 for s in ctx.segments)
+            assert "东楼档案室的门禁密码是 4821" in ctx.to_text()

@@ -19,14 +19,41 @@ _TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+")
 _CJK_RUN = re.compile(rf"[{_CJK}]+")
 
 
+# Between a chunk's text and the CJK pairs the keyword index adds to it (searchable_chunk).
+CJK_PAIRS_MARK = "\n\u2063"
+
+
+def _pairs(run: str) -> list[str]:
+    return [run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
+
+
 def _words(text: str) -> list[str]:
     out = []
     for token in _TOKEN.findall(text.lower()):
         if _CJK_RUN.fullmatch(token):
-            out.extend([token] if len(token) == 1 else [token[i:i + 2] for i in range(len(token) - 1)])
+            out.extend(_pairs(token))
         elif token not in STOPWORDS:
             out.append(token)
     return out
+
+
+def _cjk_pairs(text: str) -> str:
+    return " ".join(pair for run in _CJK_RUN.findall(text) for pair in _pairs(run))
+
+
+def searchable_chunk(text: str) -> str:
+    """A page chunk as the keyword index keeps it (verbatim archive): its text, then, when it has
+    CJK runs, their character pairs. The index's tokenizers (FTS5's unicode61, PostgreSQL's
+    'simple') keep a run of CJK characters whole, so a word inside one would never be found. A
+    text without CJK is kept as it is: English is indexed and ranked exactly as before."""
+    pairs = _cjk_pairs(text)
+    return f"{text}{CJK_PAIRS_MARK}{pairs}" if pairs else text
+
+
+def chunk_shown(stored: str) -> str:
+    """The chunk's own text back from what searchable_chunk stored (only what it added is cut)."""
+    head, mark, tail = stored.rpartition(CJK_PAIRS_MARK)
+    return head if mark and tail and tail == _cjk_pairs(head) else stored
 
 
 def keywords(query: str) -> list[str]:

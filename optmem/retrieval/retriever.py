@@ -1,5 +1,6 @@
 """Hybrid retrieval over one conversation's pages: dense (MiniLM chunks in faiss) and keyword
-(BM25 over the same chunks, SQLite FTS5; verbatim archive only).
+(BM25 over the same chunks, SQLite FTS5 or PostgreSQL text search; an optical archive keeps only
+each chunk's distinct words, and CJK runs are indexed as character pairs too).
 
 The two rankings take turns (round-robin, first occurrence wins): embeddings find paraphrases,
 keywords find the rare names and ids a question repeats verbatim, which a small embedder blurs.
@@ -20,7 +21,7 @@ from optmem.config import RetrievalConfig
 from optmem.retrieval.chunks import ChunkKey, chunk_text
 from optmem.retrieval.embedder import Embedder
 from optmem.retrieval.index import CorruptIndex, VectorIndex
-from optmem.retrieval.keywords import index_words, keywords
+from optmem.retrieval.keywords import chunk_shown, index_words, keywords, searchable_chunk
 from optmem.store import Store, TurnRow
 
 
@@ -76,8 +77,9 @@ class Retriever:
     # -- indexing ------------------------------------------------------------------------------
 
     def index_pending(self) -> None:
-        """Embed the pages sealed since the last call; their chunk texts go to the keyword index
-        (verbatim archive) and, with the optical archive, their source text is dropped."""
+        """Embed the pages sealed since the last call and give their chunks to the keyword index
+        (the text with its CJK pairs; an optical archive: the distinct words, and the page's source
+        text is dropped)."""
         if self._store.readonly:
             return  # a read-only memory searches what was indexed when it was last written
         pending = self._store.unindexed_pages(self._conv)
@@ -90,8 +92,10 @@ class Retriever:
         offset = 0
         with self._store.write():
             for number, cs in chunks:
+                # An optical archive's keyword index keeps each chunk's distinct words, not its prose.
+                lexical = [index_words(c) for c in cs] if optical else [searchable_chunk(c) for c in cs]
                 self._store.put_embeddings(self._conv, number, vectors[offset: offset + len(cs)],
-                                           drop_source_text=optical, lexical_chunks=() if optical else cs)
+                                           drop_source_text=optical, lexical_chunks=lexical)
                 offset += len(cs)
         if self._index is not None:
             ids = [ChunkKey(number, i).vector_id for number, cs in chunks for i in range(len(cs))]
@@ -219,7 +223,8 @@ class Retriever:
         min_score = self.config.min_score
         dense = [h for h in dense_all if h.score >= min_score]
         keyword = []
-        for rank, (page, text) in enumerate(self._store.keyword_chunks(self._conv, keywords(query), n)):
+        for rank, (page, stored) in enumerate(self._store.keyword_chunks(self._conv, keywords(query), n)):
+            text = chunk_shown(stored)
             page_chunks = chunk_text(self._store.page_source_text(self._conv, page) or "", self.config.chunk_chars)
             number = page_chunks.index(text) if text in page_chunks else None
             stored = self._store.chunk_vectors(self._conv, [(page, number)]) if number is not None else {}
