@@ -280,9 +280,8 @@ def test_the_server_loads_its_embedder_before_the_first_request(serve):
     assert embedder.calls == [["warm up"]]
 
 
-def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve):
-    memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
-    client, _ = serve(memory=memory, embedder=HashEmbedder())
+def _talk_about_oswin(client) -> list[dict]:
+    """14 long turns, the second about the lighthouse keeper Oswin, each answered; the history."""
     messages = []
     for i in range(14):
         topic = "the harbour lighthouse keeper named Oswin" if i == 1 else f"filler topic {i}"
@@ -290,6 +289,13 @@ def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve)
         response = _chat(client, messages)
         assert response.status_code == 200, response.text
         messages.append({"role": "assistant", "content": f"reply number {i + 1}"})
+    return messages
+
+
+def test_pages_and_retrieval_show_in_the_headers_and_the_context_endpoint(serve):
+    memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
+    client, _ = serve(memory=memory, embedder=HashEmbedder())
+    messages = _talk_about_oswin(client)
     messages.append({"role": "user", "content": "who was the lighthouse keeper Oswin?"})
     response = _chat(client, messages)
     pages = response.headers["x-optmem-pages"].split(",")
@@ -307,12 +313,7 @@ def test_sealed_pages_are_embedded_off_the_request_path_and_found_by_later_queri
     # The server's memories embed neither at seal nor at query: only the job queued after each request does.
     memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
     client, _ = serve(memory=memory, embedder=HashEmbedder())
-    messages = []
-    for i in range(14):
-        topic = "the harbour lighthouse keeper named Oswin" if i == 1 else f"filler topic {i}"
-        messages.append({"role": "user", "content": f"Turn {i} talks about {topic}. " + "lorem ipsum dolor " * 60})
-        assert _chat(client, messages).status_code == 200
-        messages.append({"role": "assistant", "content": f"reply number {i + 1}"})
+    _talk_about_oswin(client)
     _turns(client)  # a call on the conversation's worker: the jobs queued before it are done
     store = open_store(db)
     try:
