@@ -53,12 +53,19 @@ def _stamp(cover: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
 
 def coverage(layout: PageLayout) -> np.ndarray:
     """Ink coverage (0–255) of every pixel: the union of all glyphs at their pen positions."""
+    cover = np.zeros((layout.side, layout.side), dtype=np.uint8)
+    stamp_lines(cover, layout, 0)
+    return cover
+
+
+def stamp_lines(cover: np.ndarray, layout: PageLayout, first: int) -> None:
+    """Add the glyphs of ``layout.placed[first:]`` to ``cover``. Coverage is a max over glyphs, so
+    the lines a drawing already holds never need stamping again (renderers.canvas)."""
     side = layout.side
-    cover = np.zeros((side, side), dtype=np.uint8)
     m = metrics_for(layout.font_px)
     size, x0 = layout.font_px, layout.margin_px
     maximum = np.maximum
-    for placed in layout.placed:
+    for placed in layout.placed[first:]:
         baseline = placed.baseline
         for run in placed.runs:
             font = run.font
@@ -79,19 +86,22 @@ def coverage(layout: PageLayout) -> np.ndarray:
                         _stamp(cover, mask, x, y)
                 pen += advance
                 prev = ch
-    return cover
 
 
 def draw_layout(layout: PageLayout) -> Image.Image:
     """Greyscale page: black text on white, header bands in ``layout.header_band_grey``."""
-    cover = coverage(layout)
+    return Image.fromarray(ink(layout, coverage(layout)))
+
+
+def ink(layout: PageLayout, cover: np.ndarray) -> np.ndarray:
+    """The page's 8-bit pixels from its coverage: black ink on white, bands in their grey."""
     page = BACKGROUND - cover  # black ink on white: 255·(1 − a/255)
     for placed in layout.placed:
         if placed.band is not None:
             bx0, by0, bx1, by1 = placed.band
             a = cover[by0:by1, bx0:bx1].astype(np.uint16)
             page[by0:by1, bx0:bx1] = ((layout.header_band_grey * (255 - a) + 127) // 255).astype(np.uint8)
-    return Image.fromarray(page)
+    return page
 
 
 def encode_png(image: Image.Image) -> bytes:

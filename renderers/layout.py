@@ -7,6 +7,7 @@ page under a "(continued)" header. Line breaking itself is wrap.py.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
@@ -15,7 +16,7 @@ from .header import ELLIPSIS as _ELLIPSIS
 from .header import format_header
 from .metrics import Metrics, metrics_for
 from .schema import LayoutPos, Line, PageLayout, PlacedLine, Run, Segment, TurnInput
-from .wrap import measure_runs, visual_lines
+from .wrap import Item, measure_runs, visual_lines
 
 Turns = str | TurnInput | Sequence[TurnInput | tuple[str, str]]
 
@@ -108,7 +109,29 @@ class _PageBuilder:
         )
 
 
-def _paginate(turns: list[TurnInput], cfg: RenderConfig, font_px: int) -> Iterator[PageLayout]:
+class WrapCache:
+    """The visual lines of turns already wrapped, for a caller that lays out the same turns again
+    and again (the open page is laid out anew on every turn that joins it): wrapping is most of a
+    layout's time. Bounded to the ``max_turns`` most recently used."""
+
+    def __init__(self, max_turns: int = 512):
+        self._max = max_turns
+        self._lines: OrderedDict[tuple, tuple[Item, ...]] = OrderedDict()
+
+    def lines(self, text: str, start: int, m: Metrics, width: float, tab_width: int,
+              first_width: float | None) -> tuple[Item, ...]:
+        key = (text, start, m.font_px, width, tab_width, first_width)
+        if key in self._lines:
+            self._lines.move_to_end(key)
+        else:
+            self._lines[key] = tuple(visual_lines(text, start, m, width, tab_width, first_width))
+            if len(self._lines) > self._max:
+                self._lines.popitem(last=False)
+        return self._lines[key]
+
+
+def _paginate(turns: list[TurnInput], cfg: RenderConfig, font_px: int,
+              wrapped: WrapCache | None = None) -> Iterator[PageLayout]:
     m = metrics_for(font_px)
     width = cfg.content_px
     pitch = line_pitch(font_px, cfg.line_spacing)
@@ -128,7 +151,8 @@ def _paginate(turns: list[TurnInput], cfg: RenderConfig, font_px: int) -> Iterat
             if hw <= width / 3:  # a long role gets a row of its own instead
                 inline = (label, hruns, hw, hdrawn)
         first_width = width - inline[2] - inline_gap if inline else None
-        items = visual_lines(turn.text, turn.start, m, width, cfg.tab_width, first_width)
+        items = (iter(wrapped.lines(turn.text, turn.start, m, width, cfg.tab_width, first_width)) if wrapped
+                 else visual_lines(turn.text, turn.start, m, width, cfg.tab_width, first_width))
         item = next(items, None)
         pos = turn.start
         while True:
@@ -205,14 +229,16 @@ def choose_font_px(turns: list[TurnInput], cfg: RenderConfig) -> int:
     return lo
 
 
-def iter_layouts(turns: Turns, config: RenderConfig | None = None) -> Iterator[PageLayout]:
+def iter_layouts(turns: Turns, config: RenderConfig | None = None, *,
+                 wrapped: WrapCache | None = None) -> Iterator[PageLayout]:
     cfg = config or RenderConfig()
     norm = normalize_turns(turns)
     font_px = choose_font_px(norm, cfg) if cfg.fill else cfg.font_px
-    return _paginate(norm, cfg, font_px)
+    return _paginate(norm, cfg, font_px, wrapped)
 
 
-def layout_pages(turns: Turns, config: RenderConfig | None = None) -> list[PageLayout]:
+def layout_pages(turns: Turns, config: RenderConfig | None = None, *,
+                 wrapped: WrapCache | None = None) -> list[PageLayout]:
     """Lay out ``turns`` on pages without drawing (the memory layer re-packs its open page on every
-    turn and draws only when it seals a page)."""
-    return list(iter_layouts(turns, config))
+    turn and draws only when it seals a page); ``wrapped`` keeps turns' lines for the next call."""
+    return list(iter_layouts(turns, config, wrapped=wrapped))
