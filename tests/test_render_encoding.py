@@ -63,7 +63,8 @@ def test_decodes_to_the_quantised_pixels(page, fmt, fast):
     decoded = decode_page_image(data)
     assert decoded.mode == "L" and decoded.size == image.size
     assert np.array_equal(np.asarray(decoded), np.asarray(quantized_image(image, page_encoding(fmt).levels)))
-    assert Image.open(io.BytesIO(data)).format == page_encoding(fmt).container.upper()
+    # fast: grey PNG whatever the container, made for one request or compressed again later
+    assert Image.open(io.BytesIO(data)).format == ("PNG" if fast else page_encoding(fmt).container.upper())
 
 
 @pytest.mark.parametrize("fmt", sorted(PAGE_ENCODINGS))
