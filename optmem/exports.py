@@ -109,10 +109,24 @@ def _check_limits(profile: Profile, images: list[_Image]) -> None:
 
 def _check_request_bytes(profile: Profile, request: object) -> None:
     limit = profile.limits.max_request_bytes
-    if limit is not None:
+    if limit is not None and json_size_bound(request) > limit:
         size = len(json.dumps(request).encode("utf-8"))
         if size > limit:
             raise RequestLimitError(f"a request of {size} bytes, over {profile.name}'s limit of {limit} bytes")
+
+
+def json_size_bound(value: object) -> int:
+    """An upper bound on ``len(json.dumps(value))``, exact for plain ASCII text and base64, in a
+    walk over the request instead of writing its megabytes of images out (json.dumps was a fifth
+    of to_messages' time). ``json.dumps`` escapes a character to at most 12 (a surrogate pair)."""
+    if isinstance(value, str):
+        simple = value.isascii() and value.isprintable() and '"' not in value and "\\" not in value
+        return 2 + (len(value) if simple else 12 * len(value))
+    if isinstance(value, dict):
+        return 2 + sum(json_size_bound(k) + 2 + json_size_bound(v) for k, v in value.items()) + 2 * max(0, len(value) - 1)
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(json_size_bound(v) for v in value) + 2 * max(0, len(value) - 1)
+    return len(json.dumps(value))
 
 
 def _b64(data: bytes) -> str:

@@ -32,7 +32,7 @@ from optmem.errors import InvalidArgument, check_count, check_text
 from optmem.excerpts import excerpt_turns, whole_turns
 from optmem.ledger import extract_exact_strings
 from optmem.pager import PAGE_CHARS_GUESS, OpenPageFill, Pager, SealedPage
-from optmem.reader import Reader
+from optmem.reader import Reader, SentImage
 from optmem.reexpand import ReexpandEngine
 from optmem.reexpander import Reexpander, open_image
 from optmem.retrieval import Embedder, Retriever, chunk_spans
@@ -41,7 +41,8 @@ from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turn_units import select_turns
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import Tier, downsample, encode_png, reader_image, sent_view
+from renderers import PageLayout, Tier, downsample, encode_page_image, encode_png, encoding_for_side, reader_image, sent_view
+from renderers.canvas import Canvas
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
@@ -147,39 +148,60 @@ class _SentImages:
 class _StoredImage:
     """A sealed page's image at a side: the stored bytes when it is stored at that side."""
 
-    def __init__(self, store: Store, conversation: int, row: PageRow, sent: _SentImages):
-        self._store, self._conv, self._row, self._sent = store, conversation, row, sent
+    def __init__(self, store: Store, conversation: int, row: PageRow, sent: _SentImages, at_tier: SentImage | None):
+        self._store, self._conv, self._row, self._sent, self._at_tier = store, conversation, row, sent, at_tier
 
     def _stored(self) -> bytes:
         return self._store.page_image(self._conv, self._row.number)[0]
 
     def png(self, side: int, crop: int = 0) -> bytes:
+        # A view below the page's tier, that the budget asked for, is made for this request: fast.
         key = (self._conv, self._row.number, self._row.image_tier)
-        return self._sent.png(key, side, crop, lambda: open_image(self._stored()))
+        below = self._at_tier is not None and (side, crop) != (self._at_tier.side, self._at_tier.crop)
+        return self._sent.png(key, side, crop, lambda: open_image(self._stored()), fast=below)
 
     def image(self, side: int, crop: int = 0) -> Image.Image:
         return sent_view(open_image(self._stored()), side, crop)
+
+
+class _OpenDrawing:
+    """The conversation's open page as last drawn: its layout, the canvas that redraws only what
+    the turns joining it add (renderers.canvas), and the bytes sent of it, all for one key."""
+
+    def __init__(self, container: Literal["png", "webp"]):
+        self._container = container
+        self._canvas = Canvas()
+        self._key: tuple | None = None
+        self._bytes: dict[tuple[int, int], bytes] = {}
+
+    def at(self, key: tuple, layout: Callable[[], PageLayout]) -> Canvas:
+        if key != self._key:
+            self._canvas.draw(layout())
+            self._key, self._bytes = key, {}
+        return self._canvas
+
+    def encoded(self, key: tuple, layout: Callable[[], PageLayout], side: int, crop: int) -> bytes:
+        canvas = self.at(key, layout)
+        if (side, crop) not in self._bytes:
+            # Encoded for time, not bytes: the next turn that joins the page makes it stale.
+            view = sent_view(canvas.view(side + 2 * crop), side, crop)
+            self._bytes[side, crop] = encode_page_image(view, encoding_for_side(side + 2 * crop, self._container),
+                                                        fast=True)
+        return self._bytes[side, crop]
 
 
 class _OpenImage:
     """The open page, drawn when first asked for (it is not stored) and kept until its turns
     change: consecutive contexts between two seals show the same open page."""
 
-    def __init__(self, key: tuple, draw: Callable, drawn: dict, sent: _SentImages):
-        self._key, self._draw, self._drawn_pages, self._sent = key, draw, drawn, sent
-
-    def _page(self):
-        if self._key not in self._drawn_pages:
-            self._drawn_pages.clear()  # one open page per conversation: the older drawing is stale
-            self._drawn_pages[self._key] = self._draw()
-        return self._drawn_pages[self._key]
+    def __init__(self, key: tuple, layout: Callable[[], PageLayout], drawing: _OpenDrawing):
+        self._key, self._layout, self._drawing = key, layout, drawing
 
     def image(self, side: int, crop: int = 0) -> Image.Image:
-        return sent_view(self._page().image, side, crop)
+        return sent_view(self._drawing.at(self._key, self._layout).view(side + 2 * crop), side, crop)
 
     def png(self, side: int, crop: int = 0) -> bytes:
-        # Encoded for time, not bytes: the next turn that joins the page makes it stale.
-        return self._sent.png(self._key, side, crop, lambda: self._page().image, fast=True)
+        return self._drawing.encoded(self._key, self._layout, side, crop)
 
 
 class OpticalMemory:
@@ -205,7 +227,7 @@ class OpticalMemory:
         self.reader = Reader(cfg.model, cfg.render)
         self._sent = _SentImages(self.reader.profile.container)
         self._reader_tokens: dict[int, int | None] = {}  # page number -> its text in the reader's tokens
-        self._open_drawn: dict[tuple, object] = {}  # the open page's drawing, by (start, last turn)
+        self._open_drawn = _OpenDrawing(self.reader.profile.container)
         self._open_text: dict[tuple, tuple] = {}  # its ledger and token counts, by the same key
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
@@ -304,7 +326,7 @@ class OpticalMemory:
 
     def _forget_drawings(self) -> None:
         self._sent.clear()
-        self._open_drawn.clear()
+        self._open_drawn = _OpenDrawing(self.reader.profile.container)
         self._open_text.clear()
         self._fill = None
         self._replan = True
@@ -503,8 +525,8 @@ class OpticalMemory:
         strings, tokens, reader_tokens = self._open_text[key]
         return MemoryPage(number=self._store.last_page_number(self._conv) + 1, tier=self.config.schedule.steps[0].tier,
                           first_turn=start.turn, last_turn=last_memory_turn, ledger=strings,
-                          image_source=_OpenImage(key, lambda: self._pager.draw_open(turns, start), self._open_drawn,
-                                                  self._sent), text_tokens=tokens, reader_text_tokens=reader_tokens)
+                          image_source=_OpenImage(key, lambda: self._pager.layout_open(turns, start), self._open_drawn),
+                          text_tokens=tokens, reader_text_tokens=reader_tokens)
 
     def _open_page_text(self, turns: list[TurnRow], first_char: int) -> tuple[tuple[str, ...], int, int | None]:
         """The open page's ledger strings and its text's tokens (DeepSeek's, and the reader's where
@@ -554,7 +576,8 @@ class OpticalMemory:
         ledger = self.config.ledger.enabled
         # Memory given as text leaves no page to show as an image.
         pages = [MemoryPage(r.number, None if as_text else r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
-                            _StoredImage(self._store, self._conv, r, self._sent), pinned=r.pinned_tier is not None,
+                            _StoredImage(self._store, self._conv, r, self._sent, r.tier and self.reader.sent_image(r.tier)),
+                            pinned=r.pinned_tier is not None,
                             text_tokens=r.text_tokens, reader_text_tokens=self._page_reader_tokens(r.number))
                  for r in sorted(rows.values(), key=lambda r: r.number)]
         if open_page is not None:

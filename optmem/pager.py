@@ -19,6 +19,7 @@ from optmem.ledger import extract_exact_strings
 from optmem.store import TurnPos, TurnRow
 from renderers import Line, PageLayout, RenderConfig, Tier, TurnInput, downsample, draw_page, encode_png, layout_pages
 from renderers.config import line_pitch
+from renderers.layout import WrapCache
 
 # Characters a page holds at most, as a first guess (dense English is ~5.4k, Chinese ~2.6k); a
 # longer prefix is laid out when pages turn out to hold more.
@@ -103,6 +104,7 @@ class Pager:
         self.first_tier = first_tier
         self.max_ledger_strings = max_ledger_strings
         self._count = count_tokens
+        self._wrapped = WrapCache()  # the open page's turns are laid out again on every turn
 
     def still_fits(self, fill: OpenPageFill | None, start: TurnPos, new_turns: Sequence[TurnRow]) -> OpenPageFill | None:
         """The open page's fill after ``new_turns`` (the turns after ``fill.laid_out_through``), if
@@ -112,7 +114,7 @@ class Pager:
             return None
         if not new_turns:
             return fill
-        layouts = layout_pages(turn_inputs(new_turns, 0), self.render)
+        layouts = layout_pages(turn_inputs(new_turns, 0), self.render, wrapped=self._wrapped)
         if len(layouts) != 1:
             return None
         cfg = self.render
@@ -129,7 +131,7 @@ class Pager:
         limit = PAGE_CHARS_GUESS * (max_seals + 2)
         while True:
             inputs, cut = _prefix(turn_inputs(turns, start.char), limit)
-            layouts = layout_pages(inputs, self.render)
+            layouts = layout_pages(inputs, self.render, wrapped=self._wrapped)
             if not cut or len(layouts) > max_seals + 1:
                 break
             limit *= 2  # pages held more characters than guessed
@@ -140,10 +142,10 @@ class Pager:
         fill = OpenPageFill(next_start, turns[-1].seq, _content_bottom(rest)) if complete else None
         return Packed(sealed, next_start, fill)
 
-    def draw_open(self, turns: Sequence[TurnRow], start: TurnPos):
-        """The open page as it would be sealed now (a renderers.Page)."""
+    def layout_open(self, turns: Sequence[TurnRow], start: TurnPos) -> PageLayout:
+        """The open page's layout as it would be sealed now."""
         inputs, _ = _prefix(turn_inputs(turns, start.char), 2 * PAGE_CHARS_GUESS)
-        return draw_page(layout_pages(inputs, self.render)[0], self.render)
+        return layout_pages(inputs, self.render, wrapped=self._wrapped)[0]
 
     def _seal(self, layout: PageLayout, inputs: Sequence[TurnInput], turns: Sequence[TurnRow]) -> SealedPage:
         page = draw_page(layout, self.render)

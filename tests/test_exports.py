@@ -23,7 +23,7 @@ from optmem.assembler import (
     TurnSegment,
     assemble,
 )
-from optmem.exports import OPENER, RequestLimitError, to_anthropic, to_openai_messages
+from optmem.exports import OPENER, RequestLimitError, json_size_bound, to_anthropic, to_openai_messages
 from optmem.profiles import BUILTIN
 from optmem.reader import ESCAPED_IMAGE_PLACEHOLDER, Reader
 
@@ -243,3 +243,21 @@ def test_the_schema_itself_rejects_what_the_api_rejects():
     assert not OPENAI.is_valid({"role": "developer", "content": [image]})
     assert not OPENAI.is_valid({"role": "user", "content": [{**image, "image_url": {**image["image_url"], "detail": "gundam"}}]})
     assert OPENAI.is_valid({"role": "user", "content": [image]})
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_the_request_size_bound_never_undercounts(value):
+    assert json_size_bound(value) >= len(json.dumps(value).encode("utf-8"))
+
+
+def test_the_request_size_bound_is_exact_for_ascii_text_and_images():
+    request = [{"role": "user", "content": [{"type": "text", "text": "turn 3: the key is 12345"},
+                                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD+/=="}}]}]
+    assert json_size_bound(request) == len(json.dumps(request))
