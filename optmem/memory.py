@@ -155,6 +155,14 @@ class _SentImages:
         if len(self._cache) > self._max:
             self._awaiting.discard(self._cache.popitem(last=False)[0])
 
+    def forget(self, prefix: tuple) -> None:
+        """Drop the entries whose key starts with ``prefix``: a page stored anew at a blurrier tier
+        is never sent at the sharper one again, so its bytes would only hold a place (and be
+        compacted for nothing)."""
+        for full in [k for k in self._cache if k[:len(prefix)] == prefix]:
+            del self._cache[full]
+            self._awaiting.discard(full)
+
     def compact(self) -> int:
         """Re-encode the fast-written entries compactly; how many. Lossless both ways: the reader
         decodes the same pixels from either."""
@@ -469,6 +477,7 @@ class OpticalMemory:
                 deleted = True
             elif png is not None:
                 store.set_page_tier(conv, move.number, move.tier, png, move.tier)
+                self._sent.forget((conv, move.number))
             else:
                 store.set_page_tier(conv, move.number, move.tier)
         if deleted:

@@ -135,12 +135,12 @@ class Conversations:
         # The step that stores the turns holds the store's write lock (on SQLite one lock for every
         # conversation), so it does only what the request needs at once. Sealed pages are embedded
         # neither there nor by the request's query (MiniLM takes ~40 ms a chunk, a page several
-        # chunks), and the images sent for pages it seals or moves are encoded fast (lossless WebP
-        # takes 100-500 ms a page, a grey PNG of the same pixels a tenth of that): a job queued on
-        # the conversation's worker embeds the pages and re-encodes those images compactly while
-        # the upstream answers. A page sealed by this request's own messages is searchable, and its
-        # image compact, from the next request on; until then it is the newest page, in context at
-        # the first tier.
+        # chunks), and the images sent for pages it seals or moves are encoded fast (a lossless WebP
+        # took 60-90 ms an image, a grey PNG of the same pixels 4-11 ms, and a seal moves older
+        # pages too, so one write makes several): a job queued on the conversation's worker embeds
+        # the pages and re-encodes those images compactly while the upstream answers. A page sealed
+        # by this request's own messages is searchable, and its image compact, from the next
+        # request on; until then it is the newest page, in context at the first tier.
         memory_config = config.model_copy(update={"sent_images": "fast", "retrieval": config.retrieval.model_copy(
             update={"embed_on_seal": False, "embed_on_query": False})})
         kept = -(-MEMORIES_KEPT // count)
