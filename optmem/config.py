@@ -117,6 +117,11 @@ class MemoryConfig(_Model):
     budget: int = Field(default=8192, ge=16, description="the reader's input tokens a context may use")
     archive: Literal["verbatim", "optical"] = "verbatim"
     max_turn_chars: int = Field(default=2_000_000, ge=1)
+    sent_images: Literal["compact", "fast"] = Field(
+        default="compact", description="compact: the write that seals or moves a page makes the bytes the reader "
+        "is sent for it in the profile's compact encoding; fast: it makes them fast-encoded (the same pixels, more "
+        "bytes) and OpticalMemory.compact_images() re-encodes them compactly later (optmem serve does, after the "
+        "response)")
     schedule: ScheduleConfig = ScheduleConfig()
     render: RenderConfig = RenderConfig()
     reexpand: ReexpandConfig = ReexpandConfig()

@@ -41,7 +41,8 @@ from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turn_units import select_turns
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import PageLayout, Tier, downsample, encode_page_image, encode_png, encoding_for_side, reader_image, sent_view
+from renderers import (PageLayout, Tier, decode_page_image, downsample, encode_page_image, encode_png, encoding_for_side,
+                       reader_image, sent_view)
 from renderers.canvas import Canvas
 
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
@@ -116,12 +117,18 @@ class _SentImages:
     and kept for the next contexts (bounded). The store keeps each page lossless, at 8 bits, so the
     next tier down is made from the full greys; what goes out is the tier's view, cropped or
     resized as the reader's profile needs (optmem.reader.SentImage), kept at the grey levels
-    measured to read back as well (renderers.TIER_ENCODINGS), in the profile's container."""
+    measured to read back as well (renderers.TIER_ENCODINGS), in the profile's container.
 
-    def __init__(self, container: Literal["png", "webp"], max_images: int = 256):
+    ``defer``: the bytes a write makes (``written``) are fast-encoded and marked, and ``compact()``
+    later re-encodes the marked ones compactly (MemoryConfig.sent_images = "fast"). Bytes made
+    fast on a request (``png(fast=True)``) are marked whatever ``defer`` says."""
+
+    def __init__(self, container: Literal["png", "webp"], max_images: int = 256, *, defer: bool = False):
         self._container = container
         self._max = max_images
+        self._defer = defer
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self._awaiting: set[tuple] = set()  # entries of _cache written fast, to be compacted
 
     def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image], *, fast: bool = False) -> bytes:
         full = (*key, side, crop)
@@ -130,19 +137,52 @@ class _SentImages:
             return self._cache[full]
         data = self.make(load(), side, crop, fast=fast)
         self.put(key, side, crop, data)
+        if fast:  # made for a request: compacted like the written ones, by compact()
+            self._awaiting.add(full)
         return data
 
     def make(self, image: Image.Image, side: int, crop: int, *, fast: bool = False) -> bytes:
         return reader_image(image, side, crop=crop, container=self._container, fast=fast)
 
-    def put(self, key: tuple, side: int, crop: int, data: bytes) -> None:
-        self._cache[(*key, side, crop)] = data
-        self._cache.move_to_end((*key, side, crop))
+    def written(self, image: Image.Image, side: int, crop: int) -> bytes:
+        """The bytes for a page a write stores a new image of (put them with ``written=True``)."""
+        return self.make(image, side, crop, fast=self._defer)
+
+    def put(self, key: tuple, side: int, crop: int, data: bytes, *, written: bool = False) -> None:
+        full = (*key, side, crop)
+        self._cache[full] = data
+        self._cache.move_to_end(full)
+        if written and self._defer:
+            self._awaiting.add(full)
+        else:
+            self._awaiting.discard(full)
         if len(self._cache) > self._max:
-            self._cache.popitem(last=False)
+            self._awaiting.discard(self._cache.popitem(last=False)[0])
+
+    def forget(self, prefix: tuple) -> None:
+        """Drop the entries whose key starts with ``prefix``: a page stored anew at a blurrier tier
+        is never sent at the sharper one again, so its bytes would only hold a place (and be
+        compacted for nothing)."""
+        for full in [k for k in self._cache if k[:len(prefix)] == prefix]:
+            del self._cache[full]
+            self._awaiting.discard(full)
+
+    def compact(self) -> int:
+        """Re-encode the fast-written entries compactly; how many. Lossless both ways: the reader
+        decodes the same pixels from either."""
+        if not self._awaiting:
+            return 0
+        done = [full for full in self._cache if full in self._awaiting]
+        for full in done:
+            side, crop = full[-2:]
+            encoding = encoding_for_side(side + 2 * crop, self._container)  # as reader_image chose it
+            self._cache[full] = encode_page_image(decode_page_image(self._cache[full]), encoding)
+        self._awaiting.clear()
+        return len(done)
 
     def clear(self) -> None:
         self._cache.clear()
+        self._awaiting.clear()
 
 
 class _StoredImage:
@@ -225,7 +265,7 @@ class OpticalMemory:
         self._retriever: Retriever | None = None
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
         self.reader = Reader(cfg.model, cfg.render)
-        self._sent = _SentImages(self.reader.profile.container)
+        self._sent = _SentImages(self.reader.profile.container, defer=cfg.sent_images == "fast")
         self._reader_tokens: dict[int, int | None] = {}  # page number -> its text in the reader's tokens
         self._open_drawn = _OpenDrawing(self.reader.profile.container)
         self._open_text: dict[tuple, tuple] = {}  # its ledger and token counts, by the same key
@@ -273,6 +313,8 @@ class OpticalMemory:
         if turn_units and self.config.archive == "optical":
             self._index_memory_turns()  # before a seal drops the text of the turns it holds
         plan = self._write(lambda state: TurnRow(state.last_turn + 1, role, text, ts))
+        if self.config.sent_images == "compact":
+            self._sent.compact()  # the views below a page's tier that exports made fast since the last add
         if plan.sealed and self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
             # Its own transactions, page by page: a crash here loses no turn, and what was not
             # embedded yet is embedded on the next seal or query.
@@ -298,6 +340,13 @@ class OpticalMemory:
         if not self.reader.profile.takes_images:
             self._index_memory_turns()
         self._retrieval().index_pending()
+
+    def compact_images(self) -> int:
+        """Re-encode in the profile's compact encoding the sent images made fast: by writes with
+        ``sent_images = "fast"``, and by exports that showed a page below its tier (with
+        ``"compact"`` the next ``add`` does this). The same pixels in fewer bytes for the exports
+        after it. Returns how many; 0 when none wait."""
+        return self._sent.compact()
 
     def pop_turn(self) -> Turn:
         """Remove the newest turn and return it (undo of the last ``add``); its number is given to
@@ -377,6 +426,8 @@ class OpticalMemory:
     def _plan_sent(self, state: _State, sealed: list[SealedPage], moves) -> list[tuple[tuple, int, int, bytes]]:
         """The images the reader will be sent for the pages this write stores a new image of, made
         now (outside the lock, like the rest of the plan) so that the next export only reuses bytes.
+        A caller whose write holds a lock others wait on (optmem serve: SQLite has one for every
+        conversation) has them made fast and compacted after it (``sent_images = "fast"``).
         DeepSeek-OCR's own decoder is given pixels (codec_segments), not bytes: none are made for it
         ahead, so ingest does not pay an encode per page per tier (a to_messages() makes them then)."""
         if self.reader.decoder:
@@ -392,7 +443,7 @@ class OpticalMemory:
             sent = self.reader.sent_image(Tier(tier).value)
             if sent is not None:
                 key = (self._conv, number, Tier(tier).value)
-                out.append((key, sent.side, sent.crop, self._sent.make(open_image(png), sent.side, sent.crop)))
+                out.append((key, sent.side, sent.crop, self._sent.written(open_image(png), sent.side, sent.crop)))
         return out
 
     def _turns(self, first: int, last: int, pending: TurnRow | None) -> list[TurnRow]:
@@ -456,6 +507,7 @@ class OpticalMemory:
                 deleted = True
             elif png is not None:
                 store.set_page_tier(conv, move.number, move.tier, png, move.tier)
+                self._sent.forget((conv, move.number))
             else:
                 store.set_page_tier(conv, move.number, move.tier)
         if deleted:
@@ -470,7 +522,7 @@ class OpticalMemory:
             self._sent.clear()  # a page number can come back once every page was deleted
             self._reader_tokens.clear()
         for key, side, crop, data in plan.sent:
-            self._sent.put(key, side, crop, data)
+            self._sent.put(key, side, crop, data, written=True)
         self._fill = plan.fill
         self._replan = False
 

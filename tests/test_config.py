@@ -24,6 +24,7 @@ def test_toml_overrides_nested_fields(tmp_path):
     ({"recent_turns": -1}, "recent_turns"),
     ({"budget": 3}, "budget"),
     ({"archive": "paper"}, "archive"),
+    ({"sent_images": "lazy"}, "sent_images"),
     ({"typo_field": 1}, "typo_field"),
     ({"schedule": {"age_unit": "fortnights"}}, "age_unit"),
     ({"retrieval": {"chunk_chars": 50}}, "chunk_chars"),

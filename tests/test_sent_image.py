@@ -128,3 +128,100 @@ def test_the_open_page_redrawn_turn_by_turn_is_sent_as_a_fresh_drawing_would_be(
                     assert sent == open_page_bytes(fresh), (name, i)
                     checked += bool(sent)  # a nearly empty open page may go out as text instead
     assert checked >= 3
+
+
+def _sent_pages(mem, messages):
+    """(page number, bytes) of every page image in ``messages``, in the order they are sent."""
+    import base64
+
+    images = [base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+              for m in messages if isinstance(m["content"], list) for part in m["content"] if part["type"] == "image_url"]
+    pages = [s.page for s in mem.context(None, 50_000).segments if s.kind == "page"]
+    assert len(images) == len(pages) > 0
+    return list(zip(pages, images))
+
+
+def _memory(model, sent_images):
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+
+    cfg = MemoryConfig.model_validate({"model": model, "retrieval": {"enabled": False}, "sent_images": sent_images,
+                                       "reexpand": {"text_when_it_fits": False}})  # pages stay images
+    mem = OpticalMemory.open(":memory:", "c", cfg)
+    turns, _ = build_conversation(60, seed=3)
+    for i, (role, text) in enumerate(turns):
+        mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+    return mem
+
+
+def test_fast_sent_images_are_sent_at_once_and_compacted_later_to_the_same_pixels():
+    from optmem.exports import sniff_media_type
+
+    with _memory("gpt-4o", "fast") as mem:
+        sealed = {p.number for p in mem.pages() if p.sealed}
+        reader = Reader("gpt-4o")
+        before = dict(_sent_pages(mem, mem.context(None, 50_000).to_messages()))
+        assert sealed and sealed < set(before)  # the open page is sent too
+        compact = {}
+        for s in mem.context(None, 50_000).segments:
+            if s.kind == "page" and s.page in sealed:
+                assert (s.side, s.crop) == (reader.sent_image(s.tier).side, reader.sent_image(s.tier).crop)
+                image = mem.page_image(s.page)
+                # the write made the fast encoding of the bytes a cold export would make compactly
+                assert before[s.page] == reader_image(image, s.side, crop=s.crop, container="webp", fast=True)
+                assert sniff_media_type(before[s.page]) == "image/png"
+                compact[s.page] = reader_image(image, s.side, crop=s.crop, container="webp")
+                assert before[s.page] != compact[s.page]
+
+        assert mem.compact_images() == len(sealed)  # one per page: none for the tiers pages moved from
+        assert mem.compact_images() == 0  # nothing waits any more
+        after = dict(_sent_pages(mem, mem.context(None, 50_000).to_messages()))
+        for number, data in after.items():
+            if number in sealed:
+                assert data == compact[number] and sniff_media_type(data) == "image/webp"
+                assert np.array_equal(np.asarray(decode_page_image(data)), np.asarray(decode_page_image(before[number])))
+            else:  # the open page is redrawn as turns join it: never compacted
+                assert data == before[number]
+
+
+def test_compact_sent_images_leave_nothing_to_compact():
+    with _memory("gpt-4o", "compact") as mem:
+        messages = mem.context(None, 50_000).to_messages()
+        assert mem.compact_images() == 0
+        assert mem.context(None, 50_000).to_messages() == messages
+
+
+def test_images_forgotten_before_compaction_are_skipped():
+    with _memory("gpt-4o", "fast") as mem:
+        mem.clear()
+        assert mem.compact_images() == 0
+
+
+def test_sent_images_evicted_before_compaction_are_skipped(page):
+    from optmem.memory import _SentImages
+
+    sent = _SentImages("webp", max_images=2, defer=True)
+    for number in (1, 2, 3):
+        sent.put((0, number, "small"), 640, 0, sent.written(page.image, 640, 0), written=True)
+    assert sent.compact() == 2  # page 1's was evicted
+    kept = sent.png((0, 3, "small"), 640, 0, lambda: pytest.fail("the entry was cached"))
+    assert kept == reader_image(page.image, 640, container="webp")
+
+
+def test_a_view_below_the_page_tier_is_sent_fast_and_compacted_by_the_next_add():
+    # qwen2.5-vl is shown these pages at small, below their tier (its larger rungs cost more than
+    # the text they hold): made for the request, fast; the next write compacts them.
+    from optmem.exports import sniff_media_type
+
+    with _memory("qwen2.5-vl", "compact") as mem:
+        below = [s for s in mem.context(None, 50_000).segments
+                 if s.kind == "page" and s.page < len(mem.pages()) and s.tier != mem._store.page(mem._conv, s.page).tier]
+        assert below
+        fast = {s.page: s.load_png() for s in below}
+        assert {sniff_media_type(b) for b in fast.values()} == {"image/png"}
+        mem.add("user", "one more turn")
+        for s in below:
+            compact = reader_image(mem.page_image(s.page), s.side, crop=s.crop, container="webp")
+            again = next(x for x in mem.context(None, 50_000).segments if x.kind == "page" and x.page == s.page)
+            assert again.load_png() == compact
+            assert np.array_equal(np.asarray(decode_page_image(compact)), np.asarray(decode_page_image(fast[s.page])))

@@ -4,6 +4,7 @@ SQLite and, when OPTMEM_TEST_POSTGRES_DSN is set, PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 
@@ -30,6 +31,7 @@ from optmem.server.sync import (
     parse_history,
 )
 from optmem.store import open_store
+from renderers import decode_page_image, encode_page_image, encoding_for_side
 from optmem.server.tenants import KeyFileError, Tenants, load_keys
 from optmem.server.upstream import StreamedReply
 from tests.fakes import HashEmbedder
@@ -324,6 +326,41 @@ def test_sealed_pages_are_embedded_off_the_request_path_and_found_by_later_queri
     ctx = client.get("/v1/conversations/chat1/context", params={"query": "lighthouse keeper Oswin"},
                      headers=_auth(KEY_A, None)).json()
     assert any(s["kind"] == "expanded" for s in ctx["segments"]) and "Oswin" in json.dumps(ctx["messages"])
+
+
+def _images(messages: list[dict]) -> list[bytes]:
+    return [base64.b64decode(part["image_url"]["url"].split(",", 1)[1]) for m in messages
+            if isinstance(m["content"], list) for part in m["content"] if part["type"] == "image_url"]
+
+
+def _compact(data: bytes) -> bytes:
+    """The compact encoding (lossless WebP) of the pixels in ``data``, as gpt-4o is sent them."""
+    image = decode_page_image(data)
+    return encode_page_image(image, encoding_for_side(image.width, "webp"))
+
+
+def test_images_encoded_fast_in_the_write_are_compact_from_the_next_request_on(serve, db):
+    # The write step encodes the images of the pages it seals fast; the job after the request
+    # re-encodes them, so only the request that sealed a page sends its fast bytes.
+    memory = {**SMALL, "model": "gpt-4o", "recent_turns": 2, "budget": 8192,
+              "reexpand": {"ocr_backend": "onnxruntime", "text_when_it_fits": False}}
+    client, fake = serve(memory=memory)
+    _talk_about_oswin(client)
+    forwarded = [data for body in fake.requests for data in _images(body["messages"])]
+    assert any(data != _compact(data) for data in forwarded)  # some request was sent fast bytes
+    _turns(client)  # a call on the conversation's worker: the jobs queued before it are done
+    store = open_store(db)
+    try:
+        sealed = {row.number for row in store.pages(store.conversation_id("alice/chat1", create=False))}
+    finally:
+        store.close()
+    ctx = client.get("/v1/conversations/chat1/context", headers=_auth(KEY_A, None)).json()
+    pages = [s["page"] for s in ctx["segments"] if s["kind"] == "page"]
+    images = _images(ctx["messages"])
+    assert len(pages) == len(images) and len(sealed & set(pages)) >= 2
+    for page, data in zip(pages, images):
+        if page in sealed:  # not the open page, redrawn as turns join it
+            assert data == _compact(data)
 
 
 def test_delete_forgets_the_conversation_and_a_new_one_starts_afresh(serve):

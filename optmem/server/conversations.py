@@ -97,7 +97,7 @@ class _Open:
 
 def _log_failure(done: Future) -> None:
     if not done.cancelled() and done.exception() is not None:
-        log.warning("background indexing failed: %r", done.exception())
+        log.warning("background upkeep (embedding, image compaction) failed: %r", done.exception())
 
 
 class _Worker:
@@ -132,13 +132,16 @@ class Conversations:
         count = 1 if db == ":memory:" else workers or usable_cores()
         self.config = config
         self._embedder = embedder
-        # Sealed pages are embedded neither inside the step that stores them (it holds the store's
-        # write lock, on SQLite one lock for every conversation) nor by the request's query (MiniLM
-        # takes ~40 ms a chunk, a page several chunks): a job queued on the conversation's worker
-        # embeds them while the upstream answers, and the query searches what is embedded. A page
-        # sealed by this request's own messages is searchable from the next request on; until then
-        # it is the newest page, in context at the first tier.
-        memory_config = config.model_copy(update={"retrieval": config.retrieval.model_copy(
+        # The step that stores the turns holds the store's write lock (on SQLite one lock for every
+        # conversation), so it does only what the request needs at once. Sealed pages are embedded
+        # neither there nor by the request's query (MiniLM takes ~40 ms a chunk, a page several
+        # chunks), and the images sent for pages it seals or moves are encoded fast (a lossless WebP
+        # took 60-90 ms an image, a grey PNG of the same pixels 4-11 ms, and a seal moves older
+        # pages too, so one write makes several): a job queued on the conversation's worker embeds
+        # the pages and re-encodes those images compactly while the upstream answers. A page sealed
+        # by this request's own messages is searchable, and its image compact, from the next
+        # request on; until then it is the newest page, in context at the first tier.
+        memory_config = config.model_copy(update={"sent_images": "fast", "retrieval": config.retrieval.model_copy(
             update={"embed_on_seal": False, "embed_on_query": False})})
         kept = -(-MEMORIES_KEPT // count)
         self._workers: list[_Worker] = []
@@ -199,7 +202,7 @@ class Conversations:
             return Prepared(context, context.to_messages(), turns)
 
         prepared = self._on_worker(name, work)
-        self._index_later(name)
+        self._upkeep_later(name)
         return prepared
 
     def store_reply(self, name: str, after: int, text: str, index: int) -> None:
@@ -220,20 +223,20 @@ class Conversations:
                 raise
 
         self._on_worker(name, work)
-        self._index_later(name)
+        self._upkeep_later(name)
 
-    def _index_later(self, name: str) -> None:
-        """Queue the embedding of what the conversation sealed on its worker, after the calls
-        already waiting there; nobody waits for it."""
-        if not self.config.retrieval.enabled:
-            return
+    def _upkeep_later(self, name: str) -> None:
+        """Queue on the conversation's worker, after the calls already waiting there, the
+        compaction of the images its writes encoded fast and the embedding of what it sealed;
+        nobody waits for it."""
 
         def work(open_: _Open) -> None:
             try:
                 memory = open_.memory(name, create=False)[1]
             except UnknownConversation:
                 return  # deleted meanwhile
-            memory.index()
+            memory.compact_images()  # first, so that an embedding that fails leaves no image fast
+            memory.index()  # nothing to do when retrieval is disabled
 
         self._worker(name).submit(work)
 
