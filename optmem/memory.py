@@ -32,7 +32,7 @@ from optmem.errors import InvalidArgument, check_count, check_text
 from optmem.excerpts import excerpt_turns, whole_turns
 from optmem.ledger import extract_exact_strings
 from optmem.pager import PAGE_CHARS_GUESS, OpenPageFill, Pager, SealedPage
-from optmem.reader import Reader, SentImage
+from optmem.reader import Reader
 from optmem.reexpand import ReexpandEngine
 from optmem.reexpander import Reexpander, open_image
 from optmem.retrieval import Embedder, Retriever, chunk_spans
@@ -48,6 +48,7 @@ from renderers.canvas import Canvas
 __all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
 MAX_SEALS_PER_ADD = 8  # bounds one add()'s work however long a turn is; the rest seals on the next adds
+COMPACTED_PER_ADD = 2  # fast-made sent images an add re-encodes compactly (60-90 ms each)
 WRITE_ATTEMPTS = 3  # plans made outside the lock before planning under it (another writer kept winning)
 
 
@@ -167,17 +168,18 @@ class _SentImages:
             del self._cache[full]
             self._awaiting.discard(full)
 
-    def compact(self) -> int:
-        """Re-encode the fast-written entries compactly; how many. Lossless both ways: the reader
-        decodes the same pixels from either."""
+    def compact(self, limit: int | None = None) -> int:
+        """Re-encode the fast-made entries compactly (at most ``limit``, newest first); how many.
+        Lossless both ways: the reader decodes the same pixels from either."""
         if not self._awaiting:
             return 0
-        done = [full for full in self._cache if full in self._awaiting]
+        done = [full for full in reversed(self._cache) if full in self._awaiting][:limit]
         for full in done:
             side, crop = full[-2:]
             encoding = encoding_for_side(side + 2 * crop, self._container)  # as reader_image chose it
             self._cache[full] = encode_page_image(decode_page_image(self._cache[full]), encoding)
-        self._awaiting.clear()
+            self._awaiting.discard(full)
+        self._awaiting &= self._cache.keys()
         return len(done)
 
     def clear(self) -> None:
@@ -188,17 +190,17 @@ class _SentImages:
 class _StoredImage:
     """A sealed page's image at a side: the stored bytes when it is stored at that side."""
 
-    def __init__(self, store: Store, conversation: int, row: PageRow, sent: _SentImages, at_tier: SentImage | None):
-        self._store, self._conv, self._row, self._sent, self._at_tier = store, conversation, row, sent, at_tier
+    def __init__(self, store: Store, conversation: int, row: PageRow, sent: _SentImages):
+        self._store, self._conv, self._row, self._sent = store, conversation, row, sent
 
     def _stored(self) -> bytes:
         return self._store.page_image(self._conv, self._row.number)[0]
 
     def png(self, side: int, crop: int = 0) -> bytes:
-        # A view below the page's tier, that the budget asked for, is made for this request: fast.
+        # Bytes no write made (a view below the page's tier that the budget asked for, DeepSeek-OCR's
+        # decoder, which is given pixels, or bytes evicted) are made for this request: fast.
         key = (self._conv, self._row.number, self._row.image_tier)
-        below = self._at_tier is not None and (side, crop) != (self._at_tier.side, self._at_tier.crop)
-        return self._sent.png(key, side, crop, lambda: open_image(self._stored()), fast=below)
+        return self._sent.png(key, side, crop, lambda: open_image(self._stored()), fast=True)
 
     def image(self, side: int, crop: int = 0) -> Image.Image:
         return sent_view(open_image(self._stored()), side, crop)
@@ -314,7 +316,9 @@ class OpticalMemory:
             self._index_memory_turns()  # before a seal drops the text of the turns it holds
         plan = self._write(lambda state: TurnRow(state.last_turn + 1, role, text, ts))
         if self.config.sent_images == "compact":
-            self._sent.compact()  # the views below a page's tier that exports made fast since the last add
+            # What exports made fast since (views below a page's tier, a decoder reader's bytes), a
+            # few per add so that none waits long behind a context that showed many.
+            self._sent.compact(limit=COMPACTED_PER_ADD)
         if plan.sealed and self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
             # Its own transactions, page by page: a crash here loses no turn, and what was not
             # embedded yet is embedded on the next seal or query.
@@ -429,7 +433,8 @@ class OpticalMemory:
         A caller whose write holds a lock others wait on (optmem serve: SQLite has one for every
         conversation) has them made fast and compacted after it (``sent_images = "fast"``).
         DeepSeek-OCR's own decoder is given pixels (codec_segments), not bytes: none are made for it
-        ahead, so ingest does not pay an encode per page per tier (a to_messages() makes them then)."""
+        ahead, so ingest does not pay an encode per page per tier (a to_messages() makes them then,
+        fast, and the next adds compact them)."""
         if self.reader.decoder:
             return []
         new_images = {state.last_page + i + 1: (page.tier, page.png) for i, page in enumerate(sealed)}
@@ -628,7 +633,7 @@ class OpticalMemory:
         ledger = self.config.ledger.enabled
         # Memory given as text leaves no page to show as an image.
         pages = [MemoryPage(r.number, None if as_text else r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
-                            _StoredImage(self._store, self._conv, r, self._sent, r.tier and self.reader.sent_image(r.tier)),
+                            _StoredImage(self._store, self._conv, r, self._sent),
                             pinned=r.pinned_tier is not None,
                             text_tokens=r.text_tokens, reader_text_tokens=self._page_reader_tokens(r.number))
                  for r in sorted(rows.values(), key=lambda r: r.number)]

@@ -208,20 +208,28 @@ def test_sent_images_evicted_before_compaction_are_skipped(page):
     assert kept == reader_image(page.image, 640, container="webp")
 
 
-def test_a_view_below_the_page_tier_is_sent_fast_and_compacted_by_the_next_add():
+def test_a_view_below_the_page_tier_is_sent_fast_and_compacted_by_the_next_adds():
     # qwen2.5-vl is shown these pages at small, below their tier (its larger rungs cost more than
-    # the text they hold): made for the request, fast; the next write compacts them.
+    # the text they hold): made for the request, fast; each add compacts a few, newest first.
     from optmem.exports import sniff_media_type
+    from optmem.memory import COMPACTED_PER_ADD
 
     with _memory("qwen2.5-vl", "compact") as mem:
-        below = [s for s in mem.context(None, 50_000).segments
-                 if s.kind == "page" and s.page < len(mem.pages()) and s.tier != mem._store.page(mem._conv, s.page).tier]
-        assert below
-        fast = {s.page: s.load_png() for s in below}
+        def shown_below():
+            return {s.page: s for s in mem.context(None, 50_000).segments
+                    if s.kind == "page" and s.page < len(mem.pages()) and s.tier != mem._store.page(mem._conv, s.page).tier}
+
+        below = shown_below()
+        assert len(below) > COMPACTED_PER_ADD
+        fast = {n: s.load_png() for n, s in below.items()}
         assert {sniff_media_type(b) for b in fast.values()} == {"image/png"}
         mem.add("user", "one more turn")
-        for s in below:
-            compact = reader_image(mem.page_image(s.page), s.side, crop=s.crop, container="webp")
-            again = next(x for x in mem.context(None, 50_000).segments if x.kind == "page" and x.page == s.page)
-            assert again.load_png() == compact
-            assert np.array_equal(np.asarray(decode_page_image(compact)), np.asarray(decode_page_image(fast[s.page])))
+        now = shown_below()
+        compacted = [n for n in fast if n in now and sniff_media_type(now[n].load_png()) == "image/webp"]
+        assert len(compacted) == COMPACTED_PER_ADD
+        assert mem.compact_images() == len(fast) - COMPACTED_PER_ADD  # the rest, at once
+        for n, s in shown_below().items():
+            if n in fast:
+                compact = reader_image(mem.page_image(n), s.side, crop=s.crop, container="webp")
+                assert s.load_png() == compact
+                assert np.array_equal(np.asarray(decode_page_image(compact)), np.asarray(decode_page_image(fast[n])))
