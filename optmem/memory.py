@@ -129,7 +129,7 @@ class _SentImages:
         self._max = max_images
         self._defer = defer
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
-        self._awaiting: set[tuple] = set()  # entries of _cache written fast, to be compacted
+        self._awaiting: set[tuple] = set()  # entries of _cache made fast, to be compacted
 
     def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image], *, fast: bool = False) -> bytes:
         full = (*key, side, crop)
@@ -179,7 +179,6 @@ class _SentImages:
             encoding = encoding_for_side(side + 2 * crop, self._container)  # as reader_image chose it
             self._cache[full] = encode_page_image(decode_page_image(self._cache[full]), encoding)
             self._awaiting.discard(full)
-        self._awaiting &= self._cache.keys()
         return len(done)
 
     def clear(self) -> None:
