@@ -122,6 +122,10 @@ class MemoryConfig(_Model):
         "is sent for it in the profile's compact encoding; fast: it makes them fast-encoded (the same pixels, more "
         "bytes) and OpticalMemory.compact_images() re-encodes them compactly later (optmem serve does, after the "
         "response)")
+    tier_moves: Literal["on_write", "later"] = Field(
+        default="on_write", description="on_write: the write that makes a page old enough moves it down its "
+        "schedule (resampling its image); later: writes leave the moves to OpticalMemory.settle() (optmem serve "
+        "calls it after the response), so pages fade one call late")
     schedule: ScheduleConfig = ScheduleConfig()
     render: RenderConfig = RenderConfig()
     reexpand: ReexpandConfig = ReexpandConfig()

@@ -109,8 +109,9 @@ class _Plan:
     sealed: list[SealedPage]
     open_start: TurnPos | None  # where the open page starts after the seals
     fill: OpenPageFill | None
-    moves: list[tuple[TierMove, bytes | None]]  # with the resampled image where one is needed
+    moves: list[tuple[TierMove, bytes | None, Image.Image | None]]  # with the resampled image (PNG, pixels) where one is needed
     sent: list[tuple[tuple, int, int, bytes]]  # (page key, side, crop, bytes) the reader will be sent
+    moves_planned: bool  # False: the schedule's moves were left for settle() (tier_moves = "later")
 
 
 class _SentImages:
@@ -209,9 +210,9 @@ class _OpenDrawing:
     """The conversation's open page as last drawn: its layout, the canvas that redraws only what
     the turns joining it add (renderers.canvas), and the bytes sent of it, all for one key."""
 
-    def __init__(self, container: Literal["png", "webp"]):
+    def __init__(self, container: Literal["png", "webp"], canvas: Canvas):
         self._container = container
-        self._canvas = Canvas()
+        self._canvas = canvas
         self._key: tuple | None = None
         self._bytes: dict[tuple[int, int], bytes] = {}
 
@@ -268,7 +269,7 @@ class OpticalMemory:
         self.reader = Reader(cfg.model, cfg.render)
         self._sent = _SentImages(self.reader.profile.container, defer=cfg.sent_images == "fast")
         self._reader_tokens: dict[int, int | None] = {}  # page number -> its text in the reader's tokens
-        self._open_drawn = _OpenDrawing(self.reader.profile.container)
+        self._open_drawn = _OpenDrawing(self.reader.profile.container, self._pager.canvas)
         self._open_text: dict[tuple, tuple] = {}  # its ledger and token counts, by the same key
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
@@ -351,6 +352,14 @@ class OpticalMemory:
         after it. Returns how many; 0 when none wait."""
         return self._sent.compact()
 
+    def settle(self) -> int:
+        """Apply the tier moves the forgetting schedule asks for now: with ``tier_moves = "later"``
+        writes store turns and seal pages but leave the moves (resampling older pages down) to this
+        call, which optmem serve makes after the response, so pages fade one request late. Returns
+        how many moves it wrote."""
+        self._replan = True
+        return len(self._write(None, moves=True).moves)
+
     def pop_turn(self) -> Turn:
         """Remove the newest turn and return it (undo of the last ``add``); its number is given to
         the next turn added. Only a turn no sealed page shows can go: with ``recent_turns`` >= 1
@@ -378,7 +387,7 @@ class OpticalMemory:
 
     def _forget_drawings(self) -> None:
         self._sent.clear()
-        self._open_drawn = _OpenDrawing(self.reader.profile.container)
+        self._open_drawn = _OpenDrawing(self.reader.profile.container, self._pager.canvas)
         self._open_text.clear()
         self._fill = None
         self._replan = True
@@ -398,20 +407,23 @@ class OpticalMemory:
                 raise PinError(f"page {page} is stored at {row.image_tier}; it cannot be pinned at the sharper {tier}")
             self._store.pin_page(self._conv, page, tier)
         self._replan = True
-        self._write(None)
+        self._write(None, moves=True)
 
-    def _write(self, new_turn, *, max_seals: int = MAX_SEALS_PER_ADD) -> _Plan:
+    def _write(self, new_turn, *, max_seals: int = MAX_SEALS_PER_ADD, moves: bool | None = None) -> _Plan:
         """Plan outside the write lock, then write the plan if the store is as it was planned
-        from; after WRITE_ATTEMPTS lost races, plan under the lock."""
+        from; after WRITE_ATTEMPTS lost races, plan under the lock. ``moves``: plan the schedule's
+        tier moves too (default: unless ``tier_moves = "later"``)."""
+        if moves is None:
+            moves = self.config.tier_moves == "on_write"
         for _ in range(WRITE_ATTEMPTS):
-            plan = self._plan(self._state(), new_turn, max_seals)
+            plan = self._plan(self._state(), new_turn, max_seals, moves)
             with self._store.write():
                 if self._state() == plan.state:
                     self._apply(plan)
                     return plan
             self._fill = None
         with self._store.write():
-            plan = self._plan(self._state(), new_turn, max_seals)
+            plan = self._plan(self._state(), new_turn, max_seals, moves)
             self._apply(plan)
             return plan
 
@@ -419,12 +431,12 @@ class OpticalMemory:
         return _State(self._store.last_turn(self._conv), self._store.last_page_number(self._conv),
                       self._store.open_page_start(self._conv), tuple(self._store.pages(self._conv, in_context_only=True)))
 
-    def _plan(self, state: _State, new_turn, max_seals: int) -> _Plan:
+    def _plan(self, state: _State, new_turn, max_seals: int, moves: bool) -> _Plan:
         turn = new_turn(state) if new_turn is not None else None
         newest = turn.seq if turn is not None else state.last_turn
         sealed, open_start, fill = self._plan_pages(state, turn, newest, max_seals)
-        moves = self._plan_moves(state, turn, sealed)
-        return _Plan(state, turn, sealed, open_start, fill, moves, self._plan_sent(state, sealed, moves))
+        planned = self._plan_moves(state, turn, sealed) if moves else []
+        return _Plan(state, turn, sealed, open_start, fill, planned, self._plan_sent(state, sealed, planned), moves)
 
     def _plan_sent(self, state: _State, sealed: list[SealedPage], moves) -> list[tuple[tuple, int, int, bytes]]:
         """The images the reader will be sent for the pages this write stores a new image of, made
@@ -436,18 +448,18 @@ class OpticalMemory:
         fast, and the next adds compact them)."""
         if self.reader.decoder:
             return []
-        new_images = {state.last_page + i + 1: (page.tier, page.png) for i, page in enumerate(sealed)}
-        for move, png in moves:
+        new_images = {state.last_page + i + 1: (page.tier, page.image) for i, page in enumerate(sealed)}
+        for move, _, image in moves:
             if move.delete:
                 new_images.pop(move.number, None)
-            elif png is not None:
-                new_images[move.number] = (move.tier, png)
+            elif image is not None:
+                new_images[move.number] = (move.tier, image)
         out = []
-        for number, (tier, png) in new_images.items():
+        for number, (tier, image) in new_images.items():
             sent = self.reader.sent_image(Tier(tier).value)
             if sent is not None:
                 key = (self._conv, number, Tier(tier).value)
-                out.append((key, sent.side, sent.crop, self._sent.written(open_image(png), sent.side, sent.crop)))
+                out.append((key, sent.side, sent.crop, self._sent.written(image, sent.side, sent.crop)))
         return out
 
     def _turns(self, first: int, last: int, pending: TurnRow | None) -> list[TurnRow]:
@@ -469,7 +481,8 @@ class OpticalMemory:
         packed = self._pager.pack(self._turns(start.turn, last_memory_turn, turn), start, max_seals=max_seals)
         return packed.sealed, packed.next_start, packed.fill
 
-    def _plan_moves(self, state: _State, turn: TurnRow | None, sealed: list[SealedPage]) -> list[tuple[TierMove, bytes | None]]:
+    def _plan_moves(self, state: _State, turn: TurnRow | None,
+                    sealed: list[SealedPage]) -> list[tuple[TierMove, bytes | None, Image.Image | None]]:
         schedule = self.config.schedule
         if schedule.age_unit == "pages" and not sealed and not self._replan:
             return []  # ages in pages only move when a page is sealed
@@ -479,13 +492,14 @@ class OpticalMemory:
         clock = Clock(newest_turn=turn.seq if turn else state.last_turn, newest_page=state.last_page + len(sealed),
                       now=max(stamps, default=0.0))
         planned = []
-        pngs = {r.number: r.sealed.png for r in new_rows}
+        images = {r.number: r.sealed.image for r in new_rows}
         for move in plan_moves(rows + new_rows, schedule, clock):
-            png = None
+            png = image = None
             if move.resample:
-                source = pngs.get(move.number) or self._store.page_image(self._conv, move.number)[0]
-                png = encode_png(downsample(open_image(source), move.tier.side))
-            planned.append((move, png))
+                source = images.get(move.number) or open_image(self._store.page_image(self._conv, move.number)[0])
+                image = downsample(source, move.tier.side)
+                png = encode_png(image)
+            planned.append((move, png, image))
         return planned
 
     def _apply(self, plan: _Plan) -> None:
@@ -505,7 +519,7 @@ class OpticalMemory:
                 # Turns wholly on sealed pages now live only in the images (earlier ones already do).
                 store.drop_turn_texts(conv, old.turn, plan.open_start.turn - 1)
         deleted = False
-        for move, png in plan.moves:
+        for move, png, _ in plan.moves:
             if move.delete:
                 store.delete_page(conv, move.number)
                 deleted = True
@@ -528,7 +542,8 @@ class OpticalMemory:
         for key, side, crop, data in plan.sent:
             self._sent.put(key, side, crop, data, written=True)
         self._fill = plan.fill
-        self._replan = False
+        if plan.moves_planned:
+            self._replan = False
 
     # -- reading ---------------------------------------------------------------------------------
 

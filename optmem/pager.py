@@ -15,9 +15,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from PIL import Image
+
 from optmem.ledger import extract_exact_strings
 from optmem.store import TurnPos, TurnRow
-from renderers import Line, PageLayout, RenderConfig, Tier, TurnInput, downsample, draw_page, encode_png, layout_pages
+from renderers import Line, PageLayout, RenderConfig, Tier, TurnInput, downsample, encode_png, layout_pages
+from renderers.canvas import Canvas
 from renderers.config import line_pitch
 from renderers.layout import WrapCache
 
@@ -51,6 +54,7 @@ class SealedPage:
     text_tokens: int
     ledger: tuple[str, ...]  # exact strings of the page's turn bodies (the verbatim guard)
     png: bytes  # the page at ``tier``
+    image: Image.Image  # its pixels, so that the sent image and tier moves need not decode them
     tier: Tier
 
 
@@ -105,6 +109,7 @@ class Pager:
         self.max_ledger_strings = max_ledger_strings
         self._count = count_tokens
         self._wrapped = WrapCache()  # the open page's turns are laid out again on every turn
+        self.canvas = Canvas()  # the open page as last drawn, which the page that seals extends
 
     def still_fits(self, fill: OpenPageFill | None, start: TurnPos, new_turns: Sequence[TurnRow]) -> OpenPageFill | None:
         """The open page's fill after ``new_turns`` (the turns after ``fill.laid_out_through``), if
@@ -148,7 +153,8 @@ class Pager:
         return layout_pages(inputs, self.render, wrapped=self._wrapped)[0]
 
     def _seal(self, layout: PageLayout, inputs: Sequence[TurnInput], turns: Sequence[TurnRow]) -> SealedPage:
-        page = draw_page(layout, self.render)
+        # The page sealing is the open page the canvas last drew, with the lines that filled it.
+        image = self.canvas.draw(layout)
         (ti0, c0), (ti1, c1) = layout.start, layout.end
         if c1 == 0:  # the page ends where turn ti1 - 1 ended
             ti1 -= 1
@@ -156,10 +162,12 @@ class Pager:
         body = "\n".join(inputs[seg.turn_index].text[seg.start:seg.end] for seg in layout.segments)
         tier = self.first_tier
         # Resampled as a tier move does it: page.at() knows only the view tiers, not Gundam's 1280 px.
-        png = page.png if tier.side == page.side else encode_png(downsample(page.image, tier.side))
+        if tier.side != layout.side:
+            image = downsample(image, tier.side)
         return SealedPage(
             first=TurnPos(inputs[ti0].number, c0), last=TurnPos(inputs[ti1].number, c1),
             last_timestamp=turns[ti1].timestamp,
-            layout_json=json.dumps([line_json(line) for line in page.lines], ensure_ascii=False),
-            source_text=page.source_text, text_tokens=self._count(page.source_text),
-            ledger=tuple(extract_exact_strings(body)[: self.max_ledger_strings]), png=png, tier=tier)
+            layout_json=json.dumps([line_json(line) for line in layout.lines], ensure_ascii=False),
+            source_text=layout.source_text, text_tokens=self._count(layout.source_text),
+            ledger=tuple(extract_exact_strings(body)[: self.max_ledger_strings]), png=encode_png(image), image=image,
+            tier=tier)

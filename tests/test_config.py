@@ -25,6 +25,7 @@ def test_toml_overrides_nested_fields(tmp_path):
     ({"budget": 3}, "budget"),
     ({"archive": "paper"}, "archive"),
     ({"sent_images": "lazy"}, "sent_images"),
+    ({"tier_moves": "soon"}, "tier_moves"),
     ({"typo_field": 1}, "typo_field"),
     ({"schedule": {"age_unit": "fortnights"}}, "age_unit"),
     ({"retrieval": {"chunk_chars": 50}}, "chunk_chars"),

@@ -433,3 +433,31 @@ def test_without_embedding_at_query_a_query_searches_what_index_embedded(model):
         assert "Oswin" in found
         mem.index()
         assert Counting.texts == embedded + 1  # the query; the second index() had nothing left to embed
+
+
+def test_tier_moves_left_for_settle_end_where_moves_in_the_write_do():
+    from optmem.demo import build_conversation
+
+    turns, _ = build_conversation(90, seed=5)
+    steps = [{"tier": "large", "until": 1}, {"tier": "base", "until": 2}, {"tier": "tiny", "until": 4}]
+
+    def memory(tier_moves):
+        cfg = MemoryConfig.model_validate({"retrieval": {"enabled": False}, "tier_moves": tier_moves,
+                                           "schedule": {"steps": steps}})
+        return OpticalMemory.open(":memory:", "c", cfg)
+
+    def tiers(mem):
+        return [(p.number, p.tier, p.image_tier, mem.page_image(p.number).size) for p in mem.pages() if p.sealed]
+
+    with memory("on_write") as eager, memory("later") as lazy:
+        moved = 0
+        for i, (role, text) in enumerate(turns):
+            eager.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            lazy.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            if tiers(lazy) != tiers(eager):  # the write left the moves: settle() makes them, as optmem serve does
+                moved += lazy.settle()
+            assert tiers(lazy) == tiers(eager)
+        assert moved > 0 and len(tiers(eager)) >= 5
+        for number, *_ in tiers(eager):
+            assert lazy.page_image(number).tobytes() == eager.page_image(number).tobytes()
+        assert lazy.settle() == 0  # nothing is due any more

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from optmem import MemoryConfig, OpticalMemory
 from optmem.cli import build_parser
 from optmem.server import ServeSettings, create_app
 from optmem.server.sync import (
@@ -538,3 +539,25 @@ def test_a_streamed_reply_is_gathered_across_chunk_boundaries():
     for i in range(0, len(data), 7):
         reply.feed(data[i:i + 7])
     assert reply.text == "hello" and reply.done
+
+
+def test_pages_fade_in_the_job_after_the_request_as_they_would_in_the_write(serve, db):
+    # optmem serve leaves a seal's tier moves to the job after the request (tier_moves = "later"):
+    # once it ran, the pages sit at the tiers a memory that moves them in the write gives them.
+    memory = {**SMALL, "recent_turns": 2, "schedule": {"steps": [{"tier": "large", "until": 1},
+                                                                 {"tier": "small", "until": 3}]}}
+    client, _ = serve(memory=memory)
+    messages = _talk_about_oswin(client)
+    _turns(client)  # a call on the conversation's worker: the jobs queued before it are done
+    store = open_store(db)
+    try:
+        served = [(r.number, str(r.tier), str(r.image_tier))
+                  for r in store.pages(store.conversation_id("alice/chat1", create=False))]
+    finally:
+        store.close()
+    with OpticalMemory.open(":memory:", "same", MemoryConfig.model_validate(memory)) as mem:
+        for m in messages:
+            mem.add(m["role"], m["content"])
+        in_write = [(p.number, str(p.tier), str(p.image_tier)) for p in mem.pages() if p.sealed]
+    assert any(tier != "large" for _, tier, _ in served)
+    assert served == in_write

@@ -138,11 +138,13 @@ class Conversations:
         # chunks), and the images sent for pages it seals or moves are encoded fast (a lossless WebP
         # took 60-90 ms an image, a grey PNG of the same pixels 4-11 ms, and a seal moves older
         # pages too, so one write makes several): a job queued on the conversation's worker embeds
-        # the pages and re-encodes those images compactly while the upstream answers. A page sealed
+        # the pages and re-encodes those images compactly while the upstream answers. The tier moves
+        # a seal brings (resampling older pages down) wait for that job too (tier_moves = "later"):
+        # pages fade one request late, and a sealing request no longer pays for them. A page sealed
         # by this request's own messages is searchable, and its image compact, from the next
         # request on; until then it is the newest page, in context at the first tier.
-        memory_config = config.model_copy(update={"sent_images": "fast", "retrieval": config.retrieval.model_copy(
-            update={"embed_on_seal": False, "embed_on_query": False})})
+        retrieval = config.retrieval.model_copy(update={"embed_on_seal": False, "embed_on_query": False})
+        memory_config = config.model_copy(update={"sent_images": "fast", "tier_moves": "later", "retrieval": retrieval})
         kept = -(-MEMORIES_KEPT // count)
         self._workers: list[_Worker] = []
         try:
@@ -235,7 +237,8 @@ class Conversations:
                 memory = open_.memory(name, create=False)[1]
             except UnknownConversation:
                 return  # deleted meanwhile
-            memory.compact_images()  # first, so that an embedding that fails leaves no image fast
+            memory.settle()  # the tier moves the request's writes left
+            memory.compact_images()  # before embedding, so that an embedding that fails leaves no image fast
             memory.index()  # nothing to do when retrieval is disabled
 
         self._worker(name).submit(work)
