@@ -273,6 +273,7 @@ class OpticalMemory:
         self._open_text: dict[tuple, tuple] = {}  # its ledger and token counts, by the same key
         self._fill: OpenPageFill | None = None
         self._replan = True  # tier moves must be planned on the next write (set again by pin())
+        self._moves_due = True  # a write may have left moves for settle() (tier_moves = "later")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -357,8 +358,12 @@ class OpticalMemory:
         writes store turns and seal pages but leave the moves (resampling older pages down) to this
         call, which optmem serve makes after the response, so pages fade one request late. Returns
         how many moves it wrote."""
+        if not self._moves_due:
+            return 0  # no write since the last settle left a move: no lock taken for nothing
         self._replan = True
-        return len(self._write(None, moves=True).moves)
+        moved = len(self._write(None, moves=True).moves)
+        self._moves_due = False
+        return moved
 
     def pop_turn(self) -> Turn:
         """Remove the newest turn and return it (undo of the last ``add``); its number is given to
@@ -390,7 +395,7 @@ class OpticalMemory:
         self._open_drawn = _OpenDrawing(self.reader.profile.container, self._pager.canvas)
         self._open_text.clear()
         self._fill = None
-        self._replan = True
+        self._replan = self._moves_due = True
 
     def pin(self, page: int, tier: str | None) -> None:
         """Hold sealed page ``page`` at ``tier`` whatever its age (None unpins). Pages are never
@@ -544,6 +549,8 @@ class OpticalMemory:
         self._fill = plan.fill
         if plan.moves_planned:
             self._replan = False
+        elif plan.sealed or self.config.schedule.age_unit != "pages":
+            self._moves_due = True  # ages moved on: settle() has moves to plan
 
     # -- reading ---------------------------------------------------------------------------------
 
