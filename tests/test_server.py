@@ -317,7 +317,7 @@ def test_sealed_pages_are_embedded_off_the_request_path_and_found_by_later_queri
     memory = {**SMALL, "retrieval": {"enabled": True, "min_score": 0.0}, "recent_turns": 2, "budget": 8192}
     client, _ = serve(memory=memory, embedder=HashEmbedder())
     _talk_about_oswin(client)
-    _turns(client)  # a call on the conversation's worker: the jobs queued before it are done
+    client.app.state.proxy.conversations.idle()  # the upkeep queued after each request has run
     store = open_store(db)
     try:
         conv = store.conversation_id("alice/chat1", create=False)
@@ -349,7 +349,7 @@ def test_images_encoded_fast_in_the_write_are_compact_from_the_next_request_on(s
     _talk_about_oswin(client)
     forwarded = [data for body in fake.requests for data in _images(body["messages"])]
     assert any(data != _compact(data) for data in forwarded)  # some request was sent fast bytes
-    _turns(client)  # a call on the conversation's worker: the jobs queued before it are done
+    client.app.state.proxy.conversations.idle()  # the upkeep queued after each request has run
     store = open_store(db)
     try:
         sealed = {row.number for row in store.pages(store.conversation_id("alice/chat1", create=False))}
@@ -548,7 +548,7 @@ def test_pages_fade_in_the_job_after_the_request_as_they_would_in_the_write(serv
                                                                  {"tier": "small", "until": 3}]}}
     client, _ = serve(memory=memory)
     messages = _talk_about_oswin(client)
-    _turns(client)  # a call on the conversation's worker: the jobs queued before it are done
+    client.app.state.proxy.conversations.idle()  # the upkeep queued after each request has run
     store = open_store(db)
     try:
         served = [(r.number, str(r.tier), str(r.image_tier))
@@ -561,3 +561,66 @@ def test_pages_fade_in_the_job_after_the_request_as_they_would_in_the_write(serv
         in_write = [(p.number, str(p.tier), str(p.image_tier)) for p in mem.pages() if p.sealed]
     assert any(tier != "large" for _, tier, _ in served)
     assert served == in_write
+
+
+class _FakeOpen:
+    """What a _Worker hands its jobs: here only a record of what ran."""
+
+    def __init__(self):
+        from collections import OrderedDict
+
+        self._memories = OrderedDict()
+        self.ran: list[str] = []
+        self.store = self
+
+    def close(self):
+        self.ran.append("closed")
+
+
+def test_a_worker_runs_calls_before_upkeep_and_each_conversation_s_upkeep_once():
+    import threading
+
+    from optmem.server.conversations import UPKEEP_AFTER_CALLS, _Worker
+
+    fake, gate = _FakeOpen(), threading.Event()
+    worker = _Worker(fake, 0)
+    try:
+        blocker = threading.Thread(target=worker.call, args=(lambda o: gate.wait(10),))
+        blocker.start()  # holds the worker while the rest queues up
+        while not worker._busy:
+            pass
+        for key in ("a", "b", "a"):  # a's second upkeep replaces its first
+            worker.submit(key, lambda o, key=key: o.ran.append(f"upkeep {key}"))
+        callers = [threading.Thread(target=worker.call, args=(lambda o, n=n: o.ran.append(f"call {n}"),))
+                   for n in range(UPKEEP_AFTER_CALLS + 2)]
+        for t in callers:
+            t.start()
+        while len(worker._calls) < len(callers):
+            pass
+        gate.set()
+        for t in (blocker, *callers):
+            t.join(10)
+        worker.idle()
+        # UPKEEP_AFTER_CALLS - 1 calls after the blocker, then one upkeep, then the other calls, then the other upkeep
+        upkeep = [i for i, r in enumerate(fake.ran) if r.startswith("upkeep")]
+        assert [fake.ran[i] for i in upkeep] == ["upkeep b", "upkeep a"]
+        assert upkeep[0] == UPKEEP_AFTER_CALLS - 1 and upkeep[1] == len(fake.ran) - 1
+        assert sum(r.startswith("call") for r in fake.ran) == len(callers)
+    finally:
+        gate.set()
+        worker.close()
+    assert fake.ran[-1] == "closed"
+
+
+def test_a_failing_upkeep_is_logged_and_the_worker_goes_on(caplog):
+    from optmem.server.conversations import _Worker
+
+    fake = _FakeOpen()
+    worker = _Worker(fake, 0)
+    try:
+        worker.submit("a", lambda o: 1 / 0)
+        worker.idle()
+        assert worker.call(lambda o: "still here") == "still here"
+    finally:
+        worker.close()
+    assert "ZeroDivisionError" in caplog.text

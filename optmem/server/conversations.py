@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -35,6 +35,7 @@ T = TypeVar("T")
 log = logging.getLogger("optmem.server")
 
 MEMORIES_KEPT = 64  # OpticalMemory objects kept open, over all workers (each holds its vector index)
+UPKEEP_AFTER_CALLS = 8  # calls a worker runs in a row, with upkeep waiting, before it runs one upkeep
 QUERY_VECTORS_KEPT = 256  # the server's embedder reuses the vectors of texts it embedded lately (a retried request)
 
 
@@ -95,30 +96,88 @@ class _Open:
         self.store.close()
 
 
-def _log_failure(done: Future) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("background upkeep (embedding, image compaction) failed: %r", done.exception())
-
-
 class _Worker:
-    """One thread and the store connection only it uses: calls run one at a time, first come first served."""
+    """One thread and the store connection only it uses. Calls run one at a time, first come first
+    served. Upkeep (embedding, image compaction, tier moves: work nobody waits for) runs when no
+    call waits, so a request never queues behind other conversations' upkeep, and once per
+    conversation however many requests asked for it; after UPKEEP_AFTER_CALLS calls in a row one
+    runs anyway, so that a busy worker still gets its pages embedded."""
 
     def __init__(self, open_: _Open, number: int):
         self.open = open_
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"optmem-memory-{number}")
+        self._ready = threading.Condition()
+        self._calls: deque[tuple[Callable[[_Open], object], Future]] = deque()
+        self._upkeep: OrderedDict[str, Callable[[_Open], None]] = OrderedDict()
+        self._busy = False
+        self._calls_in_a_row = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"optmem-memory-{number}", daemon=True)
+        self._thread.start()
 
     def call(self, work: Callable[[_Open], T]) -> T:
-        return self._thread.submit(work, self.open).result()
+        done: Future = Future()
+        with self._ready:
+            if self._stopping:
+                raise RuntimeError("the server is shutting down")
+            self._calls.append((work, done))
+            self._ready.notify_all()
+        return done.result()
 
-    def submit(self, work: Callable[[_Open], None]) -> None:
-        """Run ``work`` after the calls queued before it, without waiting; a failure is logged."""
-        self._thread.submit(work, self.open).add_done_callback(_log_failure)
+    def submit(self, key: str, work: Callable[[_Open], None]) -> None:
+        """Queue ``work`` as ``key``'s upkeep, replacing one not started yet (it does the same
+        work over what is there when it runs); nobody waits for it, a failure is logged."""
+        with self._ready:
+            if not self._stopping:
+                self._upkeep.pop(key, None)
+                self._upkeep[key] = work
+                self._ready.notify_all()
+
+    def idle(self) -> None:
+        """Wait until no call or upkeep is queued or running."""
+        with self._ready:
+            self._ready.wait_for(lambda: not (self._calls or self._upkeep or self._busy))
+
+    def _next(self) -> tuple[Callable[[_Open], object], Future | None] | None:
+        with self._ready:
+            self._ready.wait_for(lambda: self._calls or self._upkeep or self._stopping)
+            if self._upkeep and (not self._calls or self._calls_in_a_row >= UPKEEP_AFTER_CALLS):
+                self._busy, self._calls_in_a_row = True, 0
+                return self._upkeep.popitem(last=False)[1], None
+            if self._calls:
+                self._busy = True
+                self._calls_in_a_row += 1
+                return self._calls.popleft()
+            return None  # stopping, and nothing is left
+
+    def _run(self) -> None:
+        while (job := self._next()) is not None:
+            work, done = job
+            try:
+                if done is None:
+                    try:
+                        work(self.open)
+                    except Exception as e:
+                        log.warning("background upkeep (embedding, image compaction, tier moves) failed: %r", e)
+                elif done.set_running_or_notify_cancel():
+                    try:
+                        done.set_result(work(self.open))
+                    except BaseException as e:
+                        done.set_exception(e)
+            finally:
+                with self._ready:
+                    self._busy = False
+                    self._ready.notify_all()
 
     def close(self) -> None:
+        """Run what is queued (the pages sealed last still get embedded), then close the store."""
         try:
+            self.idle()
             self.call(_Open.close)
         finally:
-            self._thread.shutdown()
+            with self._ready:
+                self._stopping = True
+                self._ready.notify_all()
+            self._thread.join()
 
 
 class Conversations:
@@ -241,7 +300,7 @@ class Conversations:
             memory.compact_images()  # before embedding, so that an embedding that fails leaves no image fast
             memory.index()  # nothing to do when retrieval is disabled
 
-        self._worker(name).submit(work)
+        self._worker(name).submit(name, work)
 
     def history(self, name: str) -> list[Turn]:
         return self._on_worker(name, lambda open_: open_.memory(name, create=False)[1].history())
@@ -263,6 +322,11 @@ class Conversations:
 
         self._on_worker(name, work)
         # Another worker that still holds this conversation finds its id gone on its next use.
+
+    def idle(self) -> None:
+        """Wait until every worker has run what was queued, upkeep included."""
+        for worker in self._workers:
+            worker.idle()
 
     def close(self) -> None:
         errors = []
