@@ -142,6 +142,8 @@ class Background:
 def _start_instance(db: str, upstream: str, keys: Path, port: int, args, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "optmem.cli", "serve", "--upstream", upstream, "--db", db, "--keys", str(keys),
            "--model", args.model, "--budget", str(args.budget), "--port", str(port)]
+    if args.workers is not None:
+        cmd += ["--workers", str(args.workers)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             env={**os.environ, "OMP_NUM_THREADS": args.torch_threads})
 
@@ -207,6 +209,8 @@ async def _client(i: int, ports: list[int], keys: dict[str, str], args, deadline
             stats["added_ms"].append(elapsed - upstream_ms)
             messages.append({"role": "assistant", "content": reply})
             answered += 1
+            if args.think_ms:  # a person reading the reply and typing: clients fall out of step
+                await asyncio.sleep(rng.uniform(0, args.think_ms) / 1000)
     return {"client": i, "tenant": tenant, "name": name, "expected": messages[1:], "answered": answered}
 
 
@@ -298,7 +302,8 @@ def _markdown(report: dict) -> str:
          f"{len(TENANTS)} tenants, profile {a['model']}, budget {a['budget']}, retrieval on (MiniLM, "
          f"OMP_NUM_THREADS={a['torch_threads']}), a fake upstream that answers "
          f"{'at once' if not a.get('upstream_ms') else 'after %g ms' % a['upstream_ms']} (every 5th request "
-         "streamed). Added latency: client time minus the fake upstream's handling time (optmem's work plus its "
+         "streamed)" + (f", clients pausing 0-{a['think_ms']:g} ms (uniform) between turns" if a.get("think_ms") else "")
+        + (f", {a['workers']} workers per instance" if a.get("workers") else "") + ". Added latency: client time minus the fake upstream's handling time (optmem's work plus its "
          "loopback hop)."), "",
         ("| scenario | requests | 5xx | lost | duplicated | reordered | cross-tenant | added p50 ms | added p95 ms "
          "| req/s | wall s | load avg min/mean/max |"),
@@ -338,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-ms", type=float, default=0.0,
                         help="the fake upstream's time to answer (a model's; 0: at once). optmem embeds what a "
                              "request sealed while the upstream answers, so this time hides that work")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="a client's pause between a reply and its next turn, uniform in [0, think-ms] "
+                             "(0: none, so every client sends at once and, with --upstream-ms, in step)")
+    parser.add_argument("--workers", type=int, help="memory worker threads per instance (default: optmem serve's, "
+                        "one per usable core)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     random.seed(7)

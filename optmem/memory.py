@@ -35,7 +35,7 @@ from optmem.pager import PAGE_CHARS_GUESS, OpenPageFill, Pager, SealedPage
 from optmem.reader import Reader
 from optmem.reexpand import ReexpandEngine
 from optmem.reexpander import Reexpander, open_image
-from optmem.retrieval import Embedder, Retriever, chunk_spans
+from optmem.retrieval import Embedder, IndexWork, Retriever, chunk_spans
 from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
@@ -340,11 +340,27 @@ class OpticalMemory:
         """Embed what a query would search and is not embedded yet: the sealed pages and, for a
         reader given turns as text, the turns that left the recent window. A query does this
         first unless ``retrieval.embed_on_query`` is false; then call this off the request path."""
+        work = self.index_work()
+        if work is not None and not work.empty:
+            self._retrieval().store_work(work.embedded(self._retrieval().embedder))
+
+    def index_work(self) -> IndexWork | None:
+        """What ``index()`` would embed, read from the store (None with retrieval disabled). A
+        server embeds it on a thread of its own (``IndexWork.embedded(embedder)``: no store) and
+        hands it back to ``store_index``, so that the memory's thread is free meanwhile."""
         if not self.config.retrieval.enabled:
-            return
+            return None
+        turns: list[TurnRow] = []
         if not self.reader.profile.takes_images:
-            self._index_memory_turns()
-        self._retrieval().index_pending()
+            last = self._store.last_turn(self._conv) - self.config.recent_turns
+            through = self._store.turn_units_through(self._conv)
+            if through < last:
+                turns = self._store.turns(self._conv, through + 1, last)
+        return self._retrieval().pending_work(turns)
+
+    def store_index(self, work: IndexWork) -> None:
+        """Store embedded ``work`` (from ``index_work``): what of it is still not indexed."""
+        self._retrieval().store_work(work)
 
     def compact_images(self) -> int:
         """Re-encode in the profile's compact encoding the sent images made fast: by writes with

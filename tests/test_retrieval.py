@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fakes import HashEmbedder
 from optmem.retrieval import EMBEDDING_DIM, Embedder, VectorIndex, default_embedder
 
 PASSAGES = [
@@ -221,3 +222,27 @@ def test_vectors_match_mean_pooling_computed_from_scratch(embedder):
         reference.append(mean / np.linalg.norm(mean))
     assert len(tokenizer(texts[2])["input_ids"]) > max_len
     np.testing.assert_allclose(embedder.encode(texts), np.array(reference), atol=1e-5)
+
+
+def test_index_work_embedded_elsewhere_stores_only_what_is_still_unindexed():
+    # optmem serve reads the work on the memory's thread, embeds it on another and stores it
+    # later: whatever was indexed meanwhile must not be stored twice.
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+
+    turns, _ = build_conversation(80, seed=2)
+    cfg = MemoryConfig.model_validate({"retrieval": {"embed_on_seal": False, "embed_on_query": False}})
+    with OpticalMemory.open(":memory:", "c", cfg, embedder=HashEmbedder()) as mem:
+        for i, (role, text) in enumerate(turns):
+            mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        store, conv = mem._store, mem._conv
+        work = mem.index_work()
+        assert work is not None and len(work.pages) == len(store.unindexed_pages(conv)) >= 3
+        done = work.embedded(HashEmbedder())
+        assert done.vectors.shape == (len(work.texts()), EMBEDDING_DIM)
+        mem.index()  # another writer got there first
+        count = store.embedding_count(conv)
+        found = store.keyword_chunks(conv, ["Oswin", "memory"], 1000)
+        mem.store_index(done)
+        assert store.embedding_count(conv) == count and store.keyword_chunks(conv, ["Oswin", "memory"], 1000) == found
+        assert mem.index_work().empty

@@ -3,9 +3,9 @@
 from optmem.retrieval.chunks import ChunkKey, chunk_spans, chunk_text
 from optmem.retrieval.embedder import EMBEDDING_DIM, Embedder, default_embedder
 from optmem.retrieval.index import CorruptIndex, VectorIndex
-from optmem.retrieval.retriever import ChunkHit, PageHit, Retriever
+from optmem.retrieval.retriever import ChunkHit, IndexWork, PageHit, Retriever
 
 __all__ = [
-    "EMBEDDING_DIM", "ChunkHit", "ChunkKey", "CorruptIndex", "Embedder", "PageHit", "Retriever", "VectorIndex",
-    "chunk_spans", "chunk_text", "default_embedder",
+    "EMBEDDING_DIM", "ChunkHit", "ChunkKey", "CorruptIndex", "Embedder", "IndexWork", "PageHit", "Retriever",
+    "VectorIndex", "chunk_spans", "chunk_text", "default_embedder",
 ]

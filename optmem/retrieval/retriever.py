@@ -11,7 +11,7 @@ mediocre. Pages are ranked from the same two chunk rankings the excerpt search u
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import zip_longest
 from typing import Literal
 
@@ -53,6 +53,28 @@ class PageHit:
     best_keyword_match: bool  # the page BM25 ranks first for the query's words
 
 
+@dataclass(frozen=True)
+class IndexWork:
+    """Text a conversation's indexing will embed: its unembedded pages' chunks and its unindexed
+    turns' parts (with the turn's words for keyword search), and once ``embedded``, their vectors
+    in that order."""
+
+    pages: tuple[tuple[int, tuple[str, ...]], ...]  # (page number, chunks)
+    turns: tuple[tuple[int, tuple[str, ...], str], ...]  # (turn id, parts, words)
+    vectors: np.ndarray | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.pages and not self.turns
+
+    def texts(self) -> list[str]:
+        return [c for _, chunks in self.pages for c in chunks] + [p for _, parts, _ in self.turns for p in parts]
+
+    def embedded(self, embedder: Embedder) -> IndexWork:
+        """The same work with its vectors: pure, safe on any thread (Embedder is)."""
+        return replace(self, vectors=embedder.encode(self.texts()))
+
+
 def interleave(*rankings: Sequence[Hashable]) -> list[Hashable]:
     """Round-robin merge of rankings, first occurrence wins: [a1, b1, a2, b2, ...]."""
     merged: dict[Hashable, None] = {}
@@ -74,48 +96,72 @@ class Retriever:
         self._index: VectorIndex | None = None  # built on first use
         self._turns: tuple[int, np.ndarray, np.ndarray] | None = None  # (indexed through, seqs, vectors)
 
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
     # -- indexing ------------------------------------------------------------------------------
 
     def index_pending(self) -> None:
         """Embed the pages sealed since the last call and give their chunks to the keyword index
         (the text with its CJK pairs; an optical archive: the distinct words, and the page's source
         text is dropped)."""
-        if self._store.readonly:
-            return  # a read-only memory searches what was indexed when it was last written
-        pending = self._store.unindexed_pages(self._conv)
-        if not pending:
-            return
-        size = self.config.chunk_chars
-        chunks = [(number, chunk_text(text or "", size)) for number, text in pending]
-        vectors = self._embedder.encode([c for _, cs in chunks for c in cs])
-        optical = self._archive == "optical"
-        offset = 0
-        with self._store.write():
-            for number, cs in chunks:
-                # An optical archive's keyword index keeps each chunk's distinct words, not its prose.
-                lexical = [index_words(c) for c in cs] if optical else [searchable_chunk(c) for c in cs]
-                self._store.put_embeddings(self._conv, number, vectors[offset: offset + len(cs)],
-                                           drop_source_text=optical, lexical_chunks=lexical)
-                offset += len(cs)
-        if self._index is not None:
-            ids = [ChunkKey(number, i).vector_id for number, cs in chunks for i in range(len(cs))]
-            self._index.add(np.array(ids, dtype=np.int64), vectors)
+        self.store_work(self.pending_work().embedded(self._embedder))
 
     def index_turns(self, turns: Sequence[TurnRow]) -> None:
         """Embed the given turns not indexed yet (in parts of about ``chunk_chars``) and keep their
         words for keyword search. Turns are indexed in order; one whose text an optical archive
         already dropped is left to its page."""
+        self.store_work(self.pending_work(turns, pages=False).embedded(self._embedder))
+
+    def pending_work(self, turns: Sequence[TurnRow] = (), *, pages: bool = True) -> IndexWork:
+        """What indexing would embed now: the pages not embedded yet (``pages``) and the parts of
+        ``turns`` not indexed yet. Read from the store; embedding it needs no store
+        (``IndexWork.embedded``), so a server does it off the thread that owns the connection."""
         if self._store.readonly:
-            return
-        through = self._store.turn_units_through(self._conv)
+            return IndexWork((), ())  # a read-only memory searches what was indexed when it was last written
+        size = self.config.chunk_chars
+        page_chunks = tuple((number, tuple(chunk_text(text or "", size)))
+                            for number, text in (self._store.unindexed_pages(self._conv) if pages else ()))
+        through = self._store.turn_units_through(self._conv) if turns else 0
         todo = [t for t in turns if t.seq > through and t.text is not None]
-        if not todo:
+        turn_parts = tuple((t.seq, tuple(chunk_text(t.text or "", size)), index_words(t.text or "")) for t in todo)
+        return IndexWork(page_chunks, turn_parts)
+
+    def store_work(self, work: IndexWork) -> None:
+        """Store embedded ``work``: of it, the pages still not embedded and the turns still not
+        indexed (another writer may have done some meanwhile, or deleted them)."""
+        if work.empty:
             return
-        parts = [(t.seq, i, part) for t in todo for i, part in enumerate(chunk_text(t.text or "", self.config.chunk_chars))]
-        vectors = self._embedder.encode([part for _, _, part in parts])
+        if work.vectors is None:
+            raise ValueError("store_work takes embedded work (IndexWork.embedded)")
+        optical = self._archive == "optical"
+        added: list[tuple[int, np.ndarray]] = []
         with self._store.write():
-            self._store.put_turn_units(self._conv, [(seq, i, v) for (seq, i, _), v in zip(parts, vectors)],
-                                       [(t.seq, index_words(t.text or "")) for t in todo])
+            pending = {number for number, _ in self._store.unindexed_pages(self._conv)} if work.pages else set()
+            offset = 0
+            for number, chunks in work.pages:
+                vectors = work.vectors[offset: offset + len(chunks)]
+                offset += len(chunks)
+                if number not in pending:
+                    continue
+                # An optical archive's keyword index keeps each chunk's distinct words, not its prose.
+                lexical = [index_words(c) for c in chunks] if optical else [searchable_chunk(c) for c in chunks]
+                self._store.put_embeddings(self._conv, number, vectors, drop_source_text=optical, lexical_chunks=lexical)
+                added += [(ChunkKey(number, i).vector_id, v) for i, v in enumerate(vectors)]
+            if work.turns:
+                through = self._store.turn_units_through(self._conv)
+                units, words = [], []
+                for seq, parts, turn_words in work.turns:
+                    vectors = work.vectors[offset: offset + len(parts)]
+                    offset += len(parts)
+                    if seq > through:
+                        units += [(seq, i, v) for i, v in enumerate(vectors)]
+                        words.append((seq, turn_words))
+                if units or words:
+                    self._store.put_turn_units(self._conv, units, words)
+        if self._index is not None and added:
+            self._index.add(np.array([k for k, _ in added], dtype=np.int64), np.stack([v for _, v in added]))
 
     def rank_turns(self, query: str, limit: int) -> list[TurnHit]:
         """Indexed turns for ``query``, best first: the dense ranking (each turn by its best part)

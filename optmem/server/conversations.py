@@ -19,14 +19,14 @@ import logging
 import threading
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 from optmem.assembler import Context
 from optmem.config import MemoryConfig
 from optmem.memory import OpticalMemory, Turn
-from optmem.retrieval import Embedder
+from optmem.retrieval import Embedder, IndexWork
 from optmem.server.sync import History, HistoryConflict, digest, new_turns_from
 from optmem.reexpand.backends import usable_cores
 from optmem.store import Store, UnknownConversation, open_store
@@ -96,6 +96,11 @@ class _Open:
         self.store.close()
 
 
+def _log_failure(done: Future) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("background embedding failed: %r", done.exception())
+
+
 class _Worker:
     """One thread and the store connection only it uses. Calls run one at a time, first come first
     served. Upkeep (embedding, image compaction, tier moves: work nobody waits for) runs when no
@@ -123,14 +128,21 @@ class _Worker:
             self._ready.notify_all()
         return done.result()
 
-    def submit(self, key: str, work: Callable[[_Open], None]) -> None:
+    def submit(self, key: str, work: Callable[[_Open], None]) -> bool:
         """Queue ``work`` as ``key``'s upkeep, replacing one not started yet (it does the same
-        work over what is there when it runs); nobody waits for it, a failure is logged."""
+        work over what is there when it runs); nobody waits for it, a failure is logged. False
+        when the worker is stopping and took nothing."""
         with self._ready:
-            if not self._stopping:
-                self._upkeep.pop(key, None)
-                self._upkeep[key] = work
-                self._ready.notify_all()
+            if self._stopping:
+                return False
+            self._upkeep.pop(key, None)
+            self._upkeep[key] = work
+            self._ready.notify_all()
+            return True
+
+    def is_idle(self) -> bool:
+        with self._ready:
+            return not (self._calls or self._upkeep or self._busy)
 
     def idle(self) -> None:
         """Wait until no call or upkeep is queued or running."""
@@ -196,15 +208,21 @@ class Conversations:
         # neither there nor by the request's query (MiniLM takes ~40 ms a chunk, a page several
         # chunks), and the images sent for pages it seals or moves are encoded fast (a lossless WebP
         # took 60-90 ms an image, a grey PNG of the same pixels 4-11 ms, and a seal moves older
-        # pages too, so one write makes several): a job queued on the conversation's worker embeds
-        # the pages and re-encodes those images compactly while the upstream answers. The tier moves
-        # a seal brings (resampling older pages down) wait for that job too (tier_moves = "later"):
-        # pages fade one request late, and a sealing request no longer pays for them. A page sealed
-        # by this request's own messages is searchable, and its image compact, from the next
-        # request on; until then it is the newest page, in context at the first tier.
+        # pages too, so one write makes several): upkeep queued on the conversation's worker, run
+        # when no request waits there, re-encodes those images compactly and hands the new pages
+        # to the embedding thread while the upstream answers. The tier moves a seal brings
+        # (resampling older pages down) wait for upkeep too (tier_moves = "later"): pages fade one
+        # request late, and a sealing request no longer pays for them. A page sealed by this
+        # request's own messages is searchable once its vectors are stored (as a rule before the
+        # next request); until then it is the newest page, in context at the first tier.
         retrieval = config.retrieval.model_copy(update={"embed_on_seal": False, "embed_on_query": False})
         memory_config = config.model_copy(update={"sent_images": "fast", "tier_moves": "later", "retrieval": retrieval})
         kept = -(-MEMORIES_KEPT // count)
+        # MiniLM over what upkeep found unembedded runs here, off the workers (~40 ms a chunk, a
+        # page several chunks: a request would otherwise wait behind it on its worker).
+        self._embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optmem-embed")
+        self._embedding_for: set[str] = set()  # conversations whose vectors are on their way
+        self._embedding_changed = threading.Condition()
         self._workers: list[_Worker] = []
         try:
             for n in range(count):
@@ -287,20 +305,69 @@ class Conversations:
         self._upkeep_later(name)
 
     def _upkeep_later(self, name: str) -> None:
-        """Queue on the conversation's worker, after the calls already waiting there, the
-        compaction of the images its writes encoded fast and the embedding of what it sealed;
-        nobody waits for it."""
+        """Queue the conversation's upkeep on its worker, to run when no request waits there: the
+        tier moves its writes left, the compaction of the images they encoded fast, and the
+        embedding of what it sealed, which runs on the embedding thread so that the worker serves
+        requests meanwhile (its vectors come back as upkeep too). Nobody waits for it."""
 
         def work(open_: _Open) -> None:
             try:
                 memory = open_.memory(name, create=False)[1]
             except UnknownConversation:
                 return  # deleted meanwhile
-            memory.settle()  # the tier moves the request's writes left
-            memory.compact_images()  # before embedding, so that an embedding that fails leaves no image fast
-            memory.index()  # nothing to do when retrieval is disabled
+            memory.settle()
+            memory.compact_images()
+            with self._embedding_changed:
+                if name in self._embedding_for:
+                    return  # its vectors are on their way; the upkeep that stores them looks again
+                pending = memory.index_work()  # None: retrieval disabled
+                if pending is None or pending.empty:
+                    return
+                self._embedding_for.add(name)
+            try:
+                self._embedding.submit(self._embed, name, pending).add_done_callback(_log_failure)
+            except RuntimeError:  # shutting down: the next start embeds it
+                self._embedded(name)
 
         self._worker(name).submit(name, work)
+
+    def _embed(self, name: str, pending: IndexWork) -> None:
+        """On the embedding thread: MiniLM over what the conversation's upkeep read, then its
+        storing queued on the worker."""
+        try:
+            done = pending.embedded(self._embedder)
+        except BaseException:
+            self._embedded(name)
+            raise
+
+        def store(open_: _Open) -> None:
+            try:
+                open_.memory(name, create=False)[1].store_index(done)
+            except UnknownConversation:
+                return  # deleted meanwhile
+            finally:
+                self._embedded(name)
+            self._upkeep_later(name)  # pages sealed while it embedded
+
+        if not self._worker(name).submit(f"{name}\0vectors", store):
+            self._embedded(name)
+
+    def _embedded(self, name: str) -> None:
+        with self._embedding_changed:
+            self._embedding_for.discard(name)
+            self._embedding_changed.notify_all()
+
+    def idle(self) -> None:
+        """Wait until the workers and the embedding thread have run everything queued."""
+        while True:
+            for worker in self._workers:
+                worker.idle()
+            with self._embedding_changed:
+                if self._embedding_for:
+                    self._embedding_changed.wait_for(lambda: not self._embedding_for)
+                    continue
+            if all(worker.is_idle() for worker in self._workers):
+                return
 
     def history(self, name: str) -> list[Turn]:
         return self._on_worker(name, lambda open_: open_.memory(name, create=False)[1].history())
@@ -323,12 +390,8 @@ class Conversations:
         self._on_worker(name, work)
         # Another worker that still holds this conversation finds its id gone on its next use.
 
-    def idle(self) -> None:
-        """Wait until every worker has run what was queued, upkeep included."""
-        for worker in self._workers:
-            worker.idle()
-
     def close(self) -> None:
+        self._embedding.shutdown(wait=True)  # what is embedding is stored by the workers' last upkeep
         errors = []
         for worker in self._workers:
             try:
