@@ -45,7 +45,7 @@ from renderers import (PageLayout, Tier, decode_page_image, downsample, encode_p
                        reader_image, sent_view)
 from renderers.canvas import Canvas
 
-__all__ = ["InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
+__all__ = ["CompactionWork", "InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
 
 MAX_SEALS_PER_ADD = 8  # bounds one add()'s work however long a turn is; the rest seals on the next adds
 COMPACTED_PER_ADD = 2  # fast-made sent images an add re-encodes compactly (60-90 ms each)
@@ -114,6 +114,23 @@ class _Plan:
     moves_planned: bool  # False: the schedule's moves were left for settle() (tier_moves = "later")
 
 
+@dataclass(frozen=True)
+class CompactionWork:
+    """Sent images made fast, to re-encode compactly (``done``: pure, safe on any thread) and give
+    back to ``OpticalMemory.store_compacted``."""
+
+    items: tuple[tuple[tuple, bytes, str], ...]  # (cache key, fast bytes, the compact encoding)
+    compact: tuple[bytes, ...] | None = None  # once done, each item's compact bytes
+
+    @property
+    def empty(self) -> bool:
+        return not self.items
+
+    def done(self) -> CompactionWork:
+        return replace(self, compact=tuple(encode_page_image(decode_page_image(data), encoding)
+                                           for _, data, encoding in self.items))
+
+
 class _SentImages:
     """The bytes a reader is sent for a page image, made once per (page, stored tier, side, crop)
     and kept for the next contexts (bounded). The store keeps each page lossless, at 8 bits, so the
@@ -172,15 +189,25 @@ class _SentImages:
     def compact(self, limit: int | None = None) -> int:
         """Re-encode the fast-made entries compactly (at most ``limit``, newest first); how many.
         Lossless both ways: the reader decodes the same pixels from either."""
-        if not self._awaiting:
-            return 0
-        done = [full for full in reversed(self._cache) if full in self._awaiting][:limit]
-        for full in done:
-            side, crop = full[-2:]
-            encoding = encoding_for_side(side + 2 * crop, self._container)  # as reader_image chose it
-            self._cache[full] = encode_page_image(decode_page_image(self._cache[full]), encoding)
-            self._awaiting.discard(full)
-        return len(done)
+        return self.store(self.work(limit).done())
+
+    def work(self, limit: int | None = None) -> CompactionWork:
+        """The fast-made entries, newest first, to re-encode (``CompactionWork.done``: no cache)."""
+        keys = [full for full in reversed(self._cache) if full in self._awaiting][:limit]
+        return CompactionWork(tuple((full, self._cache[full], self._encoding(*full[-2:])) for full in keys))
+
+    def _encoding(self, side: int, crop: int) -> str:
+        return encoding_for_side(side + 2 * crop, self._container)  # as reader_image chose it
+
+    def store(self, work: CompactionWork) -> int:
+        """Put re-encoded ``work`` back where its entry still holds the bytes it was made from."""
+        stored = 0
+        for (full, fast, _), compact in zip(work.items, work.compact or ()):
+            if full in self._awaiting and self._cache.get(full) is fast:
+                self._cache[full] = compact
+                self._awaiting.discard(full)
+                stored += 1
+        return stored
 
     def clear(self) -> None:
         self._cache.clear()
@@ -368,6 +395,15 @@ class OpticalMemory:
         ``"compact"`` the next ``add`` does this). The same pixels in fewer bytes for the exports
         after it. Returns how many; 0 when none wait."""
         return self._sent.compact()
+
+    def compaction_work(self) -> CompactionWork:
+        """What ``compact_images()`` would re-encode, for a caller that does it on a thread of its
+        own (``CompactionWork.done()``) and gives it back to ``store_compacted``."""
+        return self._sent.work()
+
+    def store_compacted(self, work: CompactionWork) -> int:
+        """Use the compact bytes of done ``work`` where the fast ones are still kept; how many."""
+        return self._sent.store(work)
 
     def settle(self) -> int:
         """Apply the tier moves the forgetting schedule asks for now: with ``tier_moves = "later"``

@@ -233,3 +233,17 @@ def test_a_view_below_the_page_tier_is_sent_fast_and_compacted_by_the_next_adds(
                 compact = reader_image(mem.page_image(n), s.side, crop=s.crop, container="webp")
                 assert s.load_png() == compact
                 assert np.array_equal(np.asarray(decode_page_image(compact)), np.asarray(decode_page_image(fast[n])))
+
+
+def test_compaction_done_elsewhere_replaces_only_the_bytes_it_was_made_from():
+    # optmem serve re-encodes on a thread of its own and gives the bytes back later.
+    with _memory("gpt-4o", "fast") as mem:
+        work = mem.compaction_work()
+        assert not work.empty and work.compact is None
+        assert mem.store_compacted(work.done()) == len(work.items)
+        assert mem.compaction_work().empty
+
+    with _memory("gpt-4o", "fast") as mem:
+        done = mem.compaction_work().done()
+        mem.compact_images()  # compacted here meanwhile
+        assert mem.store_compacted(done) == 0

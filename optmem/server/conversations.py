@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from optmem.assembler import Context
 from optmem.config import MemoryConfig
-from optmem.memory import OpticalMemory, Turn
+from optmem.memory import CompactionWork, OpticalMemory, Turn
 from optmem.retrieval import Embedder, IndexWork
 from optmem.server.sync import History, HistoryConflict, digest, new_turns_from
 from optmem.reexpand.backends import usable_cores
@@ -98,7 +98,7 @@ class _Open:
 
 def _log_failure(done: Future) -> None:
     if not done.cancelled() and done.exception() is not None:
-        log.warning("background embedding failed: %r", done.exception())
+        log.warning("background upkeep (embedding, image compaction) failed: %r", done.exception())
 
 
 class _Worker:
@@ -218,11 +218,12 @@ class Conversations:
         retrieval = config.retrieval.model_copy(update={"embed_on_seal": False, "embed_on_query": False})
         memory_config = config.model_copy(update={"sent_images": "fast", "tier_moves": "later", "retrieval": retrieval})
         kept = -(-MEMORIES_KEPT // count)
-        # MiniLM over what upkeep found unembedded runs here, off the workers (~40 ms a chunk, a
-        # page several chunks: a request would otherwise wait behind it on its worker).
-        self._embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optmem-embed")
-        self._embedding_for: set[str] = set()  # conversations whose vectors are on their way
-        self._embedding_changed = threading.Condition()
+        # Upkeep's long pure work runs here, off the workers: MiniLM (~40 ms a chunk, a page several
+        # chunks) and the lossless WebP re-encodes (60-90 ms an image); a request would otherwise
+        # wait behind it on its worker.
+        self._offload = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optmem-offload")
+        self._offloaded: set[str] = set()  # conversations whose offloaded results are on their way
+        self._offload_changed = threading.Condition()
         self._workers: list[_Worker] = []
         try:
             for n in range(count):
@@ -306,9 +307,9 @@ class Conversations:
 
     def _upkeep_later(self, name: str) -> None:
         """Queue the conversation's upkeep on its worker, to run when no request waits there: the
-        tier moves its writes left, the compaction of the images they encoded fast, and the
-        embedding of what it sealed, which runs on the embedding thread so that the worker serves
-        requests meanwhile (its vectors come back as upkeep too). Nobody waits for it."""
+        tier moves its writes left, then the compaction of the images they encoded fast and the
+        embedding of what it sealed, which run on the offload thread so that the worker serves
+        requests meanwhile (their results come back as upkeep too). Nobody waits for it."""
 
         def work(open_: _Open) -> None:
             try:
@@ -316,55 +317,60 @@ class Conversations:
             except UnknownConversation:
                 return  # deleted meanwhile
             memory.settle()
-            memory.compact_images()
-            with self._embedding_changed:
-                if name in self._embedding_for:
-                    return  # its vectors are on their way; the upkeep that stores them looks again
+            with self._offload_changed:
+                if name in self._offloaded:
+                    return  # its results are on their way; the upkeep that stores them looks again
+                images = memory.compaction_work()
                 pending = memory.index_work()  # None: retrieval disabled
-                if pending is None or pending.empty:
+                if images.empty and (pending is None or pending.empty):
                     return
-                self._embedding_for.add(name)
+                self._offloaded.add(name)
             try:
-                self._embedding.submit(self._embed, name, pending).add_done_callback(_log_failure)
-            except RuntimeError:  # shutting down: the next start embeds it
-                self._embedded(name)
+                self._offload.submit(self._off_worker, name, images, pending).add_done_callback(_log_failure)
+            except RuntimeError:  # shutting down: the next start does it
+                self._offload_done(name)
 
         self._worker(name).submit(name, work)
 
-    def _embed(self, name: str, pending: IndexWork) -> None:
-        """On the embedding thread: MiniLM over what the conversation's upkeep read, then its
-        storing queued on the worker."""
+    def _off_worker(self, name: str, images: CompactionWork, pending: IndexWork | None) -> None:
+        """On the offload thread: the lossless re-encodes and MiniLM over what upkeep read, then
+        their storing queued on the conversation's worker."""
         try:
-            done = pending.embedded(self._embedder)
+            images = images.done()
+            if pending is not None and not pending.empty:
+                pending = pending.embedded(self._embedder)
         except BaseException:
-            self._embedded(name)
+            self._offload_done(name)
             raise
 
         def store(open_: _Open) -> None:
             try:
-                open_.memory(name, create=False)[1].store_index(done)
+                memory = open_.memory(name, create=False)[1]
+                memory.store_compacted(images)
+                if pending is not None and not pending.empty:
+                    memory.store_index(pending)
             except UnknownConversation:
                 return  # deleted meanwhile
             finally:
-                self._embedded(name)
-            self._upkeep_later(name)  # pages sealed while it embedded
+                self._offload_done(name)
+            self._upkeep_later(name)  # what its writes made meanwhile
 
-        if not self._worker(name).submit(f"{name}\0vectors", store):
-            self._embedded(name)
+        if not self._worker(name).submit(f"{name}\0results", store):
+            self._offload_done(name)
 
-    def _embedded(self, name: str) -> None:
-        with self._embedding_changed:
-            self._embedding_for.discard(name)
-            self._embedding_changed.notify_all()
+    def _offload_done(self, name: str) -> None:
+        with self._offload_changed:
+            self._offloaded.discard(name)
+            self._offload_changed.notify_all()
 
     def idle(self) -> None:
-        """Wait until the workers and the embedding thread have run everything queued."""
+        """Wait until the workers and the offload thread have run everything queued."""
         while True:
             for worker in self._workers:
                 worker.idle()
-            with self._embedding_changed:
-                if self._embedding_for:
-                    self._embedding_changed.wait_for(lambda: not self._embedding_for)
+            with self._offload_changed:
+                if self._offloaded:
+                    self._offload_changed.wait_for(lambda: not self._offloaded)
                     continue
             if all(worker.is_idle() for worker in self._workers):
                 return
@@ -391,7 +397,7 @@ class Conversations:
         # Another worker that still holds this conversation finds its id gone on its next use.
 
     def close(self) -> None:
-        self._embedding.shutdown(wait=True)  # what is embedding is stored by the workers' last upkeep
+        self._offload.shutdown(wait=True)  # what it has done is stored by the workers' last upkeep
         errors = []
         for worker in self._workers:
             try:
