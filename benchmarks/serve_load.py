@@ -315,12 +315,18 @@ def _markdown(report: dict) -> str:
         lines.append(f"| {r['scenario']} | {r['requests']}/{r['planned']} | {r['5xx']} | {r['lost']} | "
                      f"{r['duplicated']} | {r['reordered']} | {cross} | {r['added_ms_p50']} | {r['added_ms_p95']} | "
                      f"{r['requests_per_s']} | {r['wall_s']} | {load['min']}/{load['mean']}/{load['max']} |")
+    if a.get("upstream_ms") or a.get("think_ms"):
+        pace = ("Each client waits for the upstream's answer" + (" and its pause" if a.get("think_ms") else "")
+                + " before its next turn, so the load is what that pace offers (requests/s above), and a request's "
+                "latency is optmem's work plus its wait behind the other conversations on its worker.")
+    else:
+        pace = ("Clients send their next turn as soon as a reply comes (the fake upstream takes no time), so with 16 "
+                "clients the instances are saturated: memory work runs on one worker per core, and a request's "
+                "latency is mostly its wait behind the others (about clients / requests per second); the 1-client "
+                "row is optmem's own time per request.")
     lines += ["", ("Goals: lost, duplicated, cross-tenant turns and 5xx 0; added p95 <= 100 ms at budget 8192 with "
-                   "retrieval (on 2 cores). Clients send their next turn as soon as a reply comes (the fake upstream "
-                   "takes no time), so with 16 clients the instances are saturated: memory work runs on one worker "
-                   "per core, and a request's latency is mostly its wait behind the others (about clients / requests "
-                   "per second); the 1-client row is optmem's own time per request. The load average is the whole "
-                   "machine's (other jobs included), sampled every 5 s during the scenario."), ""]
+                   f"retrieval (on 2 cores). {pace} The load average is the whole machine's (other jobs included), "
+                   "sampled every 5 s during the scenario."), ""]
     for r in report["scenarios"]:
         if r["errors"] or r["transport_errors"] or r["stopped_by_time_limit"]:
             lines.append(f"- {r['scenario']}: stopped by the time limit: {r['stopped_by_time_limit']}; "
