@@ -44,6 +44,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from optmem.store import open_store
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TENANTS = ("acme", "globex")
@@ -265,7 +267,20 @@ async def _drive(ports: list[int], keys: dict[str, str], args) -> dict:
             "added_ms_p50": round(_percentile(added, 0.5), 1), "added_ms_p95": round(_percentile(added, 0.95), 1),
             "added_ms_max": round(max(added, default=float("nan")), 1),
             "requests_per_s": round(requests / wall, 2), "wall_s": round(wall, 1),
-            "stopped_by_time_limit": time.monotonic() > deadline}
+            "stopped_by_time_limit": time.monotonic() > deadline,
+            "conversations": sorted({f"{run['tenant']}/{run['name']}" for run in runs})}
+
+
+def _backlog(db: str, conversations: list[str]) -> dict:
+    """Sealed pages, and those not embedded yet, when the last client got its last reply: upkeep
+    runs after requests, so under load some is still to do when they stop."""
+    store = open_store(db)
+    try:
+        convs = [store.conversation_id(name, create=False) for name in conversations]
+        return {"pages": sum(len(store.pages(c)) for c in convs),
+                "unembedded_at_end": sum(len(store.unindexed_pages(c)) for c in convs)}
+    finally:
+        store.close()
 
 
 def _scenario(name: str, dbs: list[str], upstream_port: int, keyfile: Path, keys: dict[str, str], args, tmp: Path,
@@ -282,6 +297,7 @@ def _scenario(name: str, dbs: list[str], upstream_port: int, keyfile: Path, keys
         with LoadSampler() as load:
             result = asyncio.run(_drive(ports, keys, args))
         result["mixed_contexts_at_upstream"] = fake.mixed_contexts
+        result.update(_backlog(dbs[0], result.pop("conversations")))
         result["load_average"] = load.summary()
         return {"scenario": name, "instances": len(dbs), **result}
     finally:
@@ -303,18 +319,21 @@ def _markdown(report: dict) -> str:
          f"OMP_NUM_THREADS={a['torch_threads']}), a fake upstream that answers "
          f"{'at once' if not a.get('upstream_ms') else 'after %g ms' % a['upstream_ms']} (every 5th request "
          "streamed)" + (f", clients pausing 0-{a['think_ms']:g} ms (uniform) between turns" if a.get("think_ms") else "")
-        + (f", {a['workers']} workers per instance" if a.get("workers") else "") + ". Added latency: client time minus the fake upstream's handling time (optmem's work plus its "
-         "loopback hop)."), "",
+        + (f", {a['workers']} workers per instance" if a.get("workers") else "")
+        + (". Added latency: client time minus the fake upstream's handling time (optmem's work plus its loopback "
+           "hop). Pages: sealed when the last reply came, and how many of them were not embedded yet (upkeep runs "
+           "after requests, and under load some is left when they stop).")), "",
         ("| scenario | requests | 5xx | lost | duplicated | reordered | cross-tenant | added p50 ms | added p95 ms "
-         "| req/s | wall s | load avg min/mean/max |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+         "| req/s | wall s | pages (not embedded) | load avg min/mean/max |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["scenarios"]:
         cross = r["cross_tenant"] + r["mixed_contexts_at_upstream"]
         load = r["load_average"]
         lines.append(f"| {r['scenario']} | {r['requests']}/{r['planned']} | {r['5xx']} | {r['lost']} | "
                      f"{r['duplicated']} | {r['reordered']} | {cross} | {r['added_ms_p50']} | {r['added_ms_p95']} | "
-                     f"{r['requests_per_s']} | {r['wall_s']} | {load['min']}/{load['mean']}/{load['max']} |")
+                     f"{r['requests_per_s']} | {r['wall_s']} | {r['pages']} ({r['unembedded_at_end']}) | "
+                     f"{load['min']}/{load['mean']}/{load['max']} |")
     if a.get("upstream_ms") or a.get("think_ms"):
         pace = ("Each client waits for the upstream's answer" + (" and its pause" if a.get("think_ms") else "")
                 + " before its next turn, so the load is what that pace offers (requests/s above), and a request's "
