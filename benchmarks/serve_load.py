@@ -176,7 +176,10 @@ async def _client(i: int, ports: list[int], keys: dict[str, str], args, deadline
     messages = [{"role": "system", "content": "You are a helpful assistant."}]
     answered = 0
     headers = {"Authorization": f"Bearer {keys[tenant]}", "X-Optmem-Conversation": name}
-    async with httpx.AsyncClient(timeout=300) as http:
+    # Idle connections expire before uvicorn's 5 s keep-alive does: else a turn sent on a connection
+    # the server is closing that moment fails with a ReadError (a client between two instances
+    # leaves each idle for a few seconds).
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(keepalive_expiry=2.0)) as http:
         for turn in range(args.turns):
             if time.monotonic() > deadline:
                 break
