@@ -241,12 +241,15 @@ class _OpenDrawing:
         self._container = container
         self._canvas = canvas
         self._key: tuple | None = None
+        self._layout: PageLayout | None = None
         self._bytes: dict[tuple[int, int], bytes] = {}
 
     def at(self, key: tuple, layout: Callable[[], PageLayout]) -> Canvas:
         if key != self._key:
-            self._canvas.draw(layout())
+            self._layout = layout()
             self._key, self._bytes = key, {}
+        if self._canvas.layout is not self._layout:  # first, or the pager drew a sealing page on it since
+            self._canvas.draw(self._layout)
         return self._canvas
 
     def encoded(self, key: tuple, layout: Callable[[], PageLayout], side: int, crop: int) -> bytes:

@@ -41,6 +41,11 @@ class Canvas:
         self._pixels: np.ndarray | None = None
         self._views: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # side -> (view, pixels it was made from)
 
+    @property
+    def layout(self) -> PageLayout | None:
+        """The layout drawn last."""
+        return self._layout
+
     def draw(self, layout: PageLayout) -> Image.Image:
         """``draw_layout(layout)``, stamping only the lines that the last drawing lacks."""
         if layout is self._layout:

@@ -257,6 +257,11 @@ def test_the_request_size_bound_never_undercounts(value):
     assert json_size_bound(value) >= len(json.dumps(value).encode("utf-8"))
 
 
+@pytest.mark.parametrize("text", ["\x7f", "tab\there", 'quote"', "back\\slash", "\x00", "é", "😀"])
+def test_the_request_size_bound_counts_every_escape(text):
+    assert json_size_bound({"text": text}) >= len(json.dumps({"text": text}))
+
+
 def test_the_request_size_bound_is_exact_for_ascii_text_and_images():
     request = [{"role": "user", "content": [{"type": "text", "text": "turn 3: the key is 12345"},
                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD+/=="}}]}]

@@ -247,3 +247,33 @@ def test_compaction_done_elsewhere_replaces_only_the_bytes_it_was_made_from():
         done = mem.compaction_work().done()
         mem.compact_images()  # compacted here meanwhile
         assert mem.store_compacted(done) == 0
+
+
+def test_a_context_exported_after_a_seal_still_shows_its_own_open_page():
+    # The page that seals is drawn on the open page's canvas; an older context's open page, sent
+    # at a size not encoded yet, must not come out as that sealed page.
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+
+    turns, _ = build_conversation(100, seed=3)
+    cfg = MemoryConfig.model_validate({"model": "claude", "retrieval": {"enabled": False}})
+
+    def open_page(mem, ctx):
+        number = max(p.number for p in mem.pages())
+        return [(s.side, s.load_png()) for s in ctx.segments if s.kind == "page" and s.page == number]
+
+    with OpticalMemory.open(":memory:", "live", cfg) as live, OpticalMemory.open(":memory:", "fresh", cfg) as fresh:
+        for i, (role, text) in enumerate(turns[:70]):
+            live.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            fresh.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        budgets = (4096, 2600)
+        expected = [open_page(fresh, fresh.context(None, b)) for b in budgets]
+        assert all(expected) and expected[0][0][0] != expected[1][0][0]  # the open page at two sizes
+        live.context(None, budgets[0]).to_messages()  # drawn and encoded at the first size
+        old = live.context(None, budgets[1])
+        sealed = len(live.pages())
+        for i, (role, text) in enumerate(turns[70:], start=70):
+            live.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            if len([p for p in live.pages() if p.sealed]) >= sealed:
+                break
+        assert [(s.side, s.load_png()) for s in old.segments if s.kind == "page" and s.page == sealed] == expected[1]
