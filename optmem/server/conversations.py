@@ -209,8 +209,8 @@ class Conversations:
         # chunks), and the images sent for pages it seals or moves are encoded fast (a lossless WebP
         # took 60-90 ms an image, a grey PNG of the same pixels 4-11 ms, and a seal moves older
         # pages too, so one write makes several): upkeep queued on the conversation's worker, run
-        # when no request waits there, re-encodes those images compactly and hands the new pages
-        # to the embedding thread while the upstream answers. The tier moves a seal brings
+        # when no request waits there, has those images re-encoded compactly and the new pages
+        # embedded on the offload thread while the upstream answers. The tier moves a seal brings
         # (resampling older pages down) wait for upkeep too (tier_moves = "later"): pages fade one
         # request late, and a sealing request no longer pays for them. A page sealed by this
         # request's own messages is searchable once its vectors are stored (as a rule before the
