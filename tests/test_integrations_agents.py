@@ -81,9 +81,12 @@ def test_items_are_valid_input_items_with_page_images(tmp_path):
     assert items[0] == {"role": "system", "content": "Remember."}
     images = [p for i in items if isinstance(i["content"], list) for p in i["content"] if p["type"] == "input_image"]
     assert len(images) == len(session.memory.context().page_tiers()) >= 2
-    # gpt-4o's profile sends lossless WebP data URLs
-    assert all(p["image_url"].startswith("data:image/webp;base64,")
-               and base64.b64decode(p["image_url"].partition(",")[2])[8:12] == b"WEBP" for p in images)
+    # gpt-4o's profile sends the pages a write stored as lossless WebP, the open page fast-encoded
+    # as grey PNG; every data URL names what it holds
+    kinds = [(p["image_url"].partition(";")[0], base64.b64decode(p["image_url"].partition(",")[2])[:12]) for p in images]
+    assert all((t == "data:image/webp" and b[8:12] == b"WEBP") or (t == "data:image/png" and b[:4] == b"\x89PNG")
+               for t, b in kinds)
+    assert any(t == "data:image/webp" for t, _ in kinds)
     assert {p["detail"] for p in images} <= {"low", "high", "auto"}
     assert asyncio.run(session.get_items(limit=2)) == items[-2:]
     assert items[-1] == {"role": "assistant", "content": turns[-1][1]}
