@@ -109,7 +109,8 @@ class _Plan:
     sealed: list[SealedPage]
     open_start: TurnPos | None  # where the open page starts after the seals
     fill: OpenPageFill | None
-    moves: list[tuple[TierMove, bytes | None, Image.Image | None]]  # with the resampled image (PNG, pixels) where one is needed
+    # each move with its resampled image (PNG and pixels) where it needs one
+    moves: list[tuple[TierMove, bytes | None, Image.Image | None]]
     sent: list[tuple[tuple, int, int, bytes]]  # (page key, side, crop, bytes) the reader will be sent
     moves_planned: bool  # False: the schedule's moves were left for settle() (tier_moves = "later")
 
@@ -256,9 +257,8 @@ class _OpenDrawing:
         canvas = self.at(key, layout)
         if (side, crop) not in self._bytes:
             # Encoded for time, not bytes: the next turn that joins the page makes it stale.
-            view = sent_view(canvas.view(side + 2 * crop), side, crop)
-            self._bytes[side, crop] = encode_page_image(view, encoding_for_side(side + 2 * crop, self._container),
-                                                        fast=True)
+            self._bytes[side, crop] = reader_image(canvas.view(side + 2 * crop), side, crop=crop,
+                                                   container=self._container, fast=True)
         return self._bytes[side, crop]
 
 
@@ -380,12 +380,7 @@ class OpticalMemory:
         hands it back to ``store_index``, so that the memory's thread is free meanwhile."""
         if not self.config.retrieval.enabled:
             return None
-        turns: list[TurnRow] = []
-        if not self.reader.profile.takes_images:
-            last = self._store.last_turn(self._conv) - self.config.recent_turns
-            through = self._store.turn_units_through(self._conv)
-            if through < last:
-                turns = self._store.turns(self._conv, through + 1, last)
+        turns = self._unindexed_memory_turns() if not self.reader.profile.takes_images else []
         return self._retrieval().pending_work(turns)
 
     def store_index(self, work: IndexWork) -> None:
@@ -783,10 +778,15 @@ class OpticalMemory:
 
     def _index_memory_turns(self) -> None:
         """Give the turns that left the recent window their units (text readers rank by them)."""
+        turns = self._unindexed_memory_turns()
+        if turns:
+            self._retrieval().index_turns(turns)
+
+    def _unindexed_memory_turns(self) -> list[TurnRow]:
+        """The turns that left the recent window and have no units yet."""
         last = self._store.last_turn(self._conv) - self.config.recent_turns
         through = self._store.turn_units_through(self._conv)
-        if through < last:
-            self._retrieval().index_turns(self._store.turns(self._conv, through + 1, last))
+        return self._store.turns(self._conv, through + 1, last) if through < last else []
 
     def _fits_as_text(self, open_page: MemoryPage | None, budget: int) -> bool:
         """Whether all of memory fits in ``budget`` as text: then it goes in as text, which any

@@ -125,7 +125,7 @@ class Retriever:
                             for number, text in (self._store.unindexed_pages(self._conv) if pages else ()))
         through = self._store.turn_units_through(self._conv) if turns else 0
         todo = [t for t in turns if t.seq > through and t.text is not None]
-        turn_parts = tuple((t.seq, tuple(chunk_text(t.text or "", size)), index_words(t.text or "")) for t in todo)
+        turn_parts = tuple((t.seq, tuple(chunk_text(t.text, size)), index_words(t.text)) for t in todo)
         return IndexWork(page_chunks, turn_parts)
 
     def store_work(self, work: IndexWork) -> None:
@@ -273,8 +273,8 @@ class Retriever:
             text = chunk_shown(stored)
             page_chunks = chunk_text(self._store.page_source_text(self._conv, page) or "", self.config.chunk_chars)
             number = page_chunks.index(text) if text in page_chunks else None
-            stored = self._store.chunk_vectors(self._conv, [(page, number)]) if number is not None else {}
-            score = float(stored[(page, number)] @ vector) if stored else 0.0
+            vectors = self._store.chunk_vectors(self._conv, [(page, number)]) if number is not None else {}
+            score = float(vectors[(page, number)] @ vector) if vectors else 0.0
             if rank == 0 or score >= min_score:
                 keyword.append(ChunkHit(page, number, text, score))
 

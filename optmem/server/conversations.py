@@ -140,14 +140,17 @@ class _Worker:
             self._ready.notify_all()
             return True
 
+    def _nothing_left(self) -> bool:  # with self._ready held
+        return not (self._calls or self._upkeep or self._busy)
+
     def is_idle(self) -> bool:
         with self._ready:
-            return not (self._calls or self._upkeep or self._busy)
+            return self._nothing_left()
 
     def idle(self) -> None:
         """Wait until no call or upkeep is queued or running."""
         with self._ready:
-            self._ready.wait_for(lambda: not (self._calls or self._upkeep or self._busy))
+            self._ready.wait_for(self._nothing_left)
 
     def _next(self) -> tuple[Callable[[_Open], object], Future | None] | None:
         with self._ready:
@@ -166,15 +169,14 @@ class _Worker:
             work, done = job
             try:
                 if done is None:
-                    try:
-                        work(self.open)
-                    except Exception as e:
-                        log.warning("background upkeep (embedding, image compaction, tier moves) failed: %r", e)
+                    work(self.open)
                 elif done.set_running_or_notify_cancel():
-                    try:
-                        done.set_result(work(self.open))
-                    except BaseException as e:
-                        done.set_exception(e)
+                    done.set_result(work(self.open))
+            except BaseException as e:
+                if done is None:
+                    log.warning("background upkeep (embedding, image compaction, tier moves) failed: %r", e)
+                else:
+                    done.set_exception(e)
             finally:
                 with self._ready:
                     self._busy = False
@@ -320,10 +322,13 @@ class Conversations:
             with self._offload_changed:
                 if name in self._offloaded:
                     return  # its results are on their way; the upkeep that stores them looks again
-                images = memory.compaction_work()
-                pending = memory.index_work()  # None: retrieval disabled
-                if images.empty and (pending is None or pending.empty):
-                    return
+            # Read outside the lock: a second offload of the conversation started meanwhile (it moved
+            # workers) would only do the work twice, and storing keeps just what is still to store.
+            images = memory.compaction_work()
+            pending = memory.index_work()  # None: retrieval disabled
+            if images.empty and (pending is None or pending.empty):
+                return
+            with self._offload_changed:
                 self._offloaded.add(name)
             try:
                 self._offload.submit(self._off_worker, name, images, pending).add_done_callback(_log_failure)
