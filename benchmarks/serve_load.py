@@ -175,16 +175,19 @@ async def _client(i: int, ports: list[int], keys: dict[str, str], args, deadline
     rng = random.Random(1000 + i)
     messages = [{"role": "system", "content": "You are a helpful assistant."}]
     answered = 0
+    last_port = ports[0]
     headers = {"Authorization": f"Bearer {keys[tenant]}", "X-Optmem-Conversation": name}
     # Idle connections expire before uvicorn's 5 s keep-alive does: else a turn sent on a connection
     # the server is closing that moment fails with a ReadError (a client between two instances
     # leaves each idle for a few seconds).
     async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(keepalive_expiry=2.0)) as http:
         for turn in range(args.turns):
+            if args.think_ms:  # a person reading the last reply (or arriving) and typing: clients fall out of step
+                await asyncio.sleep(rng.uniform(0, args.think_ms) / 1000)
             if time.monotonic() > deadline:
                 break
             messages.append({"role": "user", "content": _user_text(i, turn, rng)})
-            port = ports[(i + turn) % len(ports)]
+            port = last_port = ports[(i + turn) % len(ports)]
             stream = turn % 5 == 4
             body = {"model": "fake", "messages": messages, "stream": stream}
             start = time.perf_counter()
@@ -194,12 +197,14 @@ async def _client(i: int, ports: list[int], keys: dict[str, str], args, deadline
                                            json=body) as r:
                         raw = b"".join([c async for c in r.aiter_bytes()])
                         status, upstream_ms = r.status_code, float(r.headers.get("x-fake-upstream-ms", "nan"))
+                        timing = r.headers.get("server-timing", "")
                     reply = "".join(json.loads(line[5:])["choices"][0]["delta"]["content"]
                                     for line in raw.decode().splitlines()
                                     if line.startswith("data: {")) if status == 200 else None
                 else:
                     r = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers=headers, json=body)
                     status, upstream_ms = r.status_code, float(r.headers.get("x-fake-upstream-ms", "nan"))
+                    timing = r.headers.get("server-timing", "")
                     reply = r.json()["choices"][0]["message"]["content"] if status == 200 else None
             except httpx.HTTPError as e:
                 stats["transport_errors"].append(f"client {i} turn {turn}: {type(e).__name__}")
@@ -212,11 +217,17 @@ async def _client(i: int, ports: list[int], keys: dict[str, str], args, deadline
                 messages.pop()
                 break
             stats["added_ms"].append(elapsed - upstream_ms)
+            parts = _server_timing(timing)
+            if "upstream" in parts:  # the hop to the upstream and back, less the upstream's own time
+                parts["upstream-hop"] = parts.pop("upstream") - upstream_ms
+                parts["handler"] -= upstream_ms
+            stats["timings"].append(parts)
+            stats["rows"].append({"client": i, "turn": turn, "stream": stream, "added_ms": round(elapsed - upstream_ms, 2),
+                                  "at_s": round(time.perf_counter() - stats["start"], 3), **parts})
             messages.append({"role": "assistant", "content": reply})
             answered += 1
-            if args.think_ms:  # a person reading the reply and typing: clients fall out of step
-                await asyncio.sleep(rng.uniform(0, args.think_ms) / 1000)
-    return {"client": i, "tenant": tenant, "name": name, "expected": messages[1:], "answered": answered}
+    return {"client": i, "tenant": tenant, "name": name, "expected": messages[1:], "answered": answered,
+            "last_port": last_port}
 
 
 def _check(history: list[dict], expected: list[dict], client: int) -> dict:
@@ -231,6 +242,36 @@ def _check(history: list[dict], expected: list[dict], client: int) -> dict:
     return {"lost": lost, "duplicated": duplicated, "extra": len(extra), "reordered": reordered, "cross_tenant": cross}
 
 
+def _server_timing(header: str) -> dict[str, float]:
+    """optmem's Server-Timing entries (ms) by part, without the "optmem-" prefix."""
+    parts = {}
+    for entry in header.split(","):
+        name, _, dur = entry.strip().partition(";dur=")
+        if name.startswith("optmem-") and dur:
+            parts[name.removeprefix("optmem-")] = float(dur)
+    return parts
+
+
+PARTS = ("intake", "wait", "store", "context", "export", "upstream-hop", "reply-wait", "reply-store")
+
+
+def _breakdown(added: list[float], timings: list[dict[str, float]]) -> dict:
+    """Mean ms of each part of optmem's time (its Server-Timing) over all requests and over the
+    slowest 5 %; "other" is the rest of the added latency: HTTP and JSON on both hops, the event
+    loops, and, for streams, storing the reply."""
+    def mean_parts(rows):
+        if not rows:
+            return {}
+        out = {p: round(sum(t.get(p, 0.0) for _, t in rows) / len(rows), 1) for p in PARTS}
+        out["in handler, other"] = round(sum(t.get("handler", 0.0) - sum(t.get(p, 0.0) for p in PARTS)
+                                             for _, t in rows) / len(rows), 1)
+        out["outside handler"] = round(sum(a - t.get("handler", 0.0) for a, t in rows) / len(rows), 1)
+        return out
+    rows = list(zip(added, timings))
+    slowest = sorted(rows, key=lambda r: r[0])[-max(1, len(rows) // 20):] if rows else []
+    return {"all": mean_parts(rows), "slowest_5pct": mean_parts(slowest)}
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -239,7 +280,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _drive(ports: list[int], keys: dict[str, str], args) -> dict:
-    stats = {"statuses": {}, "errors": [], "transport_errors": [], "added_ms": []}
+    stats = {"statuses": {}, "errors": [], "transport_errors": [], "added_ms": [], "timings": [], "rows": [],
+             "start": time.perf_counter()}
     # One warm-up request per instance (its connections; the embedder and fonts load at startup), on a
     # conversation the checks skip.
     async with httpx.AsyncClient(timeout=300) as http:
@@ -256,7 +298,9 @@ async def _drive(ports: list[int], keys: dict[str, str], args) -> dict:
     totals = {"lost": 0, "duplicated": 0, "extra": 0, "reordered": 0, "cross_tenant": 0}
     async with httpx.AsyncClient(timeout=300) as http:
         for run in runs:
-            r = await http.get(f"http://127.0.0.1:{ports[0]}/v1/conversations/{run['name']}/history",
+            # From the instance that answered last: it stores a reply after sending it, and its history
+            # read waits for that store (another instance's read could come first).
+            r = await http.get(f"http://127.0.0.1:{run['last_port']}/v1/conversations/{run['name']}/history",
                                headers={"Authorization": f"Bearer {keys[run['tenant']]}"})
             r.raise_for_status()
             for k, v in _check(r.json()["turns"], run["expected"], run["client"]).items():
@@ -269,6 +313,7 @@ async def _drive(ports: list[int], keys: dict[str, str], args) -> dict:
             "transport_errors": stats["transport_errors"][:10], "errors": stats["errors"][:10],
             "added_ms_p50": round(_percentile(added, 0.5), 1), "added_ms_p95": round(_percentile(added, 0.95), 1),
             "added_ms_max": round(max(added, default=float("nan")), 1),
+            "added_ms_parts": _breakdown(added, stats["timings"]), "rows": stats["rows"],
             "requests_per_s": round(requests / wall, 2), "wall_s": round(wall, 1),
             "stopped_by_time_limit": time.monotonic() > deadline,
             "conversations": sorted({f"{run['tenant']}/{run['name']}" for run in runs})}
@@ -301,6 +346,10 @@ def _scenario(name: str, dbs: list[str], upstream_port: int, keyfile: Path, keys
             result = asyncio.run(_drive(ports, keys, args))
         result["mixed_contexts_at_upstream"] = fake.mixed_contexts
         result.update(_backlog(dbs[0], result.pop("conversations")))
+        rows = result.pop("rows")
+        if args.requests_out:
+            with args.requests_out.open("a") as f:
+                f.writelines(json.dumps({"scenario": name, **row}) + "\n" for row in rows)
         result["load_average"] = load.summary()
         return {"scenario": name, "instances": len(dbs), **result}
     finally:
@@ -321,7 +370,7 @@ def _markdown(report: dict) -> str:
          f"{len(TENANTS)} tenants, profile {a['model']}, budget {a['budget']}, retrieval on (MiniLM, "
          f"OMP_NUM_THREADS={a['torch_threads']}), a fake upstream that answers "
          f"{'at once' if not a.get('upstream_ms') else 'after %g ms' % a['upstream_ms']} (every 5th request "
-         "streamed)" + (f", clients pausing 0-{a['think_ms']:g} ms (uniform) between turns" if a.get("think_ms") else "")
+         "streamed)" + (f", clients pausing 0-{a['think_ms']:g} ms (uniform) before each turn" if a.get("think_ms") else "")
         + (f", {a['workers']} workers per instance" if a.get("workers") else "")
         + (". Added latency: client time minus the fake upstream's handling time (optmem's work plus its loopback "
            "hop). Pages: sealed when the last reply came, and how many of them were not embedded yet (upkeep runs "
@@ -346,6 +395,17 @@ def _markdown(report: dict) -> str:
                 "clients the instances are saturated: memory work runs on one worker per core, and a request's "
                 "latency is mostly its wait behind the others (about clients / requests per second); the 1-client "
                 "row is optmem's own time per request.")
+    lines += ["", ("Where the added time went (mean ms, from optmem's Server-Timing header): waiting for the memory "
+                   "worker, storing the new messages, assembling, exporting, and storing the reply (waiting, "
+                   "storing); other: HTTP and JSON on both hops and the event loops (and a stream's reply store)."),
+              "", "| scenario | requests | " + " | ".join(PARTS) + " | in handler, other | outside handler |",
+              "|---|---|" + "---|" * (len(PARTS) + 2)]
+    for r in report["scenarios"]:
+        for which, label in (("all", "all"), ("slowest_5pct", "slowest 5 %")):
+            parts = r.get("added_ms_parts", {}).get(which)
+            if parts:
+                lines.append(f"| {r['scenario']} | {label} | " + " | ".join(str(parts[p]) for p in PARTS)
+                             + f" | {parts['in handler, other']} | {parts['outside handler']} |")
     lines += ["", ("Goals: lost, duplicated, cross-tenant turns and 5xx 0; added p95 <= 100 ms at budget 8192 with "
                    f"retrieval (on 2 cores). {pace} The load average is the whole machine's (other jobs included), "
                    "sampled every 5 s during the scenario."), ""]
@@ -377,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="memory worker threads per instance (default: optmem serve's, "
                         "one per usable core)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--requests-out", type=Path, help="also append every request's timings here (JSON lines)")
     args = parser.parse_args(argv)
     random.seed(7)
     load_before = os.getloadavg()[0]

@@ -71,7 +71,7 @@ class FakeUpstream:
             return StreamingResponse(events(), media_type="text/event-stream", headers={"x-upstream": "yes"})
         return JSONResponse({"id": "c1", "object": "chat.completion", "model": body.get("model"),
                              "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]},
-                            headers={"x-upstream": "yes"})
+                            headers={"x-upstream": "yes", "Server-Timing": "model;dur=3"})
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -189,6 +189,52 @@ def test_a_streamed_reply_passes_through_and_is_stored(serve):
         body = b"".join(r.iter_bytes())
     assert body.endswith(b"data: [DONE]\n\n") and body.count(b"data:") == 3
     assert _turns(client) == [("user", "stream it"), ("assistant", "reply number 1")]
+
+
+def _timing(header: str) -> dict[str, float]:
+    entries = [part.strip().split(";dur=") for part in header.split(",")]
+    assert all(len(e) == 2 for e in entries), header
+    return {name: float(ms) for name, ms in entries}
+
+
+def test_server_timing_says_where_the_time_went_after_the_upstream_s_own_entries(serve):
+    client, _ = serve()
+    response = _chat(client, [{"role": "user", "content": "time me"}])
+    assert response.status_code == 200, response.text
+    timing = _timing(response.headers["server-timing"])
+    ours = ["optmem-intake", "optmem-wait", "optmem-store", "optmem-context", "optmem-export", "optmem-upstream"]
+    assert list(timing) == ["model", *ours, "optmem-handler"]
+    assert timing["model"] == 3 and all(ms >= 0 for ms in timing.values())
+    assert timing["optmem-handler"] >= sum(ms for name, ms in timing.items() if name not in ("model", "optmem-handler")) - 1
+    with client.stream("POST", "/v1/chat/completions", headers=_auth(KEY_A), json={
+            "model": "m1", "stream": True, "messages": [{"role": "user", "content": "time me"},
+                                                        {"role": "assistant", "content": "reply number 1"},
+                                                        {"role": "user", "content": "and stream"}]}) as r:
+        b"".join(r.iter_bytes())
+    assert list(_timing(r.headers["server-timing"])) == [*ours, "optmem-handler"]
+
+
+def test_a_reply_the_next_request_stored_first_is_not_stored_twice_and_another_turn_is_a_conflict(db, keyfile):
+    # The reply is stored after the response is sent; a client's next request that reached another
+    # instance first stores it from its history.
+    from optmem.server.conversations import Conversations
+
+    conversations = Conversations(db, MemoryConfig.model_validate(SMALL))
+    try:
+        first = parse_history([{"role": "user", "content": "hello"}])
+        after = conversations.prepare("alice/c", first).turns
+        conversations.prepare("alice/c", parse_history([{"role": "user", "content": "hello"},
+                                                        {"role": "assistant", "content": "hi there"},
+                                                        {"role": "user", "content": "and then?"}]))
+        conversations.store_reply("alice/c", after, "hi there", 1)  # already there: nothing added
+        assert [(t.role, t.text) for t in conversations.history("alice/c")] == [
+            ("user", "hello"), ("assistant", "hi there"), ("user", "and then?")]
+        with pytest.raises(HistoryConflict) as e:
+            conversations.store_reply("alice/c", after, "another reply", 1)
+        assert e.value.index == 1
+        assert len(conversations.history("alice/c")) == 3
+    finally:
+        conversations.close()
 
 
 def test_a_stream_that_breaks_off_stores_no_reply_and_frees_the_conversation(serve):

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -117,31 +118,26 @@ class _Locks:
 
 class _Relay(StreamingResponse):
     """The upstream's event stream passed through as it comes, its content deltas gathered on the
-    way. The last chunk is held back until the reply is stored, so a client that sends its next
-    request as soon as the stream ends (maybe to another instance) finds the reply stored.
-    ``finish`` runs once the response is over however it ends (done, upstream broken off, client
-    gone before or during the stream)."""
+    way. ``after(text)`` runs once the response is over however it ends (done, upstream broken
+    off, client gone before or during the stream), with the reply when the upstream's stream
+    ended whole, else None."""
 
-    def __init__(self, upstream_response: httpx.Response, headers: dict[str, str], store, finish):
+    def __init__(self, upstream_response: httpx.Response, headers: dict[str, str], after):
         self.upstream_response = upstream_response
-        self._store, self._finish = store, finish
+        self._after = after
+        self._reply: str | None = None
         super().__init__(self._chunks(), 200, headers=headers)
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         reply = StreamedReply()
-        held = None
         try:
             async for chunk in self.upstream_response.aiter_bytes():
                 reply.feed(chunk)
-                if held is not None:
-                    yield held
-                held = chunk
+                yield chunk
         except httpx.HTTPError as e:
             log.warning("the upstream's stream broke off (%s); the reply is not stored", type(e).__name__)
         else:
-            await self._store(reply.text)
-        if held is not None:
-            yield held
+            self._reply = reply.text
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -149,7 +145,22 @@ class _Relay(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):  # a client gone mid-stream must not leave the lock held
                 await self.upstream_response.aclose()
-                self._finish()
+                await self._after(self._reply)
+
+
+class _Answered(Response):
+    """The upstream's whole response; ``after()`` runs once it is sent, or the client is gone."""
+
+    def __init__(self, content: bytes, status: int, headers: dict[str, str], after):
+        super().__init__(content, status, headers=headers)
+        self._after = after
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._after()
 
 
 def context_headers(ctx: Context) -> dict[str, str]:
@@ -157,6 +168,21 @@ def context_headers(ctx: Context) -> dict[str, str]:
     return {"x-optmem-positions": str(ctx.positions),
             "x-optmem-pages": ",".join(str(p) for p, _ in pages),
             "x-optmem-tiers": ",".join(f"{p}:{t}" for p, t in pages)}
+
+
+def response_headers(response: httpx.Response, context: dict[str, str], timings: dict[str, float]) -> dict[str, str]:
+    """The upstream's headers, the context's ``x-optmem-*`` ones, and Server-Timing (W3C) saying
+    where the request's time went, in ms, after the upstream's own entries: "optmem-intake":
+    reading and checking the request; "optmem-wait": queued behind other conversations' work on
+    the memory worker; "optmem-store", "optmem-context", "optmem-export": storing the new
+    messages, assembling, drawing the request; "optmem-upstream": until the upstream's response
+    (its headers, for a stream) came; "optmem-handler": all of it, from the request's headers to
+    the response's. The reply is stored after the response is sent."""
+    headers = {k: v for k, v in passthrough_headers(response.headers).items() if k.lower() != "server-timing"}
+    headers.update(context)
+    ours = ", ".join(f"optmem-{name.replace('_', '-')};dur={ms:.1f}" for name, ms in timings.items())
+    headers["server-timing"] = ", ".join(filter(None, [response.headers.get("server-timing"), ours]))
+    return headers
 
 
 def context_json(ctx: Context, messages: list[dict]) -> dict:
@@ -221,6 +247,7 @@ class Proxy:
     # -- routes ----------------------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
+        began = time.perf_counter()
         tenant = self.tenant(request)
         if tenant is None:
             return _error(401, "unauthorized", "missing or unknown API key")
@@ -244,6 +271,7 @@ class Proxy:
         await self.locks.acquire(key)
         release = True
         try:
+            intake = (time.perf_counter() - began) * 1000
             try:
                 prepared = await anyio.to_thread.run_sync(self.conversations.prepare, key, history)
             except HistoryConflict as e:
@@ -254,32 +282,41 @@ class Proxy:
             forward["messages"] = prepared.messages
             headers = context_headers(prepared.context)
             reply_index = history.offset + prepared.turns
+            asked = time.perf_counter()
             try:
                 response = await self.upstream.chat(forward)
+                timings = {"intake": intake, **prepared.timings, "upstream": (time.perf_counter() - asked) * 1000}
                 if response.status_code == 200 and is_event_stream(response):
                     release = False  # the stream holds the lock until the reply is stored
-                    return _Relay(response, {**passthrough_headers(response.headers), **headers},
-                                  lambda text: self._store_streamed(key, prepared.turns, text, reply_index),
-                                  lambda: self.locks.release(key))
+                    timings["handler"] = (time.perf_counter() - began) * 1000
+                    return _Relay(response, response_headers(response, headers, timings),
+                                  lambda text: self._store_reply_then_free(key, prepared.turns, text, reply_index))
                 content = await self.upstream.read(response)
             except UpstreamError as e:
                 return _error(e.status, "upstream_error", str(e))
             text = reply_text(content) if response.status_code == 200 else None
-            if text is not None:
-                try:
-                    await anyio.to_thread.run_sync(self.conversations.store_reply, key, prepared.turns, text, reply_index)
-                except HistoryConflict as e:
-                    return _error(409, "history_conflict", str(e), index=e.index)
-            return Response(content, response.status_code, headers={**passthrough_headers(response.headers), **headers})
+            timings["handler"] = (time.perf_counter() - began) * 1000
+            release = False
+            return _Answered(content, response.status_code, response_headers(response, headers, timings),
+                             lambda: self._store_reply_then_free(key, prepared.turns, text, reply_index))
         finally:
             if release:
                 self.locks.release(key)
 
-    async def _store_streamed(self, key: str, after: int, text: str, index: int) -> None:
+    async def _store_reply_then_free(self, key: str, after: int, text: str | None, index: int) -> None:
+        """Store the reply once the client has it, then free the conversation. The store is
+        bookkeeping the client need not wait for: its next request waits for it here (the
+        conversation's lock), and one sent to another instance meanwhile carries the reply in its
+        history, which that instance stores (this store then finds it there and adds nothing)."""
         try:
-            await anyio.to_thread.run_sync(self.conversations.store_reply, key, after, text, index)
+            if text is not None:
+                await anyio.to_thread.run_sync(self.conversations.store_reply, key, after, text, index)
         except HistoryConflict as e:
             log.warning("conversation %s: %s", key, e)
+        except Exception as e:  # nobody waits for it: logged; the client's next history still carries the reply
+            log.warning("conversation %s: the reply was not stored: %r", key, e)
+        finally:
+            self.locks.release(key)
 
     async def history(self, request: Request) -> Response:
         return await self._read(request, lambda key: {"turns": [

@@ -16,7 +16,10 @@ flight in this process.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +39,7 @@ log = logging.getLogger("optmem.server")
 
 MEMORIES_KEPT = 64  # OpticalMemory objects kept open, over all workers (each holds its vector index)
 UPKEEP_AFTER_CALLS = 8  # calls a worker runs in a row, with upkeep waiting, before it runs one upkeep
+OFFLOAD_NICENESS = 19  # the offload thread's nice value: it gets a core only when requests leave one idle
 QUERY_VECTORS_KEPT = 256  # the server's embedder reuses the vectors of texts it embedded lately (a retried request)
 
 
@@ -44,6 +48,7 @@ class Prepared:
     context: Context
     messages: list[dict]  # the context as Chat Completions messages (drawn on the worker: it renders)
     turns: int  # stored turns once the client's new messages are in: the reply's place is the next
+    timings: dict[str, float]  # ms: waiting for the worker, storing the messages, assembling, exporting
 
 
 class _Open:
@@ -94,6 +99,21 @@ class _Open:
         while self._memories:
             self._close(*self._memories.popitem())
         self.store.close()
+
+
+def _durations(names: tuple[str, ...], marks: list[float]) -> dict[str, float]:
+    return {n: (b - a) * 1000 for n, a, b in zip(names, marks[:-1], marks[1:], strict=True)}
+
+
+def _yield_cpu_to_requests() -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread is a task with its own nice value;
+    elsewhere this would renice the whole process, so it does nothing there). Upkeep's long work
+    then runs on what the request threads leave of the cores instead of halving a request's share."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), OFFLOAD_NICENESS)
+        except OSError as e:  # a sandbox may forbid it; upkeep still runs, at the same priority
+            log.info("could not lower the offload thread's priority: %s", e)
 
 
 def _log_failure(done: Future) -> None:
@@ -223,7 +243,8 @@ class Conversations:
         # Upkeep's long pure work runs here, off the workers: MiniLM (~40 ms a chunk, a page several
         # chunks) and the lossless WebP re-encodes (60-90 ms an image); a request would otherwise
         # wait behind it on its worker.
-        self._offload = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optmem-offload")
+        self._offload = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optmem-offload",
+                                           initializer=_yield_cpu_to_requests)
         self._offloaded: set[str] = set()  # conversations whose offloaded results are on their way
         self._offload_changed = threading.Condition()
         self._workers: list[_Worker] = []
@@ -268,7 +289,10 @@ class Conversations:
         """Store the client's messages that are not stored yet (HistoryConflict if its history
         diverges from the stored one), then assemble the context for its last user message."""
 
+        asked = time.perf_counter()
+
         def work(open_: _Open) -> Prepared:
+            marks = [asked, time.perf_counter()]
             store = open_.store
             try:
                 with store.write():
@@ -280,16 +304,21 @@ class Conversations:
             except BaseException:
                 open_.forget(name)  # its in-memory layout may describe the rolled-back write
                 raise
+            marks.append(time.perf_counter())
             context = memory.context(query=history.query, budget=budget, system=history.system)
-            return Prepared(context, context.to_messages(), turns)
+            marks.append(time.perf_counter())
+            messages = context.to_messages()
+            marks.append(time.perf_counter())
+            return Prepared(context, messages, turns, _durations(("wait", "store", "context", "export"), marks))
 
         prepared = self._on_worker(name, work)
         self._upkeep_later(name)
         return prepared
 
     def store_reply(self, name: str, after: int, text: str, index: int) -> None:
-        """Store the upstream's reply as turn ``after + 1``; HistoryConflict (at message ``index``)
-        when another request added turns to the conversation meanwhile."""
+        """Store the upstream's reply as turn ``after + 1``, unless a later request's history stored
+        it there already; HistoryConflict (at message ``index``) when another request added other
+        turns to the conversation meanwhile."""
 
         def work(open_: _Open) -> None:
             store = open_.store
@@ -297,6 +326,9 @@ class Conversations:
                 with store.write():
                     conv, memory = open_.memory(name, create=False)
                     if store.last_turn(conv) != after:
+                        there = store.turns(conv, after + 1, after + 1)
+                        if there and (there[0].role, there[0].text) == ("assistant", text):
+                            return
                         raise HistoryConflict(index, "another request added turns to this conversation while the "
                                                      "upstream answered; the reply was not stored")
                     memory.add("assistant", text)
