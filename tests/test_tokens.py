@@ -23,3 +23,32 @@ def test_counts_match_the_shipped_tokenizer_on_plain_text():
 
 def test_empty_text_costs_nothing():
     assert count_tokens("") == 0
+
+
+# -- counting long texts line by line ---------------------------------------------------------------
+
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from optmem.profiles import tokenizers  # noqa: E402
+
+# What makes a tokenizer's pieces run across a line start, if anything does: punctuation and "/"
+# before and after newlines, combining marks, CJK and Hangul, digits, spaces and CR around them.
+_TRICKY = list("abcXYZ éüñ\u0301\u0308ßø") + list("你好世界カナ한글가") + list("0123½Ⅷ") + list("!?.,;:'\"/\\-_()[]{}<>@#") \
+    + [" ", "  ", "\t", "\r", "\n", "\n\n", "\r\n", "user: ", "assistant: ", "'s", "🙂", "\u200b"]
+
+
+@pytest.mark.parametrize("name", tokenizers.TOKENIZER_NAMES)
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(parts=st.lists(st.sampled_from(_TRICKY), min_size=1, max_size=120))
+def test_a_long_text_counted_line_by_line_counts_what_the_tokenizer_counts(name, parts):
+    package, _ = tokenizers._BUILDERS[name]
+    if package is not None:
+        pytest.importorskip(package.replace("-", "_"))
+    whole = tokenizers.tokenizer(name)._count  # the tokenizer's own count, whole texts at once
+    base = "".join(parts)
+    text = (base * (tokenizers.SPLIT_FROM_CHARS // len(base) + 1))[:tokenizers.SPLIT_FROM_CHARS + 200] + "\nuser: " + base
+    by_lines = tokenizers.LineCounter(whole)
+    assert by_lines(text) == whole(text)
+    assert by_lines(text) == whole(text)  # again, from the kept line counts
