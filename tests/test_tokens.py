@@ -1,4 +1,14 @@
-from optmem.tokens import BPE_VOCAB_SIZE, IMAGE_TOKEN_ID, count_tokens, default_tokenizer
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optmem.profiles import tokenizers
+from optmem.tokens import (
+    BPE_VOCAB_SIZE,
+    IMAGE_TOKEN_ID,
+    count_tokens,
+    default_tokenizer,
+)
 
 SPECIALS = ["<image>", "<｜end▁of▁sentence｜>", "<｜begin▁of▁sentence｜>", "<|ref|>", "<|/ref|>", "<|det|>",
             "<|grounding|>", "<td>", "<｜User｜>", "<|User|>", "<｜▁pad▁｜>", "<｜place▁holder▁no▁7｜>"]
@@ -26,12 +36,6 @@ def test_empty_text_costs_nothing():
 
 
 # -- counting long texts line by line ---------------------------------------------------------------
-
-import pytest  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from optmem.profiles import tokenizers  # noqa: E402
 
 # What makes a tokenizer's pieces run across a line start, if anything does: punctuation and "/"
 # before and after newlines, combining marks, CJK and Hangul, digits, spaces and CR around them.
