@@ -32,6 +32,7 @@ from optmem.errors import InvalidArgument, check_count, check_text
 from optmem.excerpts import excerpt_turns, whole_turns
 from optmem.ledger import extract_exact_strings
 from optmem.pager import PAGE_CHARS_GUESS, OpenPageFill, Pager, SealedPage
+from optmem.profiles.tokenizers import tokenizer
 from optmem.reader import Reader
 from optmem.reexpand import ReexpandEngine
 from optmem.reexpander import Reexpander, open_image
@@ -81,15 +82,18 @@ class Recall:
     source: Literal["verbatim", "ocr"]
 
 
+TURNS_READ_TOGETHER = 32  # turns a text memory reads from the store at once
+
+
 @lru_cache(maxsize=4096)
 def _count_short(text: str) -> int:
     return count_tokens(text)
 
 
 def _count(text: str) -> int:
-    # Headers, ledgers and short turns repeat from context to context; whole pages do not, and
-    # caching them would hold megabytes of text.
-    return _count_short(text) if len(text) <= 2048 else count_tokens(text)
+    # Headers, ledgers and short turns repeat from context to context; a long text (the open page,
+    # growing turn by turn) is counted line by line, each line's count kept by digest.
+    return _count_short(text) if len(text) <= 2048 else tokenizer("deepseek")(text)
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,9 @@ class _OpenImage:
     def png(self, side: int, crop: int = 0) -> bytes:
         return self._drawing.encoded(self._key, self._layout, side, crop)
 
+    def draw(self) -> None:
+        self._drawing.at(self._key, self._layout)
+
 
 class OpticalMemory:
     def __init__(self, store: Store, config: MemoryConfig | str | Path | dict | None = None, *,
@@ -414,6 +421,18 @@ class OpticalMemory:
         moved = len(self._write(None, moves=True).moves)
         self._moves_due = False
         return moved
+
+    def draw_open_page(self) -> bool:
+        """Draw the open page now, as a context that shows it would. The page that seals next is
+        the open page plus the lines that fill it, so its write then stamps only those lines, not
+        every line of a page nobody has drawn yet (a history that fits in context as text shows no
+        page image). optmem serve does it in the upkeep after each request. Pixels and bytes are
+        the same either way. False when there is no open page."""
+        page = self._open_page()
+        if page is None:
+            return False
+        page.image_source.draw()
+        return True
 
     def pop_turn(self) -> Turn:
         """Remove the newest turn and return it (undo of the last ``add``); its number is given to
@@ -746,9 +765,17 @@ class OpticalMemory:
                 self._index_memory_turns()
             ranked = [h.seq for h in self._retrieval().rank_turns(query, last) if h.seq <= last]
 
+        blocks: dict[int, dict[int, TurnRow]] = {}
+
         def fetch(seq: int) -> TurnRow | None:
-            found = self._store.turns(self._conv, seq, seq)
-            return found[0] if found else None
+            # A read per block of turns, not per turn: on PostgreSQL each read is a round trip, and
+            # the newest turns are asked for one after another.
+            block = (seq - 1) // TURNS_READ_TOGETHER
+            if block not in blocks:
+                first = block * TURNS_READ_TOGETHER + 1
+                read = self._store.turns(self._conv, first, min(first + TURNS_READ_TOGETHER - 1, last))
+                blocks[block] = {t.seq: t for t in read}
+            return blocks[block].get(seq)
 
         read_pages: dict[int, Expansion] = {}
 

@@ -277,3 +277,37 @@ def test_a_context_exported_after_a_seal_still_shows_its_own_open_page():
             if len([p for p in live.pages() if p.sealed]) >= sealed:
                 break
         assert [(s.side, s.load_png()) for s in old.segments if s.kind == "page" and s.page == sealed] == expected[1]
+
+
+def test_an_open_page_drawn_ahead_seals_the_same_pages_and_leaves_a_seal_only_its_last_lines(monkeypatch):
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+    from renderers import canvas
+
+    turns, _ = build_conversation(80, seed=5)
+    cfg = MemoryConfig.model_validate({"model": "deepseek-ocr-vllm", "retrieval": {"enabled": False}})
+    stamped: list[tuple[int, int]] = []  # (lines stamped, lines on the page) for each draw
+
+    def counting(cover, layout, first):
+        stamped.append((len(layout.placed) - first, len(layout.placed)))
+        return stamp(cover, layout, first)
+
+    stamp = canvas.stamp_lines
+    monkeypatch.setattr(canvas, "stamp_lines", counting)
+    with OpticalMemory.open(":memory:", "ahead", cfg) as ahead, OpticalMemory.open(":memory:", "plain", cfg) as plain:
+        seals_ahead, drawn = [], 0
+        for i, (role, text) in enumerate(turns):
+            plain.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            before = len(stamped)
+            ahead.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            seals_ahead += stamped[before:]
+            drawn += ahead.draw_open_page()
+
+        def sealed(mem):
+            return [(p.number, p.image_tier, mem._store.page_image(mem._conv, p.number))
+                    for p in mem.pages() if p.sealed]
+
+        assert drawn > len(turns) / 2 and len(sealed(ahead)) >= 3
+        assert sealed(ahead) == sealed(plain)
+    # The seals in the ahead memory's writes stamped a few lines each, not whole pages.
+    assert seals_ahead and all(new < total / 2 for new, total in seals_ahead)

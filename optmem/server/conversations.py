@@ -351,6 +351,7 @@ class Conversations:
             except UnknownConversation:
                 return  # deleted meanwhile
             memory.settle()
+            memory.draw_open_page()  # so the request whose turns seal it stamps only their lines
             with self._offload_changed:
                 if name in self._offloaded:
                     return  # its results are on their way; the upkeep that stores them looks again
