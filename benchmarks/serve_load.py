@@ -1,9 +1,14 @@
 """Load on `optmem serve`, loopback only: lost, duplicated and cross-tenant turns, 5xx, added latency.
 
-A fake upstream (in this process, answering at once, as JSON or SSE) stands in for the model.
-16 clients (by default) each hold one conversation over 2 tenants (the same conversation names
-under both tenants, so a leak across tenants would show) and send 50 turns each, every reply
-sent back in the next request's history as a real client does; every 5th request streams.
+A fake upstream (in this process, as JSON or SSE) stands in for the model, answering after 2 s
+by default (a model's time to reply; --upstream-ms 0: at once). 16 clients (by default) each hold
+one conversation over 2 tenants (the same conversation names under both tenants, so a leak across
+tenants would show) and send 50 turns each, every reply sent back in the next request's history
+as a real client does; every 5th request streams. Each client pauses 0-2 s (uniform) before each
+turn, as a person reading and typing would (--think-ms 0: never), so clients fall out of step.
+With --upstream-ms 0 --think-ms 0 every client sends its next turn the moment a reply comes: the
+instances are saturated, and a request's latency is mostly its wait behind the others (a
+throughput figure, not optmem's added time).
 Scenarios: one instance on SQLite; two instances on one PostgreSQL (started with .ci/postgres.sh),
 each client's requests alternating between them. Every scenario stops by itself after its turns
 or its time limit, whichever comes first.
@@ -15,7 +20,8 @@ Added latency = client-measured request time minus the fake upstream's own handl
 optmem (and its extra loopback hop) adds. The memory uses the default config (retrieval on,
 MiniLM) at the given budget and profile.
 
-    python benchmarks/serve_load.py                  # 16 clients x 50 turns, both scenarios
+    python benchmarks/serve_load.py                  # 16 clients x 50 turns, every scenario
+    python benchmarks/serve_load.py --upstream-ms 0 --think-ms 0 --out benchmarks/results/serve_load_saturated
     python benchmarks/serve_load.py --turns 10       # shorter, on a loaded machine
 
 Writes benchmarks/results/serve_load.{json,md}.
@@ -428,11 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", default=os.environ.get("OMP_NUM_THREADS", "1"),
                         help="OMP_NUM_THREADS for the instances (the query embedder's threads; on a few busy cores "
                              "more threads than one spin against each other)")
-    parser.add_argument("--upstream-ms", type=float, default=0.0,
+    parser.add_argument("--upstream-ms", type=float, default=2000.0,
                         help="the fake upstream's time to answer (a model's; 0: at once). optmem embeds what a "
                              "request sealed while the upstream answers, so this time hides that work")
-    parser.add_argument("--think-ms", type=float, default=0.0,
-                        help="a client's pause between a reply and its next turn, uniform in [0, think-ms] "
+    parser.add_argument("--think-ms", type=float, default=2000.0,
+                        help="a client's pause before each turn (after the last reply), uniform in [0, think-ms] "
                              "(0: none, so every client sends at once and, with --upstream-ms, in step)")
     parser.add_argument("--workers", type=int, help="memory worker threads per instance (default: optmem serve's, "
                         "one per usable core)")
