@@ -101,8 +101,20 @@ class FakeUpstream:
             "role": "assistant", "content": reply}}]}, headers=took())
 
 
+def _cpu_times() -> list[int] | None:
+    """The whole machine's CPU times (/proc/stat's first line: user nice system idle iowait irq
+    softirq steal ...), None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
 class LoadSampler:
-    """The 1-minute load average, sampled every few seconds while a scenario runs (the machine is shared)."""
+    """The 1-minute load average, sampled every few seconds while a scenario runs (the machine is
+    shared), and the share of CPU time the machine's hypervisor gave to others (steal): on a
+    virtual machine the latencies here move with it."""
 
     def __init__(self, every_s: float = 5.0):
         self.samples: list[float] = []
@@ -117,16 +129,25 @@ class LoadSampler:
                 return
 
     def __enter__(self):
+        self._cpu = _cpu_times()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(10)
+        end = _cpu_times()
+        self.steal_pct = self.busy_pct = None
+        if self._cpu is not None and end is not None:
+            spent = [b - a for a, b in zip(self._cpu, end)]
+            total = sum(spent) or 1
+            self.steal_pct = round(100 * spent[7] / total, 1)
+            self.busy_pct = round(100 * (total - spent[3] - spent[4] - spent[7]) / total, 1)
 
     def summary(self) -> dict:
         s = self.samples or [float("nan")]
-        return {"min": round(min(s), 1), "mean": round(sum(s) / len(s), 1), "max": round(max(s), 1)}
+        return {"min": round(min(s), 1), "mean": round(sum(s) / len(s), 1), "max": round(max(s), 1),
+                "steal_pct": self.steal_pct, "busy_pct": self.busy_pct}
 
 
 class Background:
@@ -258,13 +279,12 @@ def _server_timing(header: str) -> dict[str, float]:
     return parts
 
 
-PARTS = ("intake", "wait", "store", "context", "export", "upstream-hop", "reply-wait", "reply-store")
+PARTS = ("intake", "wait", "store", "context", "export", "upstream-hop")
 
 
 def _breakdown(added: list[float], timings: list[dict[str, float]]) -> dict:
     """Mean ms of each part of optmem's time (its Server-Timing) over all requests and over the
-    slowest 5 %; "other" is the rest of the added latency: HTTP and JSON on both hops, the event
-    loops, and, for streams, storing the reply."""
+    slowest 5 %, with the rest of the handler's time and the time outside it."""
     def mean_parts(rows):
         if not rows:
             return {}
@@ -382,8 +402,8 @@ def _markdown(report: dict) -> str:
            "hop). Pages: sealed when the last reply came, and how many of them were not embedded yet (upkeep runs "
            "after requests, and under load some is left when they stop).")), "",
         ("| scenario | requests | 5xx | lost | duplicated | reordered | cross-tenant | added p50 ms | added p95 ms "
-         "| req/s | wall s | pages (not embedded) | load avg min/mean/max |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         "| req/s | wall s | pages (not embedded) | load avg min/mean/max | CPU busy / steal % |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["scenarios"]:
         cross = r["cross_tenant"] + r["mixed_contexts_at_upstream"]
@@ -391,7 +411,7 @@ def _markdown(report: dict) -> str:
         lines.append(f"| {r['scenario']} | {r['requests']}/{r['planned']} | {r['5xx']} | {r['lost']} | "
                      f"{r['duplicated']} | {r['reordered']} | {cross} | {r['added_ms_p50']} | {r['added_ms_p95']} | "
                      f"{r['requests_per_s']} | {r['wall_s']} | {r['pages']} ({r['unembedded_at_end']}) | "
-                     f"{load['min']}/{load['mean']}/{load['max']} |")
+                     f"{load['min']}/{load['mean']}/{load['max']} | {load.get('busy_pct')} / {load.get('steal_pct')} |")
     if a.get("upstream_ms") or a.get("think_ms"):
         pace = ("Each client waits for the upstream's answer" + (" and its pause" if a.get("think_ms") else "")
                 + " before its next turn, so the load is what that pace offers (requests/s above), and a request's "
@@ -401,9 +421,11 @@ def _markdown(report: dict) -> str:
                 "clients the instances are saturated: memory work runs on one worker per core, and a request's "
                 "latency is mostly its wait behind the others (about clients / requests per second); the 1-client "
                 "row is optmem's own time per request.")
-    lines += ["", ("Where the added time went (mean ms, from optmem's Server-Timing header): waiting for the memory "
-                   "worker, storing the new messages, assembling, exporting, and storing the reply (waiting, "
-                   "storing); other: HTTP and JSON on both hops and the event loops (and a stream's reply store)."),
+    lines += ["", ("Where the added time went (mean ms, from optmem's Server-Timing header): reading the request, "
+                   "waiting for the memory worker, storing the new messages, assembling, exporting, the hop to the "
+                   "upstream and back (less its own time); in handler, other: the rest of the handler's time; "
+                   "outside handler: HTTP on the client's hop and the event loops. The reply is stored after the "
+                   "response goes out, so it is in none of these."),
               "", "| scenario | requests | " + " | ".join(PARTS) + " | in handler, other | outside handler |",
               "|---|---|" + "---|" * (len(PARTS) + 2)]
     for r in report["scenarios"]:
@@ -414,7 +436,9 @@ def _markdown(report: dict) -> str:
                              + f" | {parts['in handler, other']} | {parts['outside handler']} |")
     lines += ["", ("Goals: lost, duplicated, cross-tenant turns and 5xx 0; added p95 <= 100 ms at budget 8192 with "
                    f"retrieval (on 2 cores). {pace} The load average is the whole machine's (other jobs included), "
-                   "sampled every 5 s during the scenario."), ""]
+                   "sampled every 5 s during the scenario; CPU busy and steal are shares of the machine's CPU time "
+                   "over the scenario (/proc/stat): steal is time the hypervisor gave to other machines, and the "
+                   "latencies rise with it."), ""]
     for r in report["scenarios"]:
         if r["errors"] or r["transport_errors"] or r["stopped_by_time_limit"]:
             lines.append(f"- {r['scenario']}: stopped by the time limit: {r['stopped_by_time_limit']}; "
