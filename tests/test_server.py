@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import logging
+import sys
 
 import httpx
 import pytest
@@ -670,3 +671,19 @@ def test_a_failing_upkeep_is_logged_and_the_worker_goes_on(caplog):
     finally:
         worker.close()
     assert "ZeroDivisionError" in caplog.text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_the_offload_thread_runs_at_the_lowest_cpu_priority(tmp_path):
+    import os
+    import threading
+
+    from optmem.server.conversations import OFFLOAD_NICENESS, Conversations
+
+    conversations = Conversations(str(tmp_path / "nice.db"), MemoryConfig.model_validate(SMALL))
+    try:
+        nice = conversations._offload.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+        assert nice == max(OFFLOAD_NICENESS, os.getpriority(os.PRIO_PROCESS, 0))
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < OFFLOAD_NICENESS  # the rest untouched
+    finally:
+        conversations.close()

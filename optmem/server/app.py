@@ -287,18 +287,20 @@ class Proxy:
                 response = await self.upstream.chat(forward)
                 timings = {"intake": intake, **prepared.timings, "upstream": (time.perf_counter() - asked) * 1000}
                 if response.status_code == 200 and is_event_stream(response):
-                    release = False  # the stream holds the lock until the reply is stored
                     timings["handler"] = (time.perf_counter() - began) * 1000
-                    return _Relay(response, response_headers(response, headers, timings),
-                                  lambda text: self._store_reply_then_free(key, prepared.turns, text, reply_index))
+                    relay = _Relay(response, response_headers(response, headers, timings),
+                                   lambda text: self._store_reply_then_free(key, prepared.turns, text, reply_index))
+                    release = False  # the stream holds the lock until the reply is stored
+                    return relay
                 content = await self.upstream.read(response)
             except UpstreamError as e:
                 return _error(e.status, "upstream_error", str(e))
             text = reply_text(content) if response.status_code == 200 else None
             timings["handler"] = (time.perf_counter() - began) * 1000
-            release = False
-            return _Answered(content, response.status_code, response_headers(response, headers, timings),
-                             lambda: self._store_reply_then_free(key, prepared.turns, text, reply_index))
+            answered = _Answered(content, response.status_code, response_headers(response, headers, timings),
+                                 lambda: self._store_reply_then_free(key, prepared.turns, text, reply_index))
+            release = False  # the response holds the lock until the reply is stored
+            return answered
         finally:
             if release:
                 self.locks.release(key)
