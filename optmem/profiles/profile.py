@@ -83,7 +83,9 @@ class Profile(_Model):
     request_overhead: int = Field(default=0, ge=0, description="tokens each request adds (BOS, reply priming)")
     limits: Limits = Limits()
     media_type: Literal["image/png", "image/webp"] = Field(
-        default="image/png", description="the container page images go out in (lossless, the same pixels either way)")
+        default="image/png", description="the container stored pages' images go out in (lossless, the same pixels "
+        "either way); images made for one request (the open page, a view below a page's tier) and those "
+        "not yet compacted go out as grey PNG")
     request: Literal["chat", "decoder"] = Field(
         default="chat", description="chat: the context goes out as chat messages (to_messages, to_anthropic); "
         "decoder: it is spliced into a DeepSeek-OCR decoder (codec_segments), BOS and segments only")
