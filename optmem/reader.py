@@ -11,14 +11,13 @@ where the profile's rules are exact, an upper bound where they are bounds.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from optmem.profiles import BoundedText, Profile, Rung, load_profile
+from optmem.profiles.tokenizers import CountsByDigest
 from optmem.tokens import IMAGE_PLACEHOLDER
 from renderers import RenderConfig, Tier, blank_edge
 
@@ -97,23 +96,14 @@ class Reader:
         self._count = lru_cache(maxsize=4096)(self.profile.count_text)
         # Long texts (pages read back, runs of turns) come back whenever a query ranks their page
         # again: their counts are kept by digest, so the cache holds no text.
-        self._long_counts: OrderedDict[bytes, int] = OrderedDict()
+        self._long_count = CountsByDigest(self.profile.count_text, LONG_COUNTS_KEPT)
         self._render = render or RenderConfig()
         self._sent: dict[str, SentImage | None] = {}
         self._image_tokens: dict[str, int | None] = {}
 
     def count(self, text: str) -> int:
         # Labels, ledgers and short turns repeat from context to context, in thousands.
-        if len(text) <= 2048:
-            return self._count(text)
-        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        if key in self._long_counts:
-            self._long_counts.move_to_end(key)
-            return self._long_counts[key]
-        count = self._long_counts[key] = self.profile.count_text(text)
-        if len(self._long_counts) > LONG_COUNTS_KEPT:
-            self._long_counts.popitem(last=False)
-        return count
+        return self._count(text) if len(text) <= 2048 else self._long_count(text)
 
     @property
     def exact(self) -> bool:

@@ -57,6 +57,29 @@ LINE_COUNTS_KEPT = 16384
 _NEWLINE_THEN_WORD = re.compile(r"\n(?=[^\W\d_])")
 
 
+class CountsByDigest:
+    """``count(text)``, kept for the ``kept`` texts used last, by a 16-byte digest of each (the
+    cache holds no text); safe to share between threads."""
+
+    def __init__(self, count: TokenCounter, kept: int):
+        self._count, self._max = count, kept
+        self._kept: OrderedDict[bytes, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> int:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        count = self._count(text)
+        with self._lock:
+            self._kept[key] = count
+            while len(self._kept) > self._max:
+                self._kept.popitem(last=False)
+        return count
+
+
 class LineCounter:
     """A tokenizer's count, summed over the lines of a long text, each line's count kept.
 
@@ -65,31 +88,17 @@ class LineCounter:
     text is the sum of the counts of its parts cut there (tests/test_tokens.py checks it on random
     texts for each). Long texts come back in context after context with a little more at the end
     (the newest turns of a run, a page's text): their lines are counted once, not on every
-    request. Lines are kept by digest, so the cache holds no text."""
+    request."""
 
     def __init__(self, count: TokenCounter):
         self._count = count
-        self._kept: OrderedDict[bytes, int] = OrderedDict()
-        self._lock = threading.Lock()
+        self._line = CountsByDigest(count, LINE_COUNTS_KEPT)
 
     def __call__(self, text: str) -> int:
         if len(text) < SPLIT_FROM_CHARS:
             return self._count(text)
         cuts = [m.start() + 1 for m in _NEWLINE_THEN_WORD.finditer(text) if text[m.start() + 1].isalpha()]
         return sum(self._line(text[a:b]) for a, b in zip([0, *cuts], [*cuts, len(text)]))
-
-    def _line(self, line: str) -> int:
-        key = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key]
-        count = self._count(line)
-        with self._lock:
-            self._kept[key] = count
-            while len(self._kept) > LINE_COUNTS_KEPT:
-                self._kept.popitem(last=False)
-        return count
 
 
 class TokenizerUnavailable(RuntimeError):
