@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from optmem.profiles import Profile
 from optmem.reader import OPENER, chat_role, chat_shape, chat_turn_text, escape_image_placeholder
@@ -124,6 +124,8 @@ def json_size_bound(value: object) -> int:
     walk over the request instead of writing its megabytes of images out (json.dumps was a fifth
     of to_messages' time). ``json.dumps`` escapes a character to at most 12 (a surrogate pair)."""
     if isinstance(value, str):
+        if _IMAGE_TEXTS.holds(value):  # base64 text: plain ASCII, known without a scan
+            return 2 + len(value)
         # deleting the plain characters leaves nothing (bytes.translate: 5x faster than isprintable)
         simple = value.isascii() and not value.encode("ascii").translate(None, _JSON_PLAIN)
         return 2 + (len(value) if simple else 12 * len(value))
@@ -134,8 +136,39 @@ def json_size_bound(value: object) -> int:
     return len(json.dumps(value))
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+class _ImageTexts:
+    """The base64 texts (data URLs for OpenAI) of the last images exported, by their bytes: a
+    chat loop sends the same page images in turn after turn, and encoding them again was a tenth of
+    an export. Bytes hash once per object, so a lookup of bytes kept elsewhere costs no scan."""
+
+    def __init__(self, kept: int = 64):
+        self._kept = kept
+        self._texts: OrderedDict[tuple[bytes, str | None], str] = OrderedDict()
+        self._values: dict[str, None] = {}
+        self._lock = threading.Lock()  # exports run on the server's worker threads at once
+
+    def text(self, data: bytes, data_url_type: str | None = None) -> str:
+        """``data`` in base64, as a data URL of ``data_url_type`` when one is given."""
+        key = (data, data_url_type)
+        with self._lock:
+            if key in self._texts:
+                self._texts.move_to_end(key)
+                return self._texts[key]
+        text = base64.b64encode(data).decode("ascii")
+        if data_url_type is not None:
+            text = f"data:{data_url_type};base64,{text}"
+        with self._lock:
+            self._texts[key] = text
+            self._values[text] = None
+            while len(self._texts) > self._kept:
+                self._values.pop(self._texts.popitem(last=False)[1], None)
+        return text
+
+    def holds(self, value: str) -> bool:
+        return len(value) > 256 and value in self._values
+
+
+_IMAGE_TEXTS = _ImageTexts()
 
 
 def _messages(ctx: Context, profile: Profile, image_block) -> list[dict]:
@@ -147,14 +180,14 @@ def _messages(ctx: Context, profile: Profile, image_block) -> list[dict]:
 
 
 def _openai_image(p: _Image) -> dict:
-    image_url = {"url": f"data:{p.media_type};base64,{_b64(p.data)}"}
+    image_url = {"url": _IMAGE_TEXTS.text(p.data, p.media_type)}
     if p.detail is not None:
         image_url["detail"] = p.detail
     return {"type": "image_url", "image_url": image_url}
 
 
 def _anthropic_image(p: _Image) -> dict:
-    return {"type": "image", "source": {"type": "base64", "media_type": p.media_type, "data": _b64(p.data)}}
+    return {"type": "image", "source": {"type": "base64", "media_type": p.media_type, "data": _IMAGE_TEXTS.text(p.data)}}
 
 
 def to_openai_messages(ctx: Context, profile: Profile | None = None, system: str | None = None) -> list[dict]:

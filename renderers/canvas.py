@@ -2,7 +2,7 @@
 
 Drawing a page from scratch, resampling it to the size a reader is sent and encoding it took
 ~60 ms a turn, nearly all of it spent on lines and rows that had not changed. A Canvas keeps the
-last drawing and its views and redoes only what the new lines reach. Every image it gives is
+last drawing and its views and redoes only the rows the new lines reach. Every image it gives is
 byte-identical to ``draw_layout(layout)`` and ``downsample(image, side)`` of the same layout
 (tests/test_canvas.py), so a page looks the same whether it was drawn in one go or turn by turn.
 
@@ -10,27 +10,26 @@ Two facts make that exact rather than close:
 
 - a page's coverage is the max over its glyph masks, which does not depend on the order glyphs
   are stamped in: a layout that extends the last one by more lines only needs those stamped;
-- LANCZOS output row j reads input rows within ``3 · scale`` of ``(j + 0.5) · scale``, with weights
-  that depend only on that geometry. Where the scale is a binary fraction (1280 px to 1024, 640 or
-  512) those centres are exact in floating point, so resampling a band of rows cut at a multiple
-  of the scale gives the full image's rows bit for bit away from the cut. Other scales (1280 to
-  768) are resampled whole.
+- a LANCZOS view's row depends only on the input rows in its window (renderers.lanczos gives
+  Pillow's rows for a band, bit for bit), so only the view rows whose window meets a changed row
+  are made again.
+
+Views are made ahead, on each drawing, at every side asked of this page or the last that is no
+smaller than the side asked last. An open page's view grows to larger sides as it fills (a profile
+sends no image that costs more than its text), and a side first asked of a half-full page would
+otherwise be resampled over all its lines at once, in the request that asks for it; a smaller
+side is seldom asked again of a page that grows.
 """
 
 from __future__ import annotations
-
-import math
-from fractions import Fraction
 
 import numpy as np
 from PIL import Image
 
 from .draw import BACKGROUND, ink, stamp_lines
+from .lanczos import downsample_rows, weights
 from .page import downsample
 from .schema import PageLayout
-
-_LANCZOS_SUPPORT = 3.0  # Pillow's lanczos filter support, in output pixels
-
 
 class Canvas:
     """The last page drawn, its coverage and the views made of it, for one open page."""
@@ -39,7 +38,11 @@ class Canvas:
         self._layout: PageLayout | None = None
         self._cover: np.ndarray | None = None
         self._pixels: np.ndarray | None = None
-        self._views: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # side -> (view, pixels it was made from)
+        self._changes: list[tuple[int, int] | None] = []  # rows each drawing of this page changed
+        self._views: dict[int, tuple[np.ndarray, int]] = {}  # side -> (view, drawings it shows)
+        self._asked: set[int] = set()  # sides a view was asked at, of this page
+        self._kept: set[int] = set()  # those of the last page
+        self._last_asked = 0  # of this page
 
     @property
     def layout(self) -> PageLayout | None:
@@ -48,36 +51,57 @@ class Canvas:
 
     def draw(self, layout: PageLayout) -> Image.Image:
         """``draw_layout(layout)``, stamping only the lines that the last drawing lacks."""
-        if layout is self._layout:
-            return Image.fromarray(self._pixels)
+        if layout is not self._layout:
+            self._draw(layout)
+        return Image.fromarray(self._pixels)
+
+    def _draw(self, layout: PageLayout) -> None:
         first = _shared_lines(self._layout, layout)
         if first is None:
-            # A new page: its views are made afresh from a blank page, which its few first lines
-            # change less than they change the last page.
+            # A new page: its views start from a blank page's, which its first lines change less
+            # than they change the last page's.
             cover, first = np.zeros((layout.side, layout.side), dtype=np.uint8), 0
-            self._views = {}
-        else:
-            cover = self._cover.copy()
-        stamp_lines(cover, layout, first)
-        self._layout, self._cover, self._pixels = layout, cover, ink(layout, cover)
-        return Image.fromarray(self._pixels)
+            pixels = np.full(cover.shape, BACKGROUND, dtype=np.uint8)
+            self._changes, self._views = [], {}
+            self._kept, self._asked, self._last_asked = self._asked, set(), 0
+        else:  # copies: the arrays given out (images, views) are never written again
+            cover, pixels = self._cover.copy(), self._pixels.copy()
+        rows = _union(stamp_lines(cover, layout, first),
+                      *((p.band[1], p.band[3]) for p in layout.placed[first:] if p.band is not None))
+        if rows is not None:
+            pixels[rows[0]:rows[1]] = ink(layout, cover, *rows)
+        self._layout, self._cover, self._pixels = layout, cover, pixels
+        self._changes.append(rows)
+        for side in sorted(self._kept | self._asked):
+            if side >= self._last_asked:
+                self._catch_up(side)
 
     def view(self, side: int) -> Image.Image:
         """``downsample(self.draw(...), side)`` of the last drawing, resampling only the rows its
         changes since this side's last view reach."""
         if self._pixels is None:
             raise ValueError("nothing drawn yet")
-        pixels = self._pixels
-        if pixels.shape[0] == side:
-            return Image.fromarray(pixels)
-        last = self._views.get(side)
-        if last is None or last[1].shape != pixels.shape:
-            last = (_blank_view(pixels.shape[0], side), np.full(pixels.shape, BACKGROUND, dtype=np.uint8))
-        if last[1] is pixels:
-            return Image.fromarray(last[0])
-        view = downsample_changed(pixels, side, last[0], _changed_rows(last[1], pixels))
-        self._views[side] = (view, pixels)
-        return Image.fromarray(view)
+        if self._pixels.shape[0] == side:
+            return Image.fromarray(self._pixels)
+        self._asked.add(side)
+        self._last_asked = side
+        return Image.fromarray(self._catch_up(side))
+
+    def _catch_up(self, side: int) -> np.ndarray:
+        page_side = self._pixels.shape[0]
+        if side >= page_side:
+            return self._pixels
+        view, seen = self._views.get(side) or (_blank_view(page_side, side), 0)
+        if seen < len(self._changes):
+            view = downsample_changed(self._pixels, side, view, _union(*self._changes[seen:]))
+            self._views[side] = (view, len(self._changes))
+        return view
+
+
+def _union(*rows: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The row span [start, stop) that covers every given span (None: no rows)."""
+    spans = [r for r in rows if r is not None and r[0] < r[1]]
+    return (min(r[0] for r in spans), max(r[1] for r in spans)) if spans else None
 
 
 def _shared_lines(old: PageLayout | None, new: PageLayout) -> int | None:
@@ -87,11 +111,6 @@ def _shared_lines(old: PageLayout | None, new: PageLayout) -> int | None:
         return None
     n = len(old.placed)
     return n if new.placed[:n] == old.placed else None
-
-
-def _changed_rows(old: np.ndarray, new: np.ndarray) -> tuple[int, int] | None:
-    rows = np.flatnonzero((old != new).any(axis=1))
-    return (int(rows[0]), int(rows[-1]) + 1) if rows.size else None
 
 
 _BLANK_VIEWS: dict[tuple[int, int], np.ndarray] = {}
@@ -112,25 +131,12 @@ def downsample_changed(pixels: np.ndarray, side: int, previous: np.ndarray,
                        rows: tuple[int, int] | None) -> np.ndarray:
     """``downsample`` of the square page ``pixels`` to ``side``, given ``previous``: the view at
     ``side`` of a page that differs from ``pixels`` only in input ``rows`` [start, stop)."""
-    if rows is None:
+    reached = None if rows is None else weights(pixels.shape[0], side).rows_reading(*rows)
+    if reached is None:
         return previous
-    height = pixels.shape[0]
-    scale = Fraction(height, side)
-    if scale <= 1 or scale.denominator & (scale.denominator - 1):
-        return np.asarray(downsample(Image.fromarray(pixels), side))  # not exact by bands: whole
-    s = float(scale)
-    support = _LANCZOS_SUPPORT * s
-    # Output rows whose input window [centre - support, centre + support] meets the changed rows.
-    first = max(0, math.floor((rows[0] - support - 0.5) / s - 0.5) - 1)
-    stop = min(side, math.ceil((rows[1] + support - 0.5) / s - 0.5) + 2)
-    # The band resampled: a margin past them where its own edge clips the window, its ends on
-    # multiples of the scale's denominator so that they fall on whole input rows.
-    margin = math.ceil(support / s) + 2
-    step = scale.denominator
-    lo = max(0, (first - margin) // step * step)
-    hi = min(side, -(-(stop + margin) // step) * step)
-    band = Image.fromarray(pixels[lo * scale.numerator // step: hi * scale.numerator // step])
-    band_view = np.asarray(band.resize((side, hi - lo), Image.Resampling.LANCZOS))
+    first, stop = reached
+    if stop - first > side * 3 // 4:  # most of the page: Pillow's own pass over it is quicker
+        return np.asarray(downsample(Image.fromarray(pixels), side))
     out = previous.copy()
-    out[first:stop] = band_view[first - lo: stop - lo]
+    out[first:stop] = downsample_rows(pixels, side, first, stop)
     return out

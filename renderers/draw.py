@@ -58,13 +58,15 @@ def coverage(layout: PageLayout) -> np.ndarray:
     return cover
 
 
-def stamp_lines(cover: np.ndarray, layout: PageLayout, first: int) -> None:
-    """Add the glyphs of ``layout.placed[first:]`` to ``cover``. Coverage is a max over glyphs, so
-    the lines a drawing already holds never need stamping again (renderers.canvas)."""
+def stamp_lines(cover: np.ndarray, layout: PageLayout, first: int) -> tuple[int, int] | None:
+    """Add the glyphs of ``layout.placed[first:]`` to ``cover``; the rows [top, bottom) they reach,
+    or None when they reach none. Coverage is a max over glyphs, so the lines a drawing already
+    holds never need stamping again (renderers.canvas)."""
     side = layout.side
     m = metrics_for(layout.font_px)
     size, x0 = layout.font_px, layout.margin_px
     maximum = np.maximum
+    top, bottom = side, 0
     for placed in layout.placed[first:]:
         baseline = placed.baseline
         for run in placed.runs:
@@ -79,6 +81,7 @@ def stamp_lines(cover: np.ndarray, layout: PageLayout, first: int) -> None:
                 if mask is not None:
                     x, y = round(pen) + dx, baseline + dy
                     h, w = mask.shape
+                    top, bottom = min(top, y), max(bottom, y + h)
                     if x >= 0 and y >= 0 and x + w <= side and y + h <= side:
                         dst = cover[y:y + h, x:x + w]
                         maximum(dst, mask, out=dst)
@@ -86,6 +89,8 @@ def stamp_lines(cover: np.ndarray, layout: PageLayout, first: int) -> None:
                         _stamp(cover, mask, x, y)
                 pen += advance
                 prev = ch
+    top, bottom = max(top, 0), min(bottom, side)
+    return (top, bottom) if top < bottom else None
 
 
 def draw_layout(layout: PageLayout) -> Image.Image:
@@ -93,14 +98,19 @@ def draw_layout(layout: PageLayout) -> Image.Image:
     return Image.fromarray(ink(layout, coverage(layout)))
 
 
-def ink(layout: PageLayout, cover: np.ndarray) -> np.ndarray:
-    """The page's 8-bit pixels from its coverage: black ink on white, bands in their grey."""
-    page = BACKGROUND - cover  # black ink on white: 255·(1 − a/255)
+def ink(layout: PageLayout, cover: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The page's 8-bit pixels from its coverage, rows [start, stop) (all by default): black ink
+    on white, bands in their grey."""
+    stop = cover.shape[0] if stop is None else stop
+    page = BACKGROUND - cover[start:stop]  # black ink on white: 255·(1 − a/255)
     for placed in layout.placed:
         if placed.band is not None:
             bx0, by0, bx1, by1 = placed.band
-            a = cover[by0:by1, bx0:bx1].astype(np.uint16)
-            page[by0:by1, bx0:bx1] = ((layout.header_band_grey * (255 - a) + 127) // 255).astype(np.uint8)
+            y0, y1 = max(by0, start), min(by1, stop)
+            if y0 < y1:
+                a = cover[y0:y1, bx0:bx1].astype(np.uint16)
+                page[y0 - start:y1 - start, bx0:bx1] = (
+                    (layout.header_band_grey * (255 - a) + 127) // 255).astype(np.uint8)
     return page
 
 

@@ -6,6 +6,7 @@ from PIL import Image
 
 from renderers import RenderConfig, downsample, draw_layout, layout_pages
 from renderers.canvas import Canvas, downsample_changed
+from renderers.lanczos import downsample_rows
 
 CFG = RenderConfig()
 WORDS = ("memory", "page", "turn", "Oswin", "1280", "ledger", "交换", "記憶", "naïve", "token")
@@ -21,6 +22,10 @@ def _first_page(turns):
     return layout_pages(turns, CFG)[0]
 
 
+# Every side a built-in profile sends a page at, and some that none does.
+SIDES = (1280, 1260, 1092, 1024, 1008, 768, 640, 626, 616, 512, 504, 384)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_growing_page_matches_a_fresh_drawing_at_every_side(seed):
     turns, canvas = _turns(40, seed), Canvas()
@@ -28,8 +33,64 @@ def test_growing_page_matches_a_fresh_drawing_at_every_side(seed):
         layout = _first_page(turns[:n])
         drawn = draw_layout(layout)
         assert canvas.draw(layout).tobytes() == drawn.tobytes()
-        for side in (1280, 1024, 768, 640, 512):
+        for side in SIDES:
             assert canvas.view(side).tobytes() == downsample(drawn, side).tobytes(), (n, side)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_sides_asked_of_the_last_page_are_kept_on_the_next(seed):
+    turns, canvas = _turns(80, seed), Canvas()
+    pages = layout_pages(turns, CFG)
+    assert len(pages) >= 3
+    canvas.draw(pages[0])
+    canvas.view(1092), canvas.view(640)
+    second = [layout_pages(turns[:n], CFG)[1] for n in range(len(turns)) if len(layout_pages(turns[:n], CFG)) == 2]
+    for i, layout in enumerate(second):
+        drawn = draw_layout(layout)
+        canvas.draw(layout)
+        # made by the drawing, before any view is asked; 1024 once it was asked of this page
+        assert set(canvas._views) == ({1092, 640} if i <= len(second) // 2 else {1092, 640, 1024})
+        if i % 3 == 0:
+            for side in (1092, 640):
+                assert canvas.view(side).tobytes() == downsample(drawn, side).tobytes(), (i, side)
+        if i == len(second) // 2:  # a side first asked of a page already part full
+            assert canvas.view(1024).tobytes() == downsample(drawn, 1024).tobytes(), i
+    canvas.draw(pages[2])
+    assert set(canvas._views) == {1092, 640, 1024}
+
+
+def test_a_side_below_the_one_asked_last_waits_until_it_is_asked():
+    turns, canvas = _turns(60, 5), Canvas()
+    layouts = [layout_pages(turns[:n], CFG)[0] for n in range(1, 12)]
+    assert all(len(layout_pages(turns[:n], CFG)) == 1 for n in range(1, 12))
+    canvas.draw(layouts[0])
+    canvas.view(640), canvas.view(1024)  # 1024 asked last: 640 is no longer made ahead
+    for layout in layouts[1:]:
+        canvas.draw(layout)
+    assert canvas._views[1024][1] == len(layouts) and canvas._views[640][1] == 1
+    drawn = draw_layout(layouts[-1])
+    assert canvas.view(640).tobytes() == downsample(drawn, 640).tobytes()
+    assert canvas.view(1024).tobytes() == downsample(drawn, 1024).tobytes()
+
+
+@pytest.mark.parametrize("page_side", [1280, 1024, 640])
+def test_lanczos_rows_are_pillows_rows(page_side):
+    rng = np.random.default_rng(page_side)
+    pixels = rng.integers(0, 256, (page_side, page_side), dtype=np.uint8)
+    for side in [s for s in SIDES if s < page_side]:
+        whole = np.asarray(Image.fromarray(pixels).resize((side, side), Image.Resampling.LANCZOS))
+        assert np.array_equal(downsample_rows(pixels, side, 0, side), whole), side
+        for _ in range(4):
+            start = int(rng.integers(0, side))
+            stop = int(rng.integers(start + 1, side + 1))
+            assert np.array_equal(downsample_rows(pixels, side, start, stop), whole[start:stop]), (side, start)
+
+
+def test_lanczos_rows_reject_a_page_that_is_not_square_and_rows_outside_the_view():
+    with pytest.raises(ValueError, match="square"):
+        downsample_rows(np.zeros((10, 20), dtype=np.uint8), 5, 0, 5)
+    with pytest.raises(ValueError, match="within"):
+        downsample_rows(np.zeros((20, 20), dtype=np.uint8), 10, 5, 11)
 
 
 def test_a_layout_that_changes_earlier_lines_is_drawn_afresh():
@@ -41,7 +102,7 @@ def test_a_layout_that_changes_earlier_lines_is_drawn_afresh():
     assert canvas.view(1024).tobytes() == downsample(draw_layout(other), 1024).tobytes()
 
 
-@pytest.mark.parametrize("side", [1024, 640, 512, 768, 626])
+@pytest.mark.parametrize("side", [1092, 1024, 640, 512, 768, 626])
 def test_band_resampling_is_exact_for_any_changed_rows(side):
     # The weights depend on geometry only, so random pixels over many bands cover every case the
     # page contents can bring.

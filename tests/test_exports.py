@@ -266,3 +266,29 @@ def test_the_request_size_bound_is_exact_for_ascii_text_and_images():
     request = [{"role": "user", "content": [{"type": "text", "text": "turn 3: the key is 12345"},
                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD+/=="}}]}]
     assert json_size_bound(request) == len(json.dumps(request))
+
+
+def test_image_texts_are_made_once_kept_bounded_and_exact():
+    from optmem.exports import _ImageTexts
+
+    texts = _ImageTexts(kept=2)
+    a, b, c = (bytes([i]) * 400 for i in range(3))
+    url = texts.text(a, "image/png")
+    assert url == "data:image/png;base64," + base64.b64encode(a).decode()
+    assert texts.text(a, "image/png") is url and texts.holds(url)  # the same text, not made again
+    assert texts.text(a) == base64.b64encode(a).decode()  # the bare base64 is kept apart
+    texts.text(b), texts.text(c)  # over the bound: the oldest go
+    assert not texts.holds(url)
+    again = texts.text(a, "image/png")
+    assert again == url and again is not url
+
+
+def test_the_request_size_bound_knows_kept_image_texts_without_a_scan():
+    from optmem.exports import _IMAGE_TEXTS
+
+    data = bytes(range(256)) * 8
+    url = _IMAGE_TEXTS.text(data, "image/png")
+    assert _IMAGE_TEXTS.holds(url)
+    request = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+    assert json_size_bound(request) == len(json.dumps(request))
+    assert not _IMAGE_TEXTS.holds(url[:-1] + "é")  # an equal-length text that is not kept is scanned

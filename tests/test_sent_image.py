@@ -311,3 +311,19 @@ def test_an_open_page_drawn_ahead_seals_the_same_pages_and_leaves_a_seal_only_it
         assert sealed(ahead) == sealed(plain)
     # The seals in the ahead memory's writes stamped a few lines each, not whole pages.
     assert seals_ahead and all(new < total / 2 for new, total in seals_ahead)
+
+
+def test_pages_a_write_stores_are_viewed_below_their_tier_from_the_kept_pixels(monkeypatch):
+    # The budget squeezes the pages a write moved first; their views below the tier are made from
+    # the pixels the write had, and what is handed out is a copy, never the kept image itself.
+    with _memory("qwen2.5-vl", "compact") as mem:
+        newest = mem.pages()[-2]  # the newest sealed page (the last is the open one)
+        segment = next(s for s in mem.context(None, 50_000).segments if s.kind == "page" and s.page == newest.number)
+        assert Tier(segment.tier).side < Tier(newest.tier).side  # shown below the tier it is stored at
+        monkeypatch.setattr(mem._store, "page_image", lambda *a: pytest.fail("the store was read"))
+        image = segment.image_source.image(640)
+        assert image.size == (640, 640)
+        kept = segment.image_source.image(Tier(newest.tier).side)
+        kept.paste(0, (0, 0, 10, 10))
+        again = segment.image_source.image(Tier(newest.tier).side)
+        assert np.asarray(again)[:10, :10].min() > 0  # the paste did not reach the kept pixels
