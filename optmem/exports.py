@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from optmem.profiles import Profile
-from optmem.reader import OPENER, chat_role, chat_shape, chat_turn_text, escape_image_placeholder
+from optmem.reader import (
+    OPENER,
+    chat_role,
+    chat_shape,
+    chat_turn_text,
+    escape_image_placeholder,
+)
 
 if TYPE_CHECKING:
     from optmem.assembler import Context, PageSegment

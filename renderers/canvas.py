@@ -31,6 +31,7 @@ from .lanczos import downsample_rows, weights
 from .page import downsample
 from .schema import PageLayout
 
+
 class Canvas:
     """The last page drawn, its coverage and the views made of it, for one open page."""
 

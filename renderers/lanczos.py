@@ -60,7 +60,7 @@ def weights(in_size: int, out_size: int) -> Weights:
     scale = float(in_size) / out_size
     filterscale = max(scale, 1.0)
     support = _SUPPORT * filterscale
-    ksize = int(math.ceil(support)) * 2 + 1
+    ksize = math.ceil(support) * 2 + 1
     ss = 1.0 / filterscale
     first = np.zeros(out_size, dtype=np.int64)
     count = np.zeros(out_size, dtype=np.int64)
