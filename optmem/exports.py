@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from optmem.image_jobs import load_pngs
 from optmem.profiles import Profile
 from optmem.reader import (
     OPENER,
@@ -75,12 +76,15 @@ def page_image_bytes(s: PageSegment) -> tuple[bytes, str]:
 def _turns(ctx: Context, profile: Profile) -> list[tuple[Role, list[_Part]]]:
     """(role, parts) messages, merged so roles alternate and the first is the user's."""
     items: list[tuple[Role, _Part]] = []
+    pages = [s for s in ctx.segments if s.kind == "page"] if profile.takes_images else []
+    images = dict(zip((id(s) for s in pages), load_pngs(pages)))
     for s in ctx.segments:
         if s.kind == "page":
             if not profile.takes_images:
                 items.append(("user", page_marker(s)))
                 continue
-            data, media_type = page_image_bytes(s)
+            data = images[id(s)]
+            media_type = sniff_media_type(data)
             detail = s.detail if profile.cost.detail_is_api_param else None
             items += [("user", s.label), ("user", _Image(data, media_type, detail))]
         elif s.kind in ("ledger", "expanded"):

@@ -35,6 +35,7 @@ from optmem.pager import PAGE_CHARS_GUESS, OpenPageFill, Pager, SealedPage
 from optmem.profiles.tokenizers import tokenizer
 from optmem.reader import Reader
 from optmem.reexpand import ReexpandEngine
+from optmem.image_jobs import ImageJob
 from optmem.reexpander import Reexpander, open_image
 from optmem.retrieval import Embedder, IndexWork, Retriever, chunk_spans
 from optmem.schedule import Clock, TierMove, age_of, plan_moves
@@ -155,14 +156,23 @@ class _SentImages:
         self._awaiting: set[tuple] = set()  # entries of _cache made fast, to be compacted
 
     def png(self, key: tuple, side: int, crop: int, load: Callable[[], Image.Image], *, fast: bool = False) -> bytes:
+        data = self.cached(key, side, crop)
+        if data is None:
+            data = self.made(key, side, crop, self.make(load(), side, crop, fast=fast), fast=fast)
+        return data
+
+    def cached(self, key: tuple, side: int, crop: int) -> bytes | None:
         full = (*key, side, crop)
         if full in self._cache:
             self._cache.move_to_end(full)
             return self._cache[full]
-        data = self.make(load(), side, crop, fast=fast)
+        return None
+
+    def made(self, key: tuple, side: int, crop: int, data: bytes, *, fast: bool) -> bytes:
+        """Keep bytes made for a request (``fast``: compacted like the written ones, by compact())."""
         self.put(key, side, crop, data)
-        if fast:  # made for a request: compacted like the written ones, by compact()
-            self._awaiting.add(full)
+        if fast:
+            self._awaiting.add((*key, side, crop))
         return data
 
     def make(self, image: Image.Image, side: int, crop: int, *, fast: bool = False) -> bytes:
@@ -235,6 +245,9 @@ class _RecentPixels:
         while len(self._images) > self._kept:
             self._images.popitem(last=False)
 
+    def peek(self, key: tuple) -> Image.Image | None:
+        return self._images.get(key)
+
     def get(self, key: tuple, load: Callable[[], Image.Image]) -> Image.Image:
         image = self._images.get(key)
         if image is None:
@@ -260,6 +273,26 @@ class _StoredImage:
         # Bytes no write made (a view below the page's tier that the budget asked for, DeepSeek-OCR's
         # decoder, which is given pixels, or bytes evicted) are made for this request: fast.
         return self._sent.png(self._key, side, crop, self._stored, fast=True)
+
+    def png_job(self, side: int, crop: int = 0) -> bytes | ImageJob:
+        """``png(side, crop)``, or the job that makes it on another thread (optmem.image_jobs):
+        the store is read here, the decode, resample and encode are the job's."""
+        data = self._sent.cached(self._key, side, crop)
+        if data is not None:
+            return data
+        image = self._pixels.peek(self._key)
+        stored = None if image is not None else self._store.page_image(self._conv, self._row.number)[0]
+        sent = self._sent
+
+        def make() -> tuple[Image.Image, bytes]:
+            pixels = image if image is not None else open_image(stored)
+            return pixels, sent.make(pixels, side, crop, fast=True)
+
+        def finish(made: tuple[Image.Image, bytes]) -> bytes:
+            self._pixels.put(self._key, made[0])
+            return sent.made(self._key, side, crop, made[1], fast=True)
+
+        return ImageJob(make, finish)
 
     def image(self, side: int, crop: int = 0) -> Image.Image:
         stored = self._stored()
