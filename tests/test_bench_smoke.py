@@ -52,6 +52,13 @@ def test_locomo_quick(tmp_path):
     qs = data["results"]["questions"]
     assert qs and all(0.0 <= q["systems"]["optmem"]["evidence_text"] <= 1.0 for q in qs)
     assert "1-4" in data["results"]["summary"]["by_category"]
+    # plain retrieval given only the positions optmem spent on text, question by question
+    for q in qs:
+        opt, same = q["systems"]["optmem"], q["systems"]["retrieval@optmem text"]
+        pages = opt["positions"] - opt["text_positions"]
+        assert pages >= 0 and same["positions"] <= opt["text_positions"]
+    assert "optmem" in data["results"]["summary"]["paired_vs_retrieval_same_text"]
+    assert "retrieval@optmem text" not in data["results"]["summary"]["paired_vs_retrieval"]
 
 
 def test_fidelity_quick(tmp_path):

@@ -133,23 +133,40 @@ def run(cfg: LocomoConfig) -> dict:
                        "evidence": _evidence_ids(q["evidence"]), "systems": {}}
                 for system in runners:
                     v = held[system.name].context(q["question"], cfg.budget)
-                    locs = [v.locate(i) for i in ev]
-                    res = {"positions": v.positions,
-                           "evidence_text": sum(loc.text is not None for loc in locs) / len(ev),
-                           "evidence_page": sum(loc.where is not None for loc in locs) / len(ev)}
-                    if system.paged:
-                        res["evidence"], res["context_s"] = [loc.where for loc in locs], round(v.context_s, 3)
-                    res["answer_contained"] = answer_contained(str(answer), v.text) if q["category"] != 5 else None
+                    res = _result(v, ev, str(answer), q["category"], paged=system.paged)
                     if llm:
                         reply = llm.chat(v.messages(q["question"]))
                         res["llm_answer"], res["llm_f1"] = reply, token_f1(reply, str(answer))
                     rec["systems"][system.name] = res
+                    if system.paged and "retrieval" in held:
+                        # Plain retrieval given only the positions this system spent on text: is
+                        # its choice of text as good, position for position?
+                        res["text_positions"] = v.positions - sum(s["positions"] for s in v.segments
+                                                                  if s["kind"] == "page")
+                        same = held["retrieval"].context(q["question"], res["text_positions"])
+                        rec["systems"][same_text_name(system.name)] = _result(same, ev, str(answer), q["category"])
                 questions.append(rec)
         finally:
             for h in held.values():
                 h.close()
     paged = [s.name for s in runners if s.paged]
     return {"conversations": convs, "questions": questions, "summary": summarise(questions, paged, seed=cfg.seed)}
+
+
+def same_text_name(system: str) -> str:
+    """The record of plain retrieval given the positions ``system`` spent on text."""
+    return f"retrieval@{system} text"
+
+
+def _result(v, ev: Sequence[int], answer: str, category: int, *, paged: bool = False) -> dict:
+    locs = [v.locate(i) for i in ev]
+    res = {"positions": v.positions,
+           "evidence_text": sum(loc.text is not None for loc in locs) / len(ev),
+           "evidence_page": sum(loc.where is not None for loc in locs) / len(ev)}
+    if paged:
+        res["evidence"], res["context_s"] = [loc.where for loc in locs], round(v.context_s, 3)
+    res["answer_contained"] = answer_contained(answer, v.text) if category != 5 else None
+    return res
 
 
 def _pct(xs: list[float]) -> float | None:
@@ -191,8 +208,16 @@ def summarise(questions: list[dict], paged: Collection[str], *, seed: int = DEFA
             if name in paged and q["category"] != 5:
                 for e in r["evidence"]:
                     where[e or "absent"] += 1
+    plain = [{**q, "systems": {n: r for n, r in q["systems"].items() if not n.startswith("retrieval@")}}
+             for q in questions]
+    same_text = {}
+    for name in paged:
+        if any(same_text_name(name) in q["systems"] for q in questions):
+            same_text.update({name: p for n, p in paired_against(questions, same_text_name(name), seed=seed).items()
+                              if n == name})
     out: dict[str, Any] = {"by_category": {}, "optmem_evidence_where": dict(where),
-                           "paired_vs_retrieval": paired_against(questions, seed=seed)}
+                           "paired_vs_retrieval": paired_against(plain, seed=seed),
+                           "paired_vs_retrieval_same_text": same_text}
     for g, per in rows.items():
         out["by_category"][g] = {
             name: {"n": len(d["positions"]), "evidence_text": _pct(d["evidence_text"]),
@@ -221,6 +246,7 @@ COLUMNS = (
 
 def render_report(cfg: LocomoConfig, out: dict, report: Report) -> dict:
     summ, names = out["summary"], list(cfg.systems)
+    names += [same_text_name(n) for n in cfg.systems if same_text_name(n) in summ["by_category"].get("1-4", {})]
     llm = any("llm_f1" in per.get(n, {}) for per in summ["by_category"].values() for n in names)
     headers = [h for h, _ in COLUMNS if llm or h != "LLM F1 %"]
     for group, title in (("1-4", "categories 1–4"), ("5", "category 5 (adversarial), reported apart")):
@@ -238,6 +264,15 @@ def render_report(cfg: LocomoConfig, out: dict, report: Report) -> dict:
                    "95 % interval: percentile bootstrap over questions (10,000 resamples, pairs kept).\n\n"
                    + md_table(["system", "questions", "difference (points)", "95 % interval"],
                               [[n, p["n"], p["difference"], f"{p['low']} … {p['high']}"] for n, p in paired.items()]))
+    same_text = summ.get("paired_vs_retrieval_same_text") or {}
+    if same_text:
+        report.add("Paired against plain retrieval given the same text positions (categories 1–4)",
+                   "retrieval@<system> text: plain retrieval asked, question by question, for only the positions "
+                   "<system>'s context spent on text (all of it but its page images, the query included). "
+                   "difference: mean of (system − that retrieval) evidence as text, in points; 95 % interval as "
+                   "above.\n\n"
+                   + md_table(["system", "questions", "difference (points)", "95 % interval"],
+                              [[n, p["n"], p["difference"], f"{p['low']} … {p['high']}"] for n, p in same_text.items()]))
     cats = sorted((g for g in summ["by_category"] if g.isdigit()), key=int)
     rows = [[f"{g} {CATEGORIES.get(int(g), '')}", *[summ["by_category"][g].get(n, {}).get("evidence_text") for n in names]]
             for g in cats]
