@@ -16,42 +16,20 @@ thread.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from optmem import workers
+
 if TYPE_CHECKING:
     from optmem.assembler import PageSegment
-
-WORKERS = 2  # this is for latency, not throughput: more would only queue behind the cores
 
 
 @dataclass(frozen=True)
 class ImageJob:
     make: Callable[[], Any]  # pure: safe on any thread
     finish: Callable[[Any], bytes]  # on the caller's thread: keeps what make gave, returns the bytes
-
-
-class _Pool:
-    """One small pool for the process, made on first use (again in a child after a fork)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
-
-    def submit(self, fn: Callable[[], Any]) -> Future:
-        with self._lock:
-            if self._pool is None or self._pid != os.getpid():
-                self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="optmem-images")
-                self._pid = os.getpid()
-            return self._pool.submit(fn)
-
-
-_POOL = _Pool()
 
 
 def load_pngs(segments: Sequence[PageSegment]) -> list[bytes]:
@@ -70,7 +48,7 @@ def load_pngs(segments: Sequence[PageSegment]) -> list[bytes]:
     here = [i for i, data in enumerate(out) if data is None and i not in jobs]
     # With nothing else for this thread to do, it makes one of the images itself.
     inline = pending.pop() if pending and not here else None
-    futures = [(i, job, _POOL.submit(job.make)) for i, job in pending]
+    futures = [(i, job, workers.submit(job.make)) for i, job in pending]
     for i in here:
         out[i] = segments[i].load_png()
     if inline is not None:

@@ -57,7 +57,7 @@ def test_jobs_run_on_the_pool_while_this_thread_draws_and_finish_here():
     out = load_pngs([_Segment(made), _Segment(_Kept()), _Segment(drawn)])
     here = threading.current_thread().name
     assert out == [b"made", b"kept", b"drawn"]
-    assert made.threads["make"].startswith("optmem-images") and made.threads["finish"] == here
+    assert made.threads["make"].startswith("optmem-worker") and made.threads["finish"] == here
     assert drawn.thread == here and made.kept == b"made"
 
 
@@ -65,7 +65,7 @@ def test_with_nothing_else_to_load_this_thread_makes_one_image_itself():
     first, second = _Made(b"1"), _Made(b"2")
     assert load_pngs([_Segment(first), _Segment(second)]) == [b"1", b"2"]
     threads = {first.threads["make"], second.threads["make"]}
-    assert threading.current_thread().name in threads and any(t.startswith("optmem-images") for t in threads)
+    assert threading.current_thread().name in threads and any(t.startswith("optmem-worker") for t in threads)
 
 
 def test_a_failing_job_raises_to_the_caller():

@@ -246,3 +246,39 @@ def test_index_work_embedded_elsewhere_stores_only_what_is_still_unindexed():
         mem.store_index(done)
         assert store.embedding_count(conv) == count and store.keyword_chunks(conv, ["Oswin", "memory"], 1000) == found
         assert mem.index_work().empty
+
+
+def test_a_query_is_embedded_on_a_worker_while_its_keyword_search_runs_here():
+    # At 10k turns each took ~20 ms; side by side the query waits for the longer only.
+    import threading
+
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+
+    seen = {}
+
+    class Recording(HashEmbedder):
+        def encode(self, texts):
+            if list(texts) == ["Oswin's memory"]:  # the query's, not pending pages'
+                seen.setdefault("encode", set()).add(threading.current_thread().name)
+            return super().encode(texts)
+
+    turns, _ = build_conversation(80, seed=2)
+    cfg = MemoryConfig.model_validate({"reexpand": {"text_when_it_fits": False}})
+    with OpticalMemory.open(":memory:", "c", cfg, embedder=Recording()) as mem:
+        for i, (role, text) in enumerate(turns):
+            mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        retriever = mem._retrieval()
+        keyword_chunks = mem._store.keyword_chunks
+
+        def recorded(*args):
+            seen["keywords"] = threading.current_thread().name
+            return keyword_chunks(*args)
+
+        mem._store.keyword_chunks = recorded
+        seen.clear()
+        hits = retriever.pages("Oswin's memory", 4)
+        assert hits and seen["keywords"] == threading.current_thread().name
+        assert seen["encode"] and all(t.startswith("optmem-worker") for t in seen["encode"])
+        mem._store.keyword_chunks = keyword_chunks
+        assert retriever.pages("Oswin's memory", 4) == hits  # the same ranking however it ran
