@@ -233,16 +233,17 @@ class _RecentPixels:
     """The pixels of the pages stored last (by conversation, page and stored tier), so that a view
     of one the budget shows below its tier, or gives DeepSeek-OCR's decoder, is made without
     reading and decoding its PNG again (4-6 ms of the ~15 a view below the tier costs). Pages
-    moved by a write are those the next contexts squeeze first."""
+    moved by a write are those the next contexts squeeze first. Bounded by pixels: the pages one
+    seal stores at every tier fit (3.4 MB), and optmem serve keeps 64 memories open."""
 
-    def __init__(self, kept: int = 6):
-        self._kept = kept
+    def __init__(self, max_pixels: int = 4 << 20):
+        self._max = max_pixels
         self._images: OrderedDict[tuple, Image.Image] = OrderedDict()
 
     def put(self, key: tuple, image: Image.Image) -> None:
         self._images[key] = image
         self._images.move_to_end(key)
-        while len(self._images) > self._kept:
+        while len(self._images) > 1 and sum(i.width * i.height for i in self._images.values()) > self._max:
             self._images.popitem(last=False)
 
     def peek(self, key: tuple) -> Image.Image | None:

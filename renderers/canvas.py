@@ -82,8 +82,9 @@ class Canvas:
         changes since this side's last view reach."""
         if self._pixels is None:
             raise ValueError("nothing drawn yet")
-        if self._pixels.shape[0] == side:
-            return Image.fromarray(self._pixels)
+        if side >= self._pixels.shape[0]:  # the page itself, or (never sent: no upscales) resized up
+            image = Image.fromarray(self._pixels)
+            return image if side == self._pixels.shape[0] else downsample(image, side)
         self._asked.add(side)
         self._last_asked = side
         return Image.fromarray(self._catch_up(side))

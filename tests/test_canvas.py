@@ -134,3 +134,12 @@ def test_lanczos_rows_equal_pillows_for_any_downsample_and_rows(size, data):
     pixels = np.random.default_rng(size * 1000 + side).integers(0, 256, (size, size), dtype=np.uint8)
     whole = np.asarray(Image.fromarray(pixels).resize((side, side), Image.Resampling.LANCZOS))
     assert np.array_equal(downsample_rows(pixels, side, start, stop), whole[start:stop])
+
+
+def test_a_side_at_or_above_the_page_is_the_page_and_keeps_nothing_ahead():
+    canvas, layout = Canvas(), _first_page(_turns(8, 6))
+    drawn = canvas.draw(layout)
+    canvas.view(640)
+    assert canvas.view(1280).tobytes() == drawn.tobytes()
+    assert canvas.view(1536).tobytes() == downsample(drawn, 1536).tobytes()  # resized up, as sent_view would
+    assert canvas._last_asked == 640 and 1536 not in canvas._asked
