@@ -781,6 +781,9 @@ class OpticalMemory:
             expansions = self._text_memory(query, rows, self._store.pages(self._conv), open_page, budget - fixed)
         elif query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
+        elif query and retrieval.enabled and self.config.reexpand.unit == "turns":
+            share = int(self.config.reexpand.text_share * (budget - fixed))
+            expansions = self._text_memory(query, rows, self._store.pages(self._conv), open_page, share, newest=False)
         elif query and retrieval.enabled and self.config.reexpand.max_pages > 0:
             for hit in self._retrieval().pages(query, self.config.reexpand.max_pages):
                 if hit.score < retrieval.min_score and not hit.best_keyword_match:
@@ -812,11 +815,11 @@ class OpticalMemory:
         return self._reader_tokens[number]
 
     def _text_memory(self, query: str | None, rows: dict[int, PageRow], every: list[PageRow],
-                     open_page: MemoryPage | None, budget: int) -> list[Expansion]:
+                     open_page: MemoryPage | None, budget: int, *, newest: bool = True) -> list[Expansion]:
         """Memory as text, as much of it as ``budget`` holds, in whole turns: those retrieval ranks
-        for ``query`` first (turn by turn, dense and keyword), then the newest. A turn an optical
-        archive keeps only as an image is read back with its page by OCR (at most ``max_pages``
-        pages). ``rows`` gains the pages the turns are on."""
+        for ``query`` first (turn by turn, dense and keyword), then (``newest``) the newest. A turn
+        an optical archive keeps only as an image is read back with its page by OCR (at most
+        ``max_pages`` pages). ``rows`` gains the pages the turns are on."""
         last = self._store.last_turn(self._conv) - self.config.recent_turns
         if last < 1 or budget <= 0:
             return []
@@ -861,7 +864,8 @@ class OpticalMemory:
             rows.setdefault(page.number, page)
             return cost
 
-        runs = select_turns([*ranked, *range(last, 0, -1)], fetch, self.reader.cost, budget, textless=read_back)
+        runs = select_turns([*ranked, *(range(last, 0, -1) if newest else ())], fetch, self.reader.cost, budget,
+                            textless=read_back)
         out = list(read_pages.values())
         for run in runs:
             page = page_of(run.first)

@@ -3,6 +3,7 @@
 import sqlite3
 
 import pytest
+from pydantic import ValidationError
 
 from optmem import MemoryConfig, OpticalMemory
 from optmem.bench.scoring import cer
@@ -150,3 +151,31 @@ def test_optical_excerpts_are_cut_from_the_ocr_read(conversation):
         assert excerpts and all(s.source == "ocr" and s.excerpt for s in excerpts)
         assert any(fact.answer in s.body for s in excerpts)
         assert len({s.page for s in excerpts}) == 1  # max_pages bounds the OCR reads
+
+
+def test_turns_unit_puts_the_ranked_turns_beside_the_page_images(conversation):
+    # reexpand.unit = "turns": the turns retrieval ranks for the query, as text, up to text_share
+    # of the budget left after the recent turns; the pages stay in context as images.
+    turns, facts = conversation
+    cfg = MemoryConfig.model_validate({"archive": "verbatim",
+                                       "reexpand": {"unit": "turns", "text_share": 0.4, "text_when_it_fits": False}})
+    with OpticalMemory.open(":memory:", "a", cfg) as mem:
+        fill(mem, turns)
+        for fact_turn, fact in facts[:3]:
+            ctx = mem.context(query=fact.question, budget=6000)
+            assert ctx.positions <= 6000
+            text = [s for s in ctx.segments if s.kind == "expanded"]
+            recent = sum(s.positions for s in ctx.segments if s.kind == "turn")
+            assert text and all(s.excerpt for s in text) and not ctx.expanded_pages()
+            assert sum(s.positions for s in text) <= 0.4 * (6000 - recent)
+            hit = next(s for s in text if fact.answer in s.body)
+            assert hit.first_turn <= fact_turn + 1 <= hit.last_turn  # turn ids count from 1
+            assert any(s.kind == "page" for s in ctx.segments)  # images fill the rest
+            # Without a query there is nothing to rank: images only, as for every unit.
+        assert not [s for s in mem.context(budget=6000).segments if s.kind == "expanded"]
+
+
+def test_text_share_must_be_a_share():
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ValidationError, match="text_share"):
+            MemoryConfig.model_validate({"reexpand": {"unit": "turns", "text_share": bad}})
