@@ -413,7 +413,7 @@ class OpticalMemory:
         role = check_role(role)
         text = check_turn_text(text, self.config.max_turn_chars)
         ts = check_timestamp(timestamp)
-        turn_units = self.config.retrieval.enabled and not self.reader.profile.takes_images
+        turn_units = self._ranks_turns
         if turn_units and self.config.archive == "optical":
             self._index_memory_turns()  # before a seal drops the text of the turns it holds
         plan = self._write(lambda state: TurnRow(state.last_turn + 1, role, text, ts))
@@ -451,8 +451,16 @@ class OpticalMemory:
         hands it back to ``store_index``, so that the memory's thread is free meanwhile."""
         if not self.config.retrieval.enabled:
             return None
-        turns = self._unindexed_memory_turns() if not self.reader.profile.takes_images else []
+        turns = self._unindexed_memory_turns() if self._ranks_turns else []
         return self._retrieval().pending_work(turns)
+
+    @property
+    def _ranks_turns(self) -> bool:
+        """Whether a query ranks this memory's turns (a reader without eyes, or reexpand.unit =
+        "turns"): their units are then made as they leave the recent window, at seal time with
+        ``embed_on_seal``, and before an optical archive drops their text."""
+        return self.config.retrieval.enabled and (not self.reader.profile.takes_images
+                                                  or self.config.reexpand.unit == "turns")
 
     def store_index(self, work: IndexWork) -> None:
         """Store embedded ``work`` (from ``index_work``): what of it is still not indexed."""

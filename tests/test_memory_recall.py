@@ -179,3 +179,16 @@ def test_text_share_must_be_a_share():
     for bad in (0, -0.1, 1.5):
         with pytest.raises(ValidationError, match="text_share"):
             MemoryConfig.model_validate({"reexpand": {"unit": "turns", "text_share": bad}})
+
+
+def test_turns_unit_indexes_turns_as_pages_seal_so_the_first_query_embeds_nothing_more(conversation):
+    # and an optical archive indexes them before a seal drops their text
+    turns, facts = conversation
+    for archive in ("verbatim", "optical"):
+        cfg = MemoryConfig.model_validate({"archive": archive, "reexpand": {"unit": "turns"}})
+        with OpticalMemory.open(":memory:", "a", cfg) as mem:
+            fill(mem, turns)
+            assert mem._store.turn_units_through(mem._conv) > 0
+            # Left for the first query: only turns on the open page (indexed when it seals).
+            open_first = next(p for p in mem.pages() if not p.sealed).first_turn
+            assert all(seq >= open_first for seq, _, _ in mem.index_work().turns)
