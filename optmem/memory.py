@@ -271,13 +271,14 @@ class _StoredImage:
         return self._pixels.get(self._key, lambda: open_image(self._store.page_image(self._conv, self._row.number)[0]))
 
     def png(self, side: int, crop: int = 0) -> bytes:
-        # Bytes no write made (a view below the page's tier that the budget asked for, DeepSeek-OCR's
-        # decoder, which is given pixels, or bytes evicted) are made for this request: fast.
-        return self._sent.png(self._key, side, crop, self._stored, fast=True)
+        got = self.png_job(side, crop)
+        return got if isinstance(got, bytes) else got.finish(got.make())
 
     def png_job(self, side: int, crop: int = 0) -> bytes | ImageJob:
-        """``png(side, crop)``, or the job that makes it on another thread (optmem.image_jobs):
-        the store is read here, the decode, resample and encode are the job's."""
+        """The bytes the reader is sent, or the job that makes them, on another thread if the
+        caller likes (optmem.image_jobs): the store is read here, the decode, resample and encode
+        are the job's. Bytes no write made (a view below the page's tier that the budget asked
+        for, DeepSeek-OCR's decoder, which is given pixels, or bytes evicted) are made fast."""
         data = self._sent.cached(self._key, side, crop)
         if data is not None:
             return data

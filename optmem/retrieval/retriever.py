@@ -10,10 +10,10 @@ mediocre. Pages are ranked from the same two chunk rankings the excerpt search u
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from itertools import zip_longest
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from optmem.store import Store, TurnRow
 # on LoCoMo conv-26 and conv-41 (10, 20 and 50 tried; 20 best at 4096 and 8192, all equal at
 # 16384), confirmed on conv-43, 47 and 49 (benchmarks/results/text_reader/).
 KEYWORD_TURNS = 20
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,8 @@ class Retriever:
         seqs, vectors = self._turn_vectors()
         if not len(seqs):
             return []
-        vector_soon = workers.submit(lambda: self._embedder.encode([query])[0])  # as in _search
-        try:
-            keyword = self._store.keyword_turns(self._conv, keywords(query), min(limit, KEYWORD_TURNS))
-        finally:
-            vector = vector_soon.result()
+        vector, keyword = self._embedded_beside(
+            query, lambda: self._store.keyword_turns(self._conv, keywords(query), min(limit, KEYWORD_TURNS)))
         scores = vectors @ vector
         best: dict[int, float] = {}
         for seq, score in zip(seqs.tolist(), scores.tolist()):
@@ -229,18 +228,25 @@ class Retriever:
 
     # -- searching -----------------------------------------------------------------------------
 
+    def _embedded_beside(self, query: str, search: Callable[[], T]) -> tuple[np.ndarray, T]:
+        """(the query's vector, ``search()``): the query is embedded on a worker (optmem.workers)
+        while this thread runs the search, a keyword search in the store; at 10k turns each took
+        ~20 ms, and torch and SQLite both let go of the GIL."""
+        vector_soon = workers.submit(lambda: self._embedder.encode([query])[0])
+        try:
+            found = search()
+        finally:
+            vector = vector_soon.result()
+        return vector, found
+
     def _search(self, query: str, n: int, keyword_limit: int) -> tuple[np.ndarray, list[ChunkHit], list]:
         """The query's vector, its n nearest chunks (none while nothing is indexed) and its best
-        ``keyword_limit`` keyword chunks. The query is embedded on a worker (optmem.workers) while
-        this thread runs the keyword search: at 10k turns each took ~20 ms."""
+        ``keyword_limit`` keyword chunks."""
         index = self._vector_index()
         if not len(index):
             return np.zeros(0, dtype=np.float32), [], []
-        vector_soon = workers.submit(lambda: self._embedder.encode([query])[0])
-        try:
-            found = self._store.keyword_chunks(self._conv, keywords(query), keyword_limit)
-        finally:
-            vector = vector_soon.result()
+        vector, found = self._embedded_beside(
+            query, lambda: self._store.keyword_chunks(self._conv, keywords(query), keyword_limit))
         hits = []
         for vector_id, score in index.search(vector, n):
             key = ChunkKey.from_vector_id(vector_id)
