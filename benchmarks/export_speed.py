@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from optmem import MemoryConfig, OpticalMemory
 from optmem.bench.common import Report, RunStart, md_table, percentile
 from optmem.demo import build_conversation
+from optmem.profiles.builtin import BUILTIN
 
-PROFILES = ("deepseek-ocr", "gpt-4o", "claude", "qwen2.5-vl")
+PROFILES = tuple(BUILTIN)  # every built-in reader
 GOAL_P95_MS = 20.0
 EXPORTS = {"to_messages": lambda ctx: ctx.to_messages(), "to_anthropic": lambda ctx: ctx.to_anthropic()}
 

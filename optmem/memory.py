@@ -362,12 +362,13 @@ class OpticalMemory:
         self._conv = store.conversation_id(conversation, create=create)
         self._owns_store = False
         cfg = self.config
+        self.reader = Reader(cfg.model, cfg.render)
         self._pager = Pager(cfg.render, first_tier=Tier(cfg.schedule.steps[0].tier),
-                            max_ledger_strings=cfg.ledger.max_strings_per_page, count_tokens=_count)
+                            max_ledger_strings=cfg.ledger.max_strings_per_page, count_tokens=_count,
+                            view_sides=self.reader.view_sides())
         self._embedder = embedder
         self._retriever: Retriever | None = None
         self._reexpander = Reexpander(store, self._conv, cfg, engine=ocr)
-        self.reader = Reader(cfg.model, cfg.render)
         self._sent = _SentImages(self.reader.profile.container, defer=cfg.sent_images == "fast")
         self._pixels = _RecentPixels()
         self._reader_tokens: dict[int, int | None] = {}  # page number -> its text in the reader's tokens

@@ -12,7 +12,7 @@ calls it outside the store's write lock, then writes the records in one short tr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from PIL import Image
@@ -103,13 +103,15 @@ def _content_bottom(layout: PageLayout) -> int:
 
 class Pager:
     def __init__(self, render: RenderConfig, *, first_tier: Tier, max_ledger_strings: int,
-                 count_tokens: Callable[[str], int]):
+                 count_tokens: Callable[[str], int], view_sides: Iterable[int] = ()):
+        """``view_sides``: the sides the open page is viewed at for its reader (Reader.view_sides),
+        kept up to date as lines join it so that no export resamples a whole page at a new side."""
         self.render = render
         self.first_tier = first_tier
         self.max_ledger_strings = max_ledger_strings
         self._count = count_tokens
         self._wrapped = WrapCache()  # the open page's turns are laid out again on every turn
-        self.canvas = Canvas()  # the open page as last drawn, which the page that seals extends
+        self.canvas = Canvas(keep=view_sides)  # the open page as last drawn, which the page that seals extends
 
     def still_fits(self, fill: OpenPageFill | None, start: TurnPos, new_turns: Sequence[TurnRow]) -> OpenPageFill | None:
         """The open page's fill after ``new_turns`` (the turns after ``fill.laid_out_through``), if

@@ -130,6 +130,12 @@ class Reader:
             self._sent[tier] = None if rung is None else plan_sent_image(self.profile, rung, side, margin)
         return self._sent[tier]
 
+    def view_sides(self) -> frozenset[int]:
+        """The sides of the page views that what this reader is sent is made from, over every tier
+        (a crop cuts its margin from the view at side + 2 crop); none for a text reader."""
+        sent = (self.sent_image(t.value) for t in Tier)
+        return frozenset(s.side + 2 * s.crop for s in sent if s is not None)
+
     def image_tokens(self, tier: str) -> int | None:
         if tier not in self._image_tokens:  # asked for every page of every context
             rung = self.rung(tier)

@@ -14,14 +14,20 @@ Two facts make that exact rather than close:
   Pillow's rows for a band, bit for bit), so only the view rows whose window meets a changed row
   are made again.
 
-Views are made ahead, on each drawing, at every side asked of this page or the last that is no
+Views are made ahead, on each drawing, at every side the canvas is told to keep (the sides a
+reader is sent, ``Canvas(keep=...)``) or that was asked of this page or the last, that is no
 smaller than the side asked last. An open page's view grows to larger sides as it fills (a profile
 sends no image that costs more than its text), and a side first asked of a half-full page would
-otherwise be resampled over all its lines at once, in the request that asks for it; a smaller
-side is seldom asked again of a page that grows.
+otherwise be resampled over all its lines at once, in the request that asks for it (15-25 ms); a
+smaller side is seldom asked again of a page that grows. A page is often first drawn with 20-30
+lines (until then its image costs more than its text), so a drawing brings up to date the views
+that showed the drawing before it, the side asked last, and only one view further behind: the
+first drawings of a page make its views one by one, smallest first, not all at once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image
@@ -35,14 +41,16 @@ from .schema import PageLayout
 class Canvas:
     """The last page drawn, its coverage and the views made of it, for one open page."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Iterable[int] = ()) -> None:
+        """``keep``: sides whose views are made ahead from a page's first drawing, before any is asked."""
+        self._keep = frozenset(keep)
         self._layout: PageLayout | None = None
         self._cover: np.ndarray | None = None
         self._pixels: np.ndarray | None = None
         self._changes: list[tuple[int, int] | None] = []  # rows each drawing of this page changed
         self._views: dict[int, tuple[np.ndarray, int]] = {}  # side -> (view, drawings it shows)
         self._asked: set[int] = set()  # sides a view was asked at, of this page
-        self._kept: set[int] = set()  # those of the last page
+        self._kept: set[int] = set(self._keep)  # those of the last page, and the sides to keep
         self._last_asked = 0  # of this page
 
     @property
@@ -64,7 +72,7 @@ class Canvas:
             cover, first = np.zeros((layout.side, layout.side), dtype=np.uint8), 0
             pixels = np.full(cover.shape, BACKGROUND, dtype=np.uint8)
             self._changes, self._views = [], {}
-            self._kept, self._asked, self._last_asked = self._asked, set(), 0
+            self._kept, self._asked, self._last_asked = self._asked | self._keep, set(), 0
         else:  # copies: the arrays given out (images, views) are never written again
             cover, pixels = self._cover.copy(), self._pixels.copy()
         rows = _union(stamp_lines(cover, layout, first),
@@ -73,9 +81,13 @@ class Canvas:
             pixels[rows[0]:rows[1]] = ink(layout, cover, *rows)
         self._layout, self._cover, self._pixels = layout, cover, pixels
         self._changes.append(rows)
+        behind = False  # a view made ahead from further back than the last drawing: one per drawing
         for side in sorted(self._kept | self._asked):
-            if side >= self._last_asked:
-                self._catch_up(side)
+            if self._last_asked <= side < layout.side:
+                current = side == self._last_asked or self._views.get(side, (None, -1))[1] == len(self._changes) - 1
+                if current or not behind:
+                    behind = behind or not current
+                    self._catch_up(side)
 
     def view(self, side: int) -> Image.Image:
         """``downsample(self.draw(...), side)`` of the last drawing, resampling only the rows its

@@ -13,11 +13,15 @@ against Pillow's own whole-image resize at every side a reader is sent.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import ThreadpoolController
 
 _SUPPORT = 3.0  # Pillow's LANCZOS filter support
 _PRECISION_BITS = 32 - 8 - 2  # Resample.c: 8 bits of result, 2 of headroom in an int
@@ -97,10 +101,30 @@ def downsample_rows(pixels: np.ndarray, side: int, start: int, stop: int) -> np.
     across = np.asarray(Image.fromarray(pixels[lo:hi]).resize((side, hi - lo), Image.Resampling.LANCZOS),
                         dtype=np.float64)
     out = np.empty((stop - start, side), dtype=np.uint8)
-    for block in range(start, stop, _BLOCK_ROWS):
-        end = min(block + _BLOCK_ROWS, stop)
-        out[block - start:end - start] = _vertical(w, across, lo, block, end)
+    with _one_blas_thread():
+        for block in range(start, stop, _BLOCK_ROWS):
+            end = min(block + _BLOCK_ROWS, stop)
+            out[block - start:end - start] = _vertical(w, across, lo, block, end)
     return out
+
+
+_BLAS_LOCK = threading.Lock()
+_blas: ThreadpoolController | None = None
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on the calling thread alone. A block's product is small (64 rows x a window of
+    ~90 x the side); waking OpenBLAS's threads for it cost more than they gave, and beside the image
+    workers on 2 cores made a band's resampling take 1 to 10 ms at random. One thread at a time
+    holds the limit: OpenBLAS's setting is process-wide in some builds, and limits that overlapped
+    would give each other's setting back in the wrong order."""
+    global _blas
+    with _BLAS_LOCK:
+        if _blas is None:
+            _blas = ThreadpoolController()  # scans the loaded libraries: once
+        with _blas.limit(limits=1, user_api="blas"):
+            yield
 
 
 _BLOCK_ROWS = 64  # output rows per product: a block's weights are a dense (rows x window) matrix

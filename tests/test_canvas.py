@@ -50,15 +50,62 @@ def test_sides_asked_of_the_last_page_are_kept_on_the_next(seed):
     for i, layout in enumerate(second):
         drawn = draw_layout(layout)
         canvas.draw(layout)
-        # made by the drawing, before any view is asked; 1024 once it was asked of this page
-        assert set(canvas._views) == ({1092, 640} if i <= len(second) // 2 else {1092, 640, 1024})
+        # made by the drawings, before any view is asked, one from scratch per drawing, smallest
+        # first; 1024 once it was asked of this page
+        expected = {640} if i == 0 else {1092, 640} if i <= len(second) // 2 else {1092, 640, 1024}
+        assert set(canvas._views) == expected, i
         if i % 3 == 0:
             for side in (1092, 640):
                 assert canvas.view(side).tobytes() == downsample(drawn, side).tobytes(), (i, side)
         if i == len(second) // 2:  # a side first asked of a page already part full
             assert canvas.view(1024).tobytes() == downsample(drawn, 1024).tobytes(), i
-    canvas.draw(pages[2])
-    assert set(canvas._views) == {1092, 640, 1024}
+    canvas.draw(pages[2])  # a new page: the sides asked of the last are made again, smallest first
+    assert set(canvas._views) == {640}
+
+
+def test_sides_to_keep_are_made_from_a_pages_first_drawing_before_any_is_asked():
+    turns, canvas = _turns(60, 7), Canvas(keep=(640, 1024, 1280))
+    layouts = [layout_pages(turns[:n], CFG)[0] for n in range(1, 10)]
+    for i, layout in enumerate(layouts):
+        canvas.draw(layout)
+        # the page's own side needs no view; one view is made from scratch per drawing, smallest
+        # first, and each made view then shows every drawing
+        made = {640: i + 1, 1024: i + 1} if i else {640: 1}
+        assert {side: seen for side, (_, seen) in canvas._views.items()} == made, i
+    drawn = draw_layout(layouts[-1])
+    for side in (1024, 640):
+        assert canvas.view(side).tobytes() == downsample(drawn, side).tobytes(), side
+    pages = layout_pages(turns, CFG)
+    canvas.draw(pages[1])  # a new page: kept sides go on, from its first drawing
+    assert set(canvas._views) == {640}
+    canvas.draw(pages[1])  # the same layout: nothing to draw
+    second = layout_pages(turns + turns[:3], CFG)[1]
+    assert second.placed[:len(pages[1].placed)] == pages[1].placed
+    canvas.draw(second)
+    assert set(canvas._views) == {640, 1024}
+    assert canvas.view(1024).tobytes() == downsample(draw_layout(second), 1024).tobytes()
+
+
+def test_a_bands_blas_limit_holds_inside_and_is_given_back_on_any_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from renderers import lanczos
+
+    def threads_in_and_after():
+        with lanczos._one_blas_thread():
+            inside = [i["num_threads"] for i in lanczos._blas.info() if i["user_api"] == "blas"]
+        return inside, [i["num_threads"] for i in lanczos._blas.info() if i["user_api"] == "blas"]
+
+    with lanczos._one_blas_thread():  # makes the controller, over the BLAS numpy loaded
+        pass
+    before = [i["num_threads"] for i in lanczos._blas.info() if i["user_api"] == "blas"]
+    assert before, "numpy's BLAS is not seen"
+    inside, after = threads_in_and_after()
+    assert set(inside) == {1} and after == before
+    with ThreadPoolExecutor(2) as pool:  # optmem serve calls from threads of its own
+        for inside, _ in pool.map(lambda _: threads_in_and_after(), range(4)):
+            assert set(inside) == {1}
+    assert [i["num_threads"] for i in lanczos._blas.info() if i["user_api"] == "blas"] == before
 
 
 def test_a_side_below_the_one_asked_last_waits_until_it_is_asked():
