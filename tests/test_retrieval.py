@@ -282,3 +282,31 @@ def test_a_query_is_embedded_on_a_worker_while_its_keyword_search_runs_here():
         assert seen["encode"] and all(t.startswith("optmem-worker") for t in seen["encode"])
         mem._store.keyword_chunks = keyword_chunks
         assert retriever.pages("Oswin's memory", 4) == hits  # the same ranking however it ran
+
+
+def test_the_seal_that_embeds_pages_makes_the_vector_index_and_queries_only_use_it():
+    # The first query after an ingest used to import faiss and load every stored vector (~60 ms
+    # of its 90-100 at 1k turns): the seal that embeds pages makes the index instead.
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+    from optmem.retrieval import retriever as retriever_module
+
+    turns, _ = build_conversation(80, seed=3)
+    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=HashEmbedder()) as mem:
+        for i, (role, text) in enumerate(turns):
+            mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        retriever = mem._retrieval()
+        count = mem._store.embedding_count(mem._conv)
+        assert count and retriever._index is not None and len(retriever._index) == count
+        built = []
+        original = retriever_module.VectorIndex
+        retriever_module.VectorIndex = lambda *a, **k: built.append(1) or original(*a, **k)
+        try:
+            assert retriever.pages("Oswin's memory", 4)
+            for i, (role, text) in enumerate(turns[:30]):  # more seals: vectors added to the same index
+                mem.add(role, text, timestamp=1_700_010_000 + 60 * i)
+            assert len(retriever._index) == mem._store.embedding_count(mem._conv) > count
+            assert retriever.pages("Oswin's memory", 4)
+        finally:
+            retriever_module.VectorIndex = original
+        assert not built

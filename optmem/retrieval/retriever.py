@@ -165,6 +165,10 @@ class Retriever:
                     self._store.put_turn_units(self._conv, units, words)
         if self._index is not None and added:
             self._index.add(np.array([k for k, _ in added], dtype=np.int64), np.stack([v for _, v in added]))
+        elif added:
+            # Made here, at the seal that embedded pages, not by the first query: loading faiss and
+            # the stored vectors took ~60 ms of that query's 90-100.
+            self._index = self._current_index()
 
     def rank_turns(self, query: str, limit: int) -> list[TurnHit]:
         """Indexed turns for ``query``, best first: the dense ranking (each turn by its best part)
@@ -205,14 +209,17 @@ class Retriever:
         else the persisted one if it is current and readable, else rebuilt from the vectors."""
         if self.config.embed_on_query:
             self.index_pending()
+        self._index = self._current_index()
+        return self._index
+
+    def _current_index(self) -> VectorIndex:
         expected = self._store.embedding_count(self._conv)
         if self._index is not None and len(self._index) == expected:
             return self._index
         persisted = self._store.vector_index(self._conv)
         if persisted is not None and persisted[0] == expected:
             try:
-                self._index = VectorIndex.from_bytes(persisted[1])
-                return self._index
+                return VectorIndex.from_bytes(persisted[1])
             except CorruptIndex:
                 if not self._store.readonly:
                     self._store.delete_vector_index(self._conv)  # rebuilt below from the stored vectors
@@ -223,7 +230,6 @@ class Retriever:
             for i in range(1, len(numbers)):
                 chunk_numbers[i] = chunk_numbers[i - 1] + 1 if numbers[i] == numbers[i - 1] else 0
             index.add([ChunkKey(int(p), int(c)).vector_id for p, c in zip(numbers, chunk_numbers)], vectors)
-        self._index = index
         return index
 
     # -- searching -----------------------------------------------------------------------------
