@@ -148,9 +148,14 @@ class _SentImages:
     later re-encodes the marked ones compactly (MemoryConfig.sent_images = "fast"). Bytes made
     fast on a request (``png(fast=True)``) are marked whatever ``defer`` says."""
 
-    def __init__(self, container: Literal["png", "webp"], max_images: int = 256, *, defer: bool = False):
+    def __init__(self, container: Literal["png", "webp"], max_images: int = 256, *, defer: bool = False,
+                 max_bytes: int = 16 << 20):
+        # Bounded by bytes too: fast-made images run to 100-400 KB, and optmem serve keeps 64
+        # memories open (16 MiB holds a context's 10-20 images several times over).
         self._container = container
         self._max = max_images
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._defer = defer
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
         self._awaiting: set[tuple] = set()  # entries of _cache made fast, to be compacted
@@ -184,21 +189,24 @@ class _SentImages:
 
     def put(self, key: tuple, side: int, crop: int, data: bytes, *, written: bool = False) -> None:
         full = (*key, side, crop)
+        self._bytes += len(data) - len(self._cache.get(full, b""))
         self._cache[full] = data
         self._cache.move_to_end(full)
         if written and self._defer:
             self._awaiting.add(full)
         else:
             self._awaiting.discard(full)
-        if len(self._cache) > self._max:
-            self._awaiting.discard(self._cache.popitem(last=False)[0])
+        while len(self._cache) > 1 and (len(self._cache) > self._max or self._bytes > self._max_bytes):
+            evicted, old = self._cache.popitem(last=False)
+            self._bytes -= len(old)
+            self._awaiting.discard(evicted)
 
     def forget(self, prefix: tuple) -> None:
         """Drop the entries whose key starts with ``prefix``: a page stored anew at a blurrier tier
         is never sent at the sharper one again, so its bytes would only hold a place (and be
         compacted for nothing)."""
         for full in [k for k in self._cache if k[:len(prefix)] == prefix]:
-            del self._cache[full]
+            self._bytes -= len(self._cache.pop(full))
             self._awaiting.discard(full)
 
     def compact(self, limit: int | None = None) -> int:
@@ -219,6 +227,7 @@ class _SentImages:
         stored = 0
         for (full, fast, _), compact in zip(work.items, work.compact or ()):
             if full in self._awaiting and self._cache.get(full) is fast:
+                self._bytes += len(compact) - len(fast)
                 self._cache[full] = compact
                 self._awaiting.discard(full)
                 stored += 1
@@ -227,6 +236,7 @@ class _SentImages:
     def clear(self) -> None:
         self._cache.clear()
         self._awaiting.clear()
+        self._bytes = 0
 
 
 class _RecentPixels:

@@ -208,6 +208,26 @@ def test_sent_images_evicted_before_compaction_are_skipped(page):
     assert kept == reader_image(page.image, 640, container="webp")
 
 
+def test_sent_images_are_bounded_by_bytes_and_the_count_follows_evictions_and_compaction(page):
+    from optmem.memory import _SentImages
+
+    one = len(reader_image(page.image, 640, container="webp", fast=True))
+    sent = _SentImages("webp", max_images=100, defer=True, max_bytes=int(2.5 * one))
+    for number in (1, 2, 3, 4):
+        sent.put((0, number, "small"), 640, 0, sent.written(page.image, 640, 0), written=True)
+    assert [k[1] for k in sent._cache] == [3, 4]  # the oldest go first once 2.5 images' bytes are held
+    assert sent._bytes == sum(map(len, sent._cache.values())) <= sent._max_bytes
+    assert sent.compact() == 2
+    assert sent._bytes == sum(map(len, sent._cache.values())) < 2 * one  # compact bytes are fewer
+    sent.forget((0, 3))
+    assert sent._bytes == sum(map(len, sent._cache.values())) and list(sent._cache) == [(0, 4, "small", 640, 0)]
+    huge = _SentImages("webp", max_bytes=1)
+    huge.put((0, 1, "small"), 640, 0, b"x" * 10)
+    assert huge.cached((0, 1, "small"), 640, 0) == b"x" * 10  # the newest is kept whatever its size
+    huge.clear()
+    assert huge._bytes == 0
+
+
 def test_a_view_below_the_page_tier_is_sent_fast_and_compacted_by_the_next_adds():
     # qwen2.5-vl is shown these pages at small, below their tier (its larger rungs cost more than
     # the text they hold): made for the request, fast; each add compacts a few, newest first.
