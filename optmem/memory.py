@@ -43,8 +43,8 @@ from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
 from optmem.turn_units import select_turns
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
-from renderers import (PageLayout, Tier, decode_page_image, downsample, encode_page_image, encode_png, encoding_for_side,
-                       reader_image, sent_view)
+from renderers import (PageLayout, Tier, TurnInput, decode_page_image, downsample, draw_layout, encode_page_image,
+                       encode_png, encoding_for_side, layout_pages, reader_image, sent_view)
 from renderers.canvas import Canvas
 
 __all__ = ["CompactionWork", "InvalidTurn", "OpticalMemory", "PageInfo", "PinError", "Recall", "Turn"]
@@ -505,6 +505,20 @@ class OpticalMemory:
         moved = len(self._write(None, moves=True).moves)
         self._moves_due = False
         return moved
+
+    def warm_up(self) -> None:
+        """Load now what the first context would otherwise wait for: MiniLM (about 3 s in a fresh
+        process), this conversation's vector index, the tokenizers that count text (DeepSeek's
+        for pages, the reader's) and the renderer's font tables (a throwaway page is laid out and
+        drawn; nothing is stored). Optional; a chat loop calls it once after open so that its
+        first reply does not wait on the loads."""
+        if self.config.retrieval.enabled:
+            self._retrieval().warm_up()
+        _count("warm up")
+        self.reader.count("warm up")
+        throwaway = [TurnInput("user", "warm up: 0123456789 the quick brown fox 记忆"),
+                     TurnInput("assistant", "warm up")]
+        draw_layout(layout_pages(throwaway, self.config.render)[0])
 
     def draw_open_page(self) -> bool:
         """Draw the open page now, as a context that shows it would. The page that seals next is

@@ -461,3 +461,31 @@ def test_tier_moves_left_for_settle_end_where_moves_in_the_write_do():
         for number, *_ in tiers(eager):
             assert lazy.page_image(number).tobytes() == eager.page_image(number).tobytes()
         assert lazy.settle() == 0  # nothing is due any more
+
+
+def test_warm_up_loads_the_embedder_and_the_index_and_stores_nothing():
+    from fakes import HashEmbedder
+
+    from optmem.demo import build_conversation
+
+    encoded = []
+
+    class Recording(HashEmbedder):
+        def encode(self, texts):
+            encoded.append(list(texts))
+            return super().encode(texts)
+
+    turns, _ = build_conversation(60, seed=4)
+    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=Recording()) as mem:
+        for i, (role, text) in enumerate(turns):
+            mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        mem._retriever = None  # as in a fresh process: no index in memory yet
+        before = (mem._store.last_turn(mem._conv), [p.number for p in mem.pages()])
+        encoded.clear()
+        mem.warm_up()
+        assert ["warm up"] in encoded
+        assert mem._retriever._index is not None and len(mem._retriever._index) == mem._store.embedding_count(mem._conv)
+        assert (mem._store.last_turn(mem._conv), [p.number for p in mem.pages()]) == before
+    with OpticalMemory.open(":memory:", "c", {"retrieval": {"enabled": False}}) as mem:
+        mem.warm_up()  # no retrieval: the tokenizers and fonts only
+        assert mem._retriever is None and mem._store.last_turn(mem._conv) == 0

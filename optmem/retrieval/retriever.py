@@ -194,6 +194,11 @@ class Retriever:
             self._turns = (through, seqs, vectors)
         return self._turns[1], self._turns[2]
 
+    def warm_up(self) -> None:
+        """Load the embedder's model and this conversation's vector index now, not in the first query."""
+        self._embedder.encode(["warm up"])
+        self._vector_index()
+
     def forget_index(self) -> None:
         """Drop the in-process indexes (pages or turns were deleted); they are rebuilt on the next query."""
         self._index = None
