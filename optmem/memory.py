@@ -510,8 +510,9 @@ class OpticalMemory:
         """Load now what the first context would otherwise wait for: MiniLM (about 3 s in a fresh
         process), this conversation's vector index, the tokenizers that count text (DeepSeek's
         for pages, the reader's) and the renderer's font tables (a throwaway page is laid out and
-        drawn; nothing is stored). Optional; a chat loop calls it once after open so that its
-        first reply does not wait on the loads."""
+        drawn). It stores nothing but what the first query would store too: the vectors of pages
+        not embedded yet, when ``retrieval.embed_on_query``. Optional; a chat loop calls it once
+        after open so that its first reply does not wait on the loads."""
         if self.config.retrieval.enabled:
             self._retrieval().warm_up()
         _count("warm up")

@@ -138,6 +138,11 @@ class Retriever:
             return
         if work.vectors is None:
             raise ValueError("store_work takes embedded work (IndexWork.embedded)")
+        if work.pages and self._index is None:
+            # Made here, by the seal that embeds pages (before its vectors are stored, so that a
+            # persisted index of the stored ones still fits), not by the first query: importing
+            # faiss and loading the stored vectors took ~60 ms of that query's 90-100.
+            self._index = self._current_index()
         optical = self._archive == "optical"
         added: list[tuple[int, np.ndarray]] = []
         with self._store.write():
@@ -165,10 +170,6 @@ class Retriever:
                     self._store.put_turn_units(self._conv, units, words)
         if self._index is not None and added:
             self._index.add(np.array([k for k, _ in added], dtype=np.int64), np.stack([v for _, v in added]))
-        elif added:
-            # Made here, at the seal that embedded pages, not by the first query: loading faiss and
-            # the stored vectors took ~60 ms of that query's 90-100.
-            self._index = self._current_index()
 
     def rank_turns(self, query: str, limit: int) -> list[TurnHit]:
         """Indexed turns for ``query``, best first: the dense ranking (each turn by its best part)
