@@ -83,11 +83,14 @@ class Canvas:
         self._changes.append(rows)
         behind = False  # a view made ahead from further back than the last drawing: one per drawing
         for side in sorted(self._kept | self._asked):
-            if self._last_asked <= side < layout.side:
-                current = side == self._last_asked or self._views.get(side, (None, -1))[1] == len(self._changes) - 1
-                if current or not behind:
-                    behind = behind or not current
-                    self._catch_up(side)
+            if not self._last_asked <= side < layout.side:
+                continue
+            current = side == self._last_asked or self._views.get(side, (None, -1))[1] == len(self._changes) - 1
+            if not current:
+                if behind:
+                    continue
+                behind = True
+            self._catch_up(side)
 
     def view(self, side: int) -> Image.Image:
         """``downsample(self.draw(...), side)`` of the last drawing, resampling only the rows its
