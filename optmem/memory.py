@@ -438,7 +438,7 @@ class OpticalMemory:
             # embedded yet is embedded on the next seal or query.
             if turn_units:
                 self._index_memory_turns()
-            self._retrieval().index_pending()
+            self._retrieval().index_pending_soon()
         return plan.turn.seq
 
     def flush(self) -> None:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -43,6 +43,8 @@ class ScaleConfig(BenchConfig):
     seed: int = DEFAULT_SEED
     essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
     memory_config: MemoryConfigField = MemoryConfig()
+    # MiniLM's matrix products: "auto" is bfloat16 on a CPU with AMX, float32 elsewhere
+    embed_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     min_turn_tokens: int = Field(default=20, ge=1)
     max_turn_tokens: int = Field(default=120, ge=1)
 
@@ -87,17 +89,18 @@ def _db_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def measure(n_turns: int, turns, queries: Sequence[str], cfg: ScaleConfig, workdir: Path) -> dict:
+def measure(n_turns: int, turns, queries: Sequence[str], cfg: ScaleConfig, workdir: Path, embedder) -> dict:
     from optmem import OpticalMemory
 
     mem_cfg = cfg.memory_config
     db = workdir / f"scale_{n_turns}.db"
     with PeakRSS() as rss:
-        mem = OpticalMemory.open(db, conversation="scale", config=mem_cfg)
+        mem = OpticalMemory.open(db, conversation="scale", config=mem_cfg, embedder=embedder)
         try:
             t0, c0 = time.perf_counter(), time.process_time()
             for t in progress(turns[:n_turns], desc=f"scale ingest {n_turns}"):
                 mem.add(t.role, t.text)
+            mem.index()  # the last seal's pages may still be embedding on a worker: that is ingest too
             ingest_s, ingest_cpu_s = time.perf_counter() - t0, time.process_time() - c0
             no_query = []
             for _ in range(cfg.repeats):
@@ -118,7 +121,7 @@ def measure(n_turns: int, turns, queries: Sequence[str], cfg: ScaleConfig, workd
     return {
         "turns": n_turns, "pages": pages, "ingest_s": round(ingest_s, 3),
         "turns_per_s": round(n_turns / ingest_s, 2),
-        # Ingest is one thread: turns per CPU second is what an idle core would give, load or not.
+        # CPU seconds of the whole process: the rendering thread and the worker embedding beside it.
         "turns_per_cpu_s": round(n_turns / ingest_cpu_s, 2), "db_bytes": _db_bytes(db),
         "context_p50_ms": round(1000 * percentile(no_query, 50), 2), "context_p95_ms": round(1000 * percentile(no_query, 95), 2),
         "query_first_ms": round(1000 * first_query_s, 1),
@@ -140,16 +143,17 @@ def run(cfg: ScaleConfig, workdir: Path | None = None) -> dict:
     queries = [rng.choice(turns).text.split(". ")[0][:200] for _ in range(cfg.repeats + 1)]
     # Load the embedder before timing: "first query" is then the embedding of every page, not the model load.
     # Not the benchmarks' remembering embedder: its memo would count in the memory figures.
-    from optmem.retrieval import default_embedder
+    from optmem.retrieval import Embedder
 
-    default_embedder().encode(["warm up"])
+    embedder = Embedder(precision=cfg.embed_precision)
+    embedder.encode(["warm up"])
     rows = []
     with tempfile.TemporaryDirectory(prefix="optmem-scale-", dir=workdir) as tmp:
         for count in sorted(cfg.counts):
-            rows.append(measure(count, turns, queries, cfg, Path(tmp)))
+            rows.append(measure(count, turns, queries, cfg, Path(tmp), embedder))
             for leftover in Path(tmp).glob("*"):
                 leftover.unlink()
-    return {"rows": rows}
+    return {"rows": rows, "embedder_bfloat16": embedder.uses_bfloat16}
 
 
 COLUMNS = (("turns", "turns"), ("pages", "pages"), ("turns_per_s", "ingest turns/s"),
@@ -161,11 +165,11 @@ COLUMNS = (("turns", "turns"), ("pages", "pages"), ("turns_per_s", "ingest turns
 
 NOTES = {
     "turns": "turns in the conversation", "pages": "pages sealed from them",
-    "turns_per_s": "turns added per wall-clock second (add() of every turn, rendering and storing pages)",
-    "turns_per_cpu_s": "turns added per second of the process's CPU time",
+    "turns_per_s": "turns added per wall-clock second (add() of every turn: rendering, storing and embedding pages)",
+    "turns_per_cpu_s": "turns added per second of the process's CPU time (both threads)",
     "db_bytes": "size of the SQLite database file afterwards",
     "context_p50_ms": "median latency of context() without a query", "context_p95_ms": "its 95th percentile",
-    "query_first_ms": "the first context(query): it embeds every page first",
+    "query_first_ms": "the first context(query) after the ingest (each page was embedded as it sealed)",
     "query_p50_ms": "median latency of context(query) after the first", "query_p95_ms": "its 95th percentile",
     "rss_peak_mib": "peak resident memory of the benchmark process",
     "rss_growth_mib": "resident memory growth over the measurement",
@@ -174,9 +178,10 @@ NOTES = {
 
 def render_report(cfg: ScaleConfig, out: dict, report: Report) -> dict:
     rows = out["rows"]
+    precision = "bfloat16 (this CPU has AMX)" if out.get("embedder_bfloat16") else "float32"
     report.add("Scaling", "context: `context()` without a query; query: `context(query)` after the first query "
-               "(which embeds all pages and is shown apart). Ingest runs on one thread, so turns per CPU second is "
-               "its rate on an idle core even when the machine is shared. RSS: resident set of the benchmark process.\n\n"
+               "(shown apart). Each page is embedded as it seals, on a worker thread beside the next turns' "
+               f"rendering; MiniLM ran in {precision}. RSS: resident set of the benchmark process.\n\n"
                + md_table([h for _, h in COLUMNS], [[r[k] for k, _ in COLUMNS] for r in rows]))
     report.add("Columns", "\n".join(f"- **{h}**: {NOTES[k]}" for k, h in COLUMNS))
     from matplotlib.ticker import NullFormatter
@@ -209,13 +214,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--essays", type=Path, default=default_data("pg_essays"), help=data_help("essays"))
     p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--embed-precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="MiniLM's matrix products (auto: bfloat16 on a CPU with AMX, else float32)")
     add_out_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> ScaleConfig:
     return ScaleConfig(counts=tuple(args.counts or (QUICK_COUNTS if args.quick else FULL_COUNTS)),
                        repeats=args.repeats or (5 if args.quick else 20), seed=args.seed, essays=args.essays,
-                       memory_config=args.config)
+                       memory_config=args.config, embed_precision=args.embed_precision)
 
 
 def main_args(args: argparse.Namespace) -> dict[str, Path]:

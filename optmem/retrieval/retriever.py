@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
+from concurrent.futures import Future
 from itertools import zip_longest
 from typing import Literal, TypeVar
 
@@ -98,6 +99,7 @@ class Retriever:
         self._embedder = embedder
         self._index: VectorIndex | None = None  # built on first use
         self._turns: tuple[int, np.ndarray, np.ndarray] | None = None  # (indexed through, seqs, vectors)
+        self._soon: Future[IndexWork] | None = None  # index_pending_soon's work, being embedded
 
     @property
     def embedder(self) -> Embedder:
@@ -111,6 +113,23 @@ class Retriever:
         text is dropped)."""
         self.store_work(self.pending_work().embedded(self._embedder))
 
+    def index_pending_soon(self) -> None:
+        """``index_pending`` on a worker: the pages sealed since are embedded beside the caller's
+        next writes (torch lets go of the GIL, so on two cores a bulk ingest's embedding runs
+        beside its rendering), and their vectors are stored by the next call that reads or embeds
+        pages. Until then the pages are unembedded in the store, so a crash loses nothing: what
+        was not stored is embedded again."""
+        self.finish_pending()
+        work = self.pending_work()
+        if not work.empty:
+            self._soon = workers.submit(lambda: work.embedded(self._embedder))
+
+    def finish_pending(self) -> None:
+        """Store the vectors ``index_pending_soon`` is making, waiting for them."""
+        soon, self._soon = self._soon, None
+        if soon is not None:
+            self.store_work(soon.result())
+
     def index_turns(self, turns: Sequence[TurnRow]) -> None:
         """Embed the given turns not indexed yet (in parts of about ``chunk_chars``) and keep their
         words for keyword search. Turns are indexed in order; one whose text an optical archive
@@ -123,6 +142,8 @@ class Retriever:
         (``IndexWork.embedded``), so a server does it off the thread that owns the connection."""
         if self._store.readonly:
             return IndexWork((), ())  # a read-only memory searches what was indexed when it was last written
+        if pages:
+            self.finish_pending()  # else the pages being embedded would be read as unembedded
         size = self.config.chunk_chars
         page_chunks = tuple((number, tuple(chunk_text(text or "", size)))
                             for number, text in (self._store.unindexed_pages(self._conv) if pages else ()))
@@ -207,6 +228,7 @@ class Retriever:
 
     def save(self) -> None:
         """Persist the index so the next process need not rebuild it from the stored vectors."""
+        self.finish_pending()
         if self._index is not None and len(self._index):
             self._store.put_vector_index(self._conv, len(self._index), self._index.to_bytes())
 
@@ -215,6 +237,8 @@ class Retriever:
         else the persisted one if it is current and readable, else rebuilt from the vectors."""
         if self.config.embed_on_query:
             self.index_pending()
+        else:
+            self.finish_pending()
         self._index = self._current_index()
         return self._index
 
