@@ -407,10 +407,12 @@ class OpticalMemory:
         return memory
 
     def close(self) -> None:
-        if self._retriever is not None and not self._store.readonly:
-            self._retriever.save()
-        if self._owns_store:
-            self._store.close()
+        try:
+            if self._retriever is not None and not self._store.readonly:
+                self._retriever.save()  # stores a seal's vectors still on a worker, then the index
+        finally:
+            if self._owns_store:
+                self._store.close()  # even when that embedding failed: its pages stay unembedded, not lost
 
     def __enter__(self) -> "OpticalMemory":
         return self

@@ -1,4 +1,5 @@
 from pathlib import Path
+import sqlite3
 import threading
 
 import numpy as np
@@ -397,3 +398,16 @@ def test_an_embedding_that_fails_on_the_worker_is_raised_by_the_next_read_and_re
         embedder.fail = False
         assert mem._retrieval().pages("Oswin's memory", 4)  # the query embeds what the worker did not
         assert store.unindexed_pages(conv) == [] and store.embedding_count(conv) > 0
+
+    mem = OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=embedder)
+    embedder.fail = True
+    before = mem._store.embedding_count(mem._conv)
+    for i, (role, text) in enumerate(turns[30:], 30):
+        mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+    assert mem._retrieval()._soon is not None  # a seal's embedding is in flight, failing
+    with pytest.raises(RuntimeError, match="embedder broke"):
+        mem.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # close() closed the store all the same
+        mem._store.embedding_count(mem._conv)
+    with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=HashEmbedder()) as again:
+        assert again._store.embedding_count(again._conv) == before and again._store.unindexed_pages(again._conv)

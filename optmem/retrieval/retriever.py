@@ -10,6 +10,7 @@ mediocre. Pages are ranked from the same two chunk rankings the excerpt search u
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from concurrent.futures import Future
@@ -25,6 +26,8 @@ from optmem.retrieval.embedder import Embedder
 from optmem.retrieval.index import CorruptIndex, VectorIndex
 from optmem.retrieval.keywords import chunk_shown, index_words, keywords, searchable_chunk
 from optmem.store import Store, TurnRow
+
+_log = logging.getLogger(__name__)
 
 
 # Keywords find the rare names and ids a question repeats; deeper in their ranking a common word
@@ -119,7 +122,12 @@ class Retriever:
         beside its rendering), and their vectors are stored by the next call that reads or embeds
         pages. Until then the pages are unembedded in the store, so a crash loses nothing: what
         was not stored is embedded again."""
-        self.finish_pending()
+        try:
+            self.finish_pending()
+        except Exception:
+            # The caller's write is stored: raising would have it written again. The pages stay
+            # unembedded and go into the work below (a query raises if embedding still fails).
+            _log.warning("embedding sealed pages on a worker failed; they are embedded again", exc_info=True)
         work = self.pending_work()
         if not work.empty:
             self._soon = workers.submit(lambda: work.embedded(self._embedder))
