@@ -1,4 +1,5 @@
 from pathlib import Path
+import os
 import sqlite3
 import threading
 
@@ -411,3 +412,19 @@ def test_an_embedding_that_fails_on_the_worker_is_raised_by_the_next_read_and_re
         mem._store.embedding_count(mem._conv)
     with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=HashEmbedder()) as again:
         assert again._store.embedding_count(again._conv) == before and again._store.unindexed_pages(again._conv)
+
+
+def test_work_a_forked_parent_left_in_flight_is_not_waited_for():
+    from concurrent.futures import Future
+
+    from optmem import MemoryConfig, OpticalMemory
+    from optmem.demo import build_conversation
+
+    turns, _ = build_conversation(80, seed=3)
+    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=HashEmbedder()) as mem:
+        _add_until_sealed(mem, turns)
+        retriever = mem._retrieval()
+        retriever.finish_pending()
+        retriever._soon = (os.getpid() + 1, Future())  # as a child sees its parent's: never finished
+        assert retriever.pages("Oswin's memory", 4)  # no hang: the pages are simply embedded again
+        assert mem._store.unindexed_pages(mem._conv) == []

@@ -11,6 +11,7 @@ mediocre. Pages are ranked from the same two chunk rankings the excerpt search u
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from concurrent.futures import Future
@@ -102,7 +103,9 @@ class Retriever:
         self._embedder = embedder
         self._index: VectorIndex | None = None  # built on first use
         self._turns: tuple[int, np.ndarray, np.ndarray] | None = None  # (indexed through, seqs, vectors)
-        self._soon: Future[IndexWork] | None = None  # index_pending_soon's work, being embedded
+        # index_pending_soon's work being embedded, and the process that asked (a fork's child has
+        # no worker finishing it)
+        self._soon: tuple[int, Future[IndexWork]] | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -130,13 +133,13 @@ class Retriever:
             _log.warning("embedding sealed pages on a worker failed; they are embedded again", exc_info=True)
         work = self.pending_work()
         if not work.empty:
-            self._soon = workers.submit(lambda: work.embedded(self._embedder))
+            self._soon = (os.getpid(), workers.submit(lambda: work.embedded(self._embedder)))
 
     def finish_pending(self) -> None:
         """Store the vectors ``index_pending_soon`` is making, waiting for them."""
         soon, self._soon = self._soon, None
-        if soon is not None:
-            self.store_work(soon.result())
+        if soon is not None and soon[0] == os.getpid():  # in a fork's child its pages are embedded again
+            self.store_work(soon[1].result())
 
     def index_turns(self, turns: Sequence[TurnRow]) -> None:
         """Embed the given turns not indexed yet (in parts of about ``chunk_chars``) and keep their
