@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -424,6 +424,29 @@ class OpticalMemory:
 
     def add(self, role: str, text: str | bytes, timestamp: datetime | float | None = None) -> int:
         """Store a turn; returns its id (1, 2, 3 ... within the conversation)."""
+        return self._add(role, text, timestamp, embed_beside=False)
+
+    def add_many(self, turns: Iterable[tuple]) -> list[int]:
+        """Store (role, text) or (role, text, timestamp) turns in order, as ``add`` would; their ids.
+
+        For bulk ingest: a seal's pages are embedded on a worker while the next turns are rendered
+        (torch, Pillow and zlib let go of the GIL), not before the next turn, so on two cores the
+        embedding mostly hides behind the rendering. When it returns everything is stored as after
+        ``add`` one by one. ``add`` itself embeds before it returns, so a chat loop's next query
+        never waits for a seal's embedding."""
+        ids = []
+        try:
+            for i, turn in enumerate(turns):
+                if not isinstance(turn, tuple) or len(turn) not in (2, 3):
+                    raise InvalidArgument(f"add_many: turns[{i}] is not a (role, text[, timestamp]) tuple")
+                ids.append(self._add(*turn, embed_beside=True))
+        finally:
+            if self._retriever is not None:
+                self._retriever.finish_pending()
+        return ids
+
+    def _add(self, role: str, text: str | bytes, timestamp: datetime | float | None = None, *,
+             embed_beside: bool) -> int:
         role = check_role(role)
         text = check_turn_text(text, self.config.max_turn_chars)
         ts = check_timestamp(timestamp)
@@ -440,7 +463,10 @@ class OpticalMemory:
             # embedded yet is embedded on the next seal or query.
             if turn_units:
                 self._index_memory_turns()
-            self._retrieval().index_pending_soon()
+            if embed_beside:
+                self._retrieval().index_pending_soon()
+            else:
+                self._retrieval().index_pending()
         return plan.turn.seq
 
     def flush(self) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fakes import HashEmbedder
+from optmem.errors import InvalidArgument
 from optmem.retrieval import EMBEDDING_DIM, Embedder, VectorIndex, default_embedder
 
 PASSAGES = [
@@ -360,58 +361,63 @@ def _add_until_sealed(mem, turns, start: int = 0) -> int:
     raise AssertionError("no page was sealed")
 
 
-def test_a_seal_embeds_its_pages_on_a_worker_and_the_next_read_stores_them(tmp_path):
+def test_add_many_embeds_a_seal_on_a_worker_beside_the_next_turns(tmp_path):
     from optmem import MemoryConfig, OpticalMemory
     from optmem.demo import build_conversation
 
     turns, _ = build_conversation(80, seed=3)
     embedder = _GatedEmbedder()
-    embedder.gate.clear()  # the seal's work stays in flight
+    embedder.gate.clear()  # the first seal's work stays in flight until the feed below opens it
+    seen = {}
     with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=embedder) as mem:
-        _add_until_sealed(mem, turns)  # returns without waiting for the embedding
         store, conv = mem._store, mem._conv
-        sealed = [n for n, _ in store.unindexed_pages(conv)]
-        assert sealed and store.embedding_count(conv) == 0
-        # Meanwhile another process's query embeds the same pages: the store stays the truth.
-        with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=HashEmbedder()) as other:
-            assert other._retrieval().pages("Oswin's memory", 4)
+
+        def feed():
+            for i, (role, text) in enumerate(turns):
+                if not seen and store.unindexed_pages(conv):  # sealed, its vectors not stored yet
+                    seen["before"] = store.embedding_count(conv)
+                    # Meanwhile another process's query embeds the same pages: the store stays the truth.
+                    with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=HashEmbedder()) as other:
+                        assert other._retrieval().pages("Oswin's memory", 4)
+                    seen["other"] = store.embedding_count(conv)
+                    embedder.gate.set()
+                yield role, text, 1_700_000_000 + 60 * i
+
+        ids = mem.add_many(feed())
+        assert ids == list(range(1, len(turns) + 1))
+        assert seen["before"] == 0 and seen["other"] > 0
+        assert store.unindexed_pages(conv) == []  # add_many returns with everything stored
+        assert embedder.threads[0].startswith("optmem-worker")
         count = store.embedding_count(conv)
-        assert count > 0 and store.unindexed_pages(conv) == []
-        embedder.gate.set()
-        assert mem._retrieval().pages("Oswin's memory", 4)  # stores what is still unembedded: nothing
-        assert store.embedding_count(conv) == count
-        assert embedder.threads[0].startswith("optmem-worker")  # the seal's embedding
+    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=HashEmbedder()) as one_by_one:
+        for i, (role, text) in enumerate(turns):
+            one_by_one.add(role, text, timestamp=1_700_000_000 + 60 * i)
+        assert one_by_one._store.embedding_count(one_by_one._conv) == count
+        assert one_by_one._retrieval()._soon is None  # add() embeds before it returns
 
 
-def test_an_embedding_that_fails_on_the_worker_is_raised_by_the_next_read_and_redone(tmp_path):
+def test_add_many_raises_a_failed_worker_embedding_after_storing_every_turn(tmp_path):
     from optmem import MemoryConfig, OpticalMemory
     from optmem.demo import build_conversation
 
     turns, _ = build_conversation(80, seed=3)
     embedder = _GatedEmbedder()
     embedder.fail = True
-    with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=embedder) as mem:
-        _add_until_sealed(mem, turns)
-        with pytest.raises(RuntimeError, match="embedder broke"):
-            mem._retrieval().pages("Oswin's memory", 4)
-        store, conv = mem._store, mem._conv
-        assert store.unindexed_pages(conv) and store.embedding_count(conv) == 0  # nothing half-stored
-        embedder.fail = False
-        assert mem._retrieval().pages("Oswin's memory", 4)  # the query embeds what the worker did not
-        assert store.unindexed_pages(conv) == [] and store.embedding_count(conv) > 0
-
     mem = OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=embedder)
-    embedder.fail = True
-    before = mem._store.embedding_count(mem._conv)
-    for i, (role, text) in enumerate(turns[30:], 30):
-        mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
-    assert mem._retrieval()._soon is not None  # a seal's embedding is in flight, failing
     with pytest.raises(RuntimeError, match="embedder broke"):
-        mem.close()
-    with pytest.raises(sqlite3.ProgrammingError):  # close() closed the store all the same
-        mem._store.embedding_count(mem._conv)
-    with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=HashEmbedder()) as again:
-        assert again._store.embedding_count(again._conv) == before and again._store.unindexed_pages(again._conv)
+        mem.add_many((role, text, 1_700_000_000 + 60 * i) for i, (role, text) in enumerate(turns))
+    store, conv = mem._store, mem._conv
+    assert store.last_turn(conv) == len(turns)  # no turn lost, none half-written
+    assert store.unindexed_pages(conv) and store.embedding_count(conv) == 0
+    embedder.fail = False
+    assert mem._retrieval().pages("Oswin's memory", 4)  # the query embeds what the worker did not
+    assert store.unindexed_pages(conv) == [] and store.embedding_count(conv) > 0
+    with pytest.raises(InvalidArgument, match=r"turns\[1\]"):
+        mem.add_many([("user", "fine"), ("user",)])
+    assert store.last_turn(conv) == len(turns) + 1
+    mem.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        store.embedding_count(conv)
 
 
 def test_work_a_forked_parent_left_in_flight_is_not_waited_for():

@@ -98,9 +98,7 @@ def measure(n_turns: int, turns, queries: Sequence[str], cfg: ScaleConfig, workd
         mem = OpticalMemory.open(db, conversation="scale", config=mem_cfg, embedder=embedder)
         try:
             t0, c0 = time.perf_counter(), time.process_time()
-            for t in progress(turns[:n_turns], desc=f"scale ingest {n_turns}"):
-                mem.add(t.role, t.text)
-            mem.index()  # the last seal's pages may still be embedding on a worker: that is ingest too
+            mem.add_many((t.role, t.text) for t in progress(turns[:n_turns], desc=f"scale ingest {n_turns}"))
             ingest_s, ingest_cpu_s = time.perf_counter() - t0, time.process_time() - c0
             no_query = []
             for _ in range(cfg.repeats):
@@ -165,7 +163,7 @@ COLUMNS = (("turns", "turns"), ("pages", "pages"), ("turns_per_s", "ingest turns
 
 NOTES = {
     "turns": "turns in the conversation", "pages": "pages sealed from them",
-    "turns_per_s": "turns added per wall-clock second (add() of every turn: rendering, storing and embedding pages)",
+    "turns_per_s": "turns added per wall-clock second (add_many() of them all: rendering, storing and embedding pages)",
     "turns_per_cpu_s": "turns added per second of the process's CPU time (both threads)",
     "db_bytes": "size of the SQLite database file afterwards",
     "context_p50_ms": "median latency of context() without a query", "context_p95_ms": "its 95th percentile",
@@ -180,7 +178,7 @@ def render_report(cfg: ScaleConfig, out: dict, report: Report) -> dict:
     rows = out["rows"]
     precision = "bfloat16 (this CPU has AMX)" if out.get("embedder_bfloat16") else "float32"
     report.add("Scaling", "context: `context()` without a query; query: `context(query)` after the first query "
-               "(shown apart). Each page is embedded as it seals, on a worker thread beside the next turns' "
+               "(shown apart). Ingest is `add_many()`: each page is embedded as it seals, on a worker beside the next turns' "
                f"rendering; MiniLM ran in {precision}. RSS: resident set of the benchmark process.\n\n"
                + md_table([h for _, h in COLUMNS], [[r[k] for k, _ in COLUMNS] for r in rows]))
     report.add("Columns", "\n".join(f"- **{h}**: {NOTES[k]}" for k, h in COLUMNS))
