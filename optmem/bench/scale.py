@@ -11,11 +11,12 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, get_args
 
 from pydantic import Field, model_validator
 
 from optmem.config import MemoryConfig
+from optmem.retrieval.embedder import Precision
 
 from .common import (
     DEFAULT_SEED,
@@ -44,7 +45,7 @@ class ScaleConfig(BenchConfig):
     essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
     memory_config: MemoryConfigField = MemoryConfig()
     # MiniLM's matrix products: "auto" is bfloat16 on a CPU with AMX, float32 elsewhere
-    embed_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    embed_precision: Precision = "auto"
     min_turn_tokens: int = Field(default=20, ge=1)
     max_turn_tokens: int = Field(default=120, ge=1)
 
@@ -212,7 +213,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--essays", type=Path, default=default_data("pg_essays"), help=data_help("essays"))
     p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--embed-precision", choices=("auto", "float32", "bfloat16"), default="auto",
+    p.add_argument("--embed-precision", choices=get_args(Precision), default="auto",
                    help="MiniLM's matrix products (auto: bfloat16 on a CPU with AMX, else float32)")
     add_out_argument(p)
 

@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -66,8 +66,8 @@ class Embedder:
                  precision: Precision = "auto"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
+        if precision not in get_args(Precision):
+            raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
         self.precision = precision
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.batch_size = batch_size

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
 from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from itertools import zip_longest
 from typing import Literal, TypeVar
 
