@@ -233,6 +233,25 @@ def test_a_writer_killed_inside_a_migration_leaves_the_old_version(old_db):
     assert _assert_whole_version(old_db) == LATEST
 
 
+def test_a_failure_in_the_last_migration_undoes_the_earlier_ones_too(old_db, monkeypatch):
+    import optmem.store.sqlite as backend
+
+    apply = backend._apply
+
+    def failing_last(conn, migration):
+        if migration.version == LATEST:
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+        apply(conn, migration)
+
+    monkeypatch.setattr(backend, "_apply", failing_last)
+    with pytest.raises(sqlite3.OperationalError, match="injected"):
+        open_store(old_db)
+    assert _assert_whole_version(old_db) == 1
+    monkeypatch.setattr(backend, "_apply", apply)
+    open_store(old_db).close()
+    assert _assert_whole_version(old_db) == LATEST
+
+
 UPGRADE = """
 import sys
 from optmem.store import open_store

@@ -140,14 +140,16 @@ class SQLiteStore(OpenedStore):
             raise
 
     def _migrate(self) -> None:
-        """Apply the missing migrations in order, each with its version bump in one transaction.
-        The version is re-read under the write lock: another process may have upgraded meanwhile."""
-        while self._version < LATEST:
-            with self._transaction() as conn:
-                self._version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if self._version < LATEST:
-                    _apply(conn, MIGRATIONS[self._version])
-                    self._version = MIGRATIONS[self._version].version
+        """Apply every missing migration in one transaction, so a writer killed mid-upgrade leaves
+        the file at the version it started from, never at one in between. The version is re-read
+        under the write lock: another process may have upgraded meanwhile."""
+        if self._version >= LATEST:
+            return
+        with self._transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for migration in MIGRATIONS[version:]:
+                _apply(conn, migration)
+            self._version = LATEST
 
     def close(self) -> None:
         if self._owns_connection:
