@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 
 from PIL import Image
 
+from optmem.allocation import PageOption, Rung, legibility
 from optmem.codec.segments import ImageSegment, TextSegment
 from optmem.ledger import format_ledger
 from optmem.reader import Reader, format_turn
@@ -22,6 +23,7 @@ from optmem.schedule import PageCost, fit_pages
 from renderers import Tier
 
 DEFAULT_READER = "deepseek-ocr"
+DEFAULT_COMPRESSION = 10.0  # text tokens per image token assumed for a page whose text was not counted
 
 
 class BudgetError(ValueError):
@@ -210,6 +212,50 @@ def fixed_cost(recent: Sequence[RecentTurn], reader: Reader, system: str | None)
     return reader.overhead(roles, memory=True, system=system) + sum(s.positions for s in _turn_segments(recent, reader))
 
 
+def page_text_worth(page: MemoryPage, reader: Reader) -> int | None:
+    """The page's text in the reader's tokens; None: not known."""
+    if page.reader_text_tokens is not None:
+        return page.reader_text_tokens
+    return None if page.text_tokens is None else reader.page_text_tokens(page.text_tokens)
+
+
+def price_pages(pages: Sequence[MemoryPage], reader: Reader, ledger: bool
+                ) -> tuple[dict[int, LedgerSegment], dict[int, str], list[PageCost]]:
+    """Each page's ledger segment and label, and its cost as the budget controller sees it: the
+    text that rides with its image, and the tiers whose image would cost more than its text."""
+    ledgers, labels, costs = {}, {}, []
+    for p in pages:
+        if ledger and p.ledger:
+            text = format_page_ledger(p.number, p.ledger)
+            ledgers[p.number] = LedgerSegment(p.number, p.ledger, text, reader.cost(text))
+        labels[p.number] = reader.page_label(p.number, p.first_turn, p.last_turn)
+        worth = page_text_worth(p, reader)
+        barred = frozenset() if worth is None else frozenset(t for t in Tier if (reader.image_tokens(t) or 0) > worth)
+        extra = (ledgers[p.number].positions if p.number in ledgers else 0) + reader.cost(labels[p.number])
+        costs.append(PageCost(p.tier, extra, p.pinned, barred))
+    return ledgers, labels, costs
+
+
+def page_options(pages: Sequence[MemoryPage], reader: Reader, ledger: bool) -> list[PageOption]:
+    """The in-context ``pages`` as optmem.allocation prices them in the reader's tokens: the tiers
+    each may be sent at, from the blurriest up to its own (a pinned page: its own only), each
+    image with the ledger and label that ride with it, and how legible its text is there."""
+    _, _, costs = price_pages(pages, reader, ledger)
+    out = []
+    for p, cost in zip(pages, costs):
+        worth = page_text_worth(p, reader)
+        rungs = []
+        tier: Tier | None = Tier(p.tier)
+        while tier is not None:
+            tokens = reader.image_tokens(tier)
+            if tokens is not None and tier not in cost.barred:
+                compression = DEFAULT_COMPRESSION if worth is None else worth / max(tokens, 1)
+                rungs.append(Rung(tier.value, tokens + cost.extra_positions, legibility(compression)))
+            tier = None if p.pinned and rungs else tier.blurrier()  # pinned: its own tier, or the first sendable
+        out.append(PageOption(p.number, tuple(reversed(rungs)), p.first_turn, p.last_turn, p.pinned))
+    return out
+
+
 def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expansions: Sequence[Expansion],
              budget: int, ledger: bool, reader: Reader | None = None, system: str | None = None) -> Context:
     """Fit memory into ``budget`` of the reader's tokens (default reader: the DeepSeek-OCR decoder).
@@ -254,18 +300,7 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
             excerpts.setdefault(e.page, []).append(segment)
 
     imaged = [p for p in pages if p.number not in expanded and p.tier is not None]
-    ledgers, labels, costs = {}, {}, []
-    for p in imaged:
-        if ledger and p.ledger:
-            text = format_page_ledger(p.number, p.ledger)
-            ledgers[p.number] = LedgerSegment(p.number, p.ledger, text, reader.cost(text))
-        labels[p.number] = reader.page_label(p.number, p.first_turn, p.last_turn)
-        barred = frozenset()
-        if p.reader_text_tokens is not None or p.text_tokens is not None:
-            worth = p.reader_text_tokens if p.reader_text_tokens is not None else reader.page_text_tokens(p.text_tokens)
-            barred = frozenset(t for t in Tier if (reader.image_tokens(t) or 0) > worth)
-        extra = (ledgers[p.number].positions if p.number in ledgers else 0) + reader.cost(labels[p.number])
-        costs.append(PageCost(p.tier, extra, p.pinned, barred))
+    ledgers, labels, costs = price_pages(imaged, reader, ledger)
     tiers = dict(zip((p.number for p in imaged), fit_pages(costs, budget - used, reader.image_tokens)))
 
     segments: list[Segment] = []

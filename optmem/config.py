@@ -83,10 +83,11 @@ class ReexpandConfig(_Model):
     unit: Literal["page", "excerpt", "turns"] = Field(
         default="page", description="page: a relevant page is replaced by its whole text; excerpt: the relevant "
         "chunks of pages are added as text and the pages stay in context as images; turns: the turns retrieval "
-        "ranks for the query (dense and keyword, turn by turn) are added as text, up to text_share of the budget, "
-        "and the pages stay in context as images")
-    text_share: float = Field(default=0.5, gt=0, le=1, description="unit = 'turns': the share of the budget left "
-                              "after the recent turns that retrieved turns may take as text")
+        "ranks for the query (dense and keyword, turn by turn) go in as text beside the page images, the two "
+        "sharing the budget by expected value per token (docs/design.md, Assembly)")
+    text_share: float | None = Field(default=None, gt=0, le=1, description="unit = 'turns': None: text and "
+                                     "images share the budget by value per token; a number: retrieved turns take "
+                                     "up to this share of the budget left after the recent turns, pages the rest")
     max_pages: int = Field(default=4, ge=0, description="most pages re-expanded into text per context(), budget permitting")
     max_excerpts: int = Field(default=16, ge=0, description="most excerpts per context() when unit = 'excerpt' "
                               "(optical archive: from at most max_pages pages, each an OCR read)")

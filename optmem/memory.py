@@ -26,7 +26,9 @@ from typing import Literal
 
 from PIL import Image
 
-from optmem.assembler import Context, Expansion, MemoryPage, RecentTurn, assemble, fixed_cost, format_expanded
+from optmem.allocation import TextItem, allocate, evidence_prior
+from optmem.assembler import (Context, Expansion, MemoryPage, RecentTurn, assemble, fixed_cost, format_expanded,
+                              page_options)
 from optmem.config import MemoryConfig, load_config
 from optmem.errors import InvalidArgument, check_count, check_text
 from optmem.excerpts import excerpt_turns, whole_turns
@@ -41,7 +43,7 @@ from optmem.retrieval import Embedder, IndexWork, Retriever, chunk_spans
 from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
-from optmem.turn_units import select_turns
+from optmem.turn_units import RankedTurns, fill
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
 from renderers import (PageLayout, Tier, TurnInput, decode_page_image, downsample, draw_layout, encode_page_image,
                        encode_png, encoding_for_side, layout_pages, reader_image, sent_view)
@@ -837,6 +839,7 @@ class OpticalMemory:
         rows = {r.number: r for r in self._store.pages(self._conv, in_context_only=True)}
         open_page = self._open_page()
         expansions: list[Expansion] = []
+        tiers: dict[int, str | None] = {}  # an allocation's tiers, where it chose them
         retrieval = self.config.retrieval
         as_text = not self.reader.profile.takes_images or self._fits_as_text(open_page, budget - fixed)
         if as_text:
@@ -845,8 +848,12 @@ class OpticalMemory:
         elif query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
         elif query and retrieval.enabled and self.config.reexpand.unit == "turns":
-            share = int(self.config.reexpand.text_share * (budget - fixed))
-            expansions = self._text_memory(query, rows, self._store.pages(self._conv), open_page, share, newest=False)
+            if self.config.reexpand.text_share is None:
+                expansions, tiers = self._allocated_memory(query, rows, open_page, budget - fixed)
+            else:
+                share = int(self.config.reexpand.text_share * (budget - fixed))
+                expansions = self._text_memory(query, rows, self._store.pages(self._conv), open_page, share,
+                                               newest=False)
         elif query and retrieval.enabled and self.config.reexpand.max_pages > 0:
             for hit in self._retrieval().pages(query, self.config.reexpand.max_pages):
                 if hit.score < retrieval.min_score and not hit.best_keyword_match:
@@ -857,15 +864,18 @@ class OpticalMemory:
 
         ledger = self.config.ledger.enabled
         # Memory given as text leaves no page to show as an image.
-        pages = [MemoryPage(r.number, None if as_text else r.tier, r.first_turn, r.last_turn, r.ledger if ledger else (),
-                            _StoredImage(self._store, self._conv, r, self._sent, self._pixels),
-                            pinned=r.pinned_tier is not None,
-                            text_tokens=r.text_tokens, reader_text_tokens=self._page_reader_tokens(r.number))
+        pages = [self._memory_page(r, None if as_text else tiers.get(r.number, r.tier))
                  for r in sorted(rows.values(), key=lambda r: r.number)]
         if open_page is not None:
-            pages.append(replace(open_page, tier=None) if as_text else open_page)
+            pages.append(replace(open_page, tier=None if as_text else tiers.get(open_page.number, open_page.tier)))
         return assemble(pages=pages, recent=recent, expansions=expansions, budget=budget, ledger=ledger,
                         reader=self.reader, system=system)
+
+    def _memory_page(self, row: PageRow, tier: str | None) -> MemoryPage:
+        return MemoryPage(row.number, tier, row.first_turn, row.last_turn, row.ledger if self.config.ledger.enabled else (),
+                          _StoredImage(self._store, self._conv, row, self._sent, self._pixels),
+                          pinned=row.pinned_tier is not None,
+                          text_tokens=row.text_tokens, reader_text_tokens=self._page_reader_tokens(row.number))
 
     def _page_reader_tokens(self, number: int) -> int | None:
         """A sealed page's text in the reader's own tokens, counted once (pages do not change); None
@@ -886,58 +896,46 @@ class OpticalMemory:
         last = self._store.last_turn(self._conv) - self.config.recent_turns
         if last < 1 or budget <= 0:
             return []
-        pages: list[PageRow | MemoryPage] = [*every, *([open_page] if open_page else [])]
-        if not pages:
+        turns = _MemoryTurns(self, [*every, *([open_page] if open_page else [])], last)
+        if not turns.pages:
             return []
-        firsts = [p.first_turn for p in pages]
+        ranked = self._ranked_memory_turns(query, last)
+        stream = turns.stream([*ranked, *(range(last, 0, -1) if newest else ())])
+        fill(stream, budget)
+        return turns.expansions(stream, budget, rows)
 
-        def page_of(seq: int) -> PageRow | MemoryPage:
-            return pages[max(0, bisect_right(firsts, seq) - 1)]
+    def _ranked_memory_turns(self, query: str | None, last: int) -> list[int]:
+        if not query or not self.config.retrieval.enabled:
+            return []
+        if self.config.retrieval.embed_on_query:
+            self._index_memory_turns()
+        return [h.seq for h in self._retrieval().rank_turns(query, last) if h.seq <= last]
 
-        ranked: list[int] = []
-        if query and self.config.retrieval.enabled:
-            if self.config.retrieval.embed_on_query:
-                self._index_memory_turns()
-            ranked = [h.seq for h in self._retrieval().rank_turns(query, last) if h.seq <= last]
+    def _allocated_memory(self, query: str, rows: dict[int, PageRow], open_page: MemoryPage | None,
+                          budget: int) -> tuple[list[Expansion], dict[int, str | None]]:
+        """Retrieved turns as text and the in-context pages as images, sharing ``budget`` by value
+        per token (optmem.allocation): the expansions, and each in-context page's tier (None: out).
+        ``rows`` gains the pages the turns are on."""
+        last = self._store.last_turn(self._conv) - self.config.recent_turns
+        turns = _MemoryTurns(self, [*self._store.pages(self._conv), *([open_page] if open_page else [])], last)
+        if last < 1 or budget <= 0 or not turns.pages:
+            return [], {}
+        ranked = self._ranked_memory_turns(query, last)
+        rank_of = {seq: i for i, seq in enumerate(ranked)}
+        tail = evidence_prior(len(ranked))
 
-        blocks: dict[int, dict[int, TurnRow]] = {}
+        def value(seq: int) -> float:
+            rank = rank_of.get(seq)
+            return tail if rank is None else evidence_prior(rank)
 
-        def fetch(seq: int) -> TurnRow | None:
-            # A read per block of turns, not per turn: on PostgreSQL each read is a round trip, and
-            # the newest turns are asked for one after another.
-            block = (seq - 1) // TURNS_READ_TOGETHER
-            if block not in blocks:
-                first = block * TURNS_READ_TOGETHER + 1
-                read = self._store.turns(self._conv, first, min(first + TURNS_READ_TOGETHER - 1, last))
-                blocks[block] = {t.seq: t for t in read}
-            return blocks[block].get(seq)
-
-        read_pages: dict[int, Expansion] = {}
-
-        def read_back(turn: TurnRow, left: int) -> int | None:
-            page = page_of(turn.seq)
-            if (not isinstance(page, PageRow) or page.number in read_pages
-                    or len(read_pages) >= self.config.reexpand.max_pages):
-                return None
-            read = self._reexpander.text(page)
-            cost = self.reader.cost(format_expanded(page.number, page.first_turn, page.last_turn, read.text))
-            if cost > left:
-                return None
-            read_pages[page.number] = Expansion(page.number, read.text, read.source, read.tier)
-            rows.setdefault(page.number, page)
-            return cost
-
-        runs = select_turns([*ranked, *(range(last, 0, -1) if newest else ())], fetch, self.reader.cost, budget,
-                            textless=read_back)
-        out = list(read_pages.values())
-        for run in runs:
-            page = page_of(run.first)
-            if isinstance(page, PageRow):
-                rows.setdefault(page.number, page)
-            tier = page.image_tier if isinstance(page, PageRow) else page.tier
-            out.append(Expansion(page.number, run.body, "verbatim", tier, excerpt=(run.first, run.last),
-                                 heading=run.heading))
-        return out
+        in_context = [self._memory_page(r, r.tier) for r in sorted(rows.values(), key=lambda r: r.number)
+                      if r.tier is not None]
+        if open_page is not None and open_page.tier is not None:
+            in_context.append(open_page)
+        options = page_options(in_context, self.reader, self.config.ledger.enabled)
+        stream = turns.stream(ranked, value=value)
+        allocation = allocate(options, stream, budget, value)
+        return turns.expansions(stream, budget - allocation.image_positions, rows), allocation.tiers
 
     def _index_memory_turns(self) -> None:
         """Give the turns that left the recent window their units (text readers rank by them)."""
@@ -1041,3 +1039,60 @@ class _NewPage:
     @property
     def image_tier(self) -> str:
         return self.sealed.tier
+
+
+class _MemoryTurns:
+    """The turns that left the recent window, as a text memory reads them: by id, a block of them
+    per store read, each with its page, and a textless turn's page read back whole by OCR (at
+    most ``max_pages`` pages per context)."""
+
+    def __init__(self, memory: OpticalMemory, pages: list[PageRow | MemoryPage], last: int):
+        self._memory, self.pages, self._last = memory, pages, last
+        self._firsts = [p.first_turn for p in pages]
+        self._blocks: dict[int, dict[int, TurnRow]] = {}
+        self._read: dict[int, Expansion] = {}  # pages read back, taken or not: each was an OCR read
+
+    def page_of(self, seq: int) -> PageRow | MemoryPage:
+        return self.pages[max(0, bisect_right(self._firsts, seq) - 1)]
+
+    def fetch(self, seq: int) -> TurnRow | None:
+        # A read per block of turns, not per turn: on PostgreSQL each read is a round trip, and
+        # the newest turns are asked for one after another.
+        block = (seq - 1) // TURNS_READ_TOGETHER
+        if block not in self._blocks:
+            first = block * TURNS_READ_TOGETHER + 1
+            m = self._memory
+            read = m._store.turns(m._conv, first, min(first + TURNS_READ_TOGETHER - 1, self._last))
+            self._blocks[block] = {t.seq: t for t in read}
+        return self._blocks[block].get(seq)
+
+    def stream(self, order: Iterable[int], *, value: Callable[[int], float] = lambda seq: 0.0) -> RankedTurns:
+        def read_back(turn: TurnRow, left: int) -> TextItem | None:
+            page, m = self.page_of(turn.seq), self._memory
+            if (not isinstance(page, PageRow) or page.number in self._read
+                    or len(self._read) >= m.config.reexpand.max_pages):
+                return None
+            read = m._reexpander.text(page)
+            self._read[page.number] = Expansion(page.number, read.text, read.source, read.tier)
+            cost = m.reader.cost(format_expanded(page.number, page.first_turn, page.last_turn, read.text))
+            shown = tuple(range(page.first_turn, page.last_turn + 1))
+            return TextItem(cost, sum(value(t) for t in shown), shown, replaces_page=page.number)
+
+        return RankedTurns(order, self.fetch, self._memory.reader.cost, value=value, textless=read_back)
+
+    def expansions(self, stream: RankedTurns, budget: int, rows: dict[int, PageRow]) -> list[Expansion]:
+        """What ``stream`` took, as expansions within ``budget``: the pages read back, then the runs
+        of turns. ``rows`` gains the pages they are on."""
+        out = []
+        for item in stream.elsewhere:
+            page = self.page_of(item.turns[0])
+            rows.setdefault(page.number, page)
+            out.append(self._read[item.replaces_page])
+        for run in stream.runs(budget):
+            page = self.page_of(run.first)
+            if isinstance(page, PageRow):
+                rows.setdefault(page.number, page)
+            tier = page.image_tier if isinstance(page, PageRow) else page.tier
+            out.append(Expansion(page.number, run.body, "verbatim", tier, excerpt=(run.first, run.last),
+                                 heading=run.heading))
+        return out
