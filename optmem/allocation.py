@@ -118,9 +118,21 @@ def allocate(pages: Sequence[PageOption], text: TextStream, budget: int,
             left -= p.rungs[0].positions
             image_positions += p.rungs[0].positions
     replaced: set[int] = set()
+    # What each page's turns not in text are worth, kept as text covers them.
+    worth = {p.number: sum(turn_value(t) for t in range(p.first_turn, p.last_turn + 1)) for p in pages}
+    ordered = sorted(pages, key=lambda p: p.first_turn)
+    firsts = [p.first_turn for p in ordered]
+
+    def cover(turn: int) -> None:
+        if turn in covered:
+            return
+        covered.add(turn)
+        i = bisect_right(firsts, turn) - 1
+        if i >= 0 and turn <= ordered[i].last_turn:
+            worth[ordered[i].number] -= turn_value(turn)
 
     def page_worth(p: PageOption) -> float:
-        return sum(turn_value(t) for t in range(p.first_turn, p.last_turn + 1) if t not in covered)
+        return max(worth[p.number], 0.0)
 
     def step(p: PageOption) -> tuple[float, int, Rung] | None:
         """The page's next step: (density, positions it adds, the rung it goes to)."""
@@ -176,7 +188,8 @@ def allocate(pages: Sequence[PageOption], text: TextStream, budget: int,
         left -= offer.positions
         text_positions += offer.positions
         value += offer.value
-        covered.update(offer.turns)
+        for turn in offer.turns:
+            cover(turn)
         if offer.replaces_page is not None and offer.replaces_page in by_number:
             replaced.add(offer.replaces_page)
             if offer.replaces_page in at:  # its image gives way to its text

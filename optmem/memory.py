@@ -999,6 +999,8 @@ class OpticalMemory:
         if not self.config.retrieval.enabled:
             raise RuntimeError("retrieval is disabled in this memory's config (retrieval.enabled = false)")
         results = []
+        if self._ranks_turns and self.config.retrieval.embed_on_query:
+            self._index_memory_turns()
         for hit in self._retrieval().pages(query, k):
             row = self._store.page(self._conv, hit.page)
             read = self._reexpander.text(row)
@@ -1012,7 +1014,7 @@ class OpticalMemory:
 
                 self._embedder = default_embedder()
             self._retriever = Retriever(self._store, self._conv, self.config.retrieval, archive=self.config.archive,
-                                        embedder=self._embedder)
+                                        embedder=self._embedder, pages_from_turns=self._ranks_turns)
         return self._retriever
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from optmem.allocation import TextItem
 from optmem.store import TurnRow
@@ -35,6 +36,7 @@ class TurnRun:
         return f"{self.heading}\n{self.body}\n"  # as the assembler frames an expansion with a heading
 
 
+@lru_cache(maxsize=4096)  # asked for every turn a context prices; a conversation has few distinct days
 def _date(timestamp: float) -> str:
     try:
         return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d")

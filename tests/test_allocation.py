@@ -5,7 +5,14 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optmem.allocation import (PageOption, Rung, TextItem, allocate, evidence_prior, legibility)
+from optmem.allocation import (
+    PageOption,
+    Rung,
+    TextItem,
+    allocate,
+    evidence_prior,
+    legibility,
+)
 
 
 @dataclass

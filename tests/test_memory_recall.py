@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from optmem import MemoryConfig, OpticalMemory
 from optmem.bench.scoring import cer
 from optmem.demo import build_conversation
+from renderers import Tier
 
 pytestmark = pytest.mark.slow
 
@@ -192,3 +193,40 @@ def test_turns_unit_indexes_turns_as_pages_seal_so_the_first_query_embeds_nothin
             # Left for the first query: only turns on the open page (indexed when it seals).
             open_first = next(p for p in mem.pages() if not p.sealed).first_turn
             assert all(seq >= open_first for seq, _, _ in mem.index_work().turns)
+            # The pages are not embedded (their turns are): their chunks are in the keyword index only.
+            assert mem._store.embedding_count(mem._conv) == 0
+            assert not mem._store.unindexed_pages(mem._conv)
+            sealed = [p.number for p in mem.pages() if p.sealed]
+            assert all((mem.page_text(n) is None) == (archive == "optical") for n in sealed)
+
+
+def test_a_memory_that_ranks_turns_recalls_pages_by_their_turns(conversation):
+    turns, facts = conversation
+    cfg = MemoryConfig.model_validate({"reexpand": {"unit": "turns"}})
+    with OpticalMemory.open(":memory:", "a", cfg) as mem:
+        fill(mem, turns)
+        found = 0
+        for fact_turn, fact in facts:
+            hits = mem.recall(fact.question, k=3)
+            assert hits and len({h.page for h in hits}) == len(hits)
+            found += any(fact.answer in h.text for h in hits)
+        assert found >= len(facts) - 1
+
+
+def test_turns_unit_shares_the_budget_between_turns_and_pages_by_value(conversation):
+    # reexpand.unit = "turns" without a text_share: optmem.allocation decides, query by query.
+    turns, facts = conversation
+    cfg = MemoryConfig.model_validate({"reexpand": {"unit": "turns", "text_when_it_fits": False}})
+    with OpticalMemory.open(":memory:", "a", cfg) as mem:
+        fill(mem, turns)
+        schedule_tier = {p.number: p.tier for p in mem.pages()}
+        order = [t.value for t in Tier]
+        for fact_turn, fact in facts[:3]:
+            for budget in (1500, 6000):
+                ctx = mem.context(query=fact.question, budget=budget)
+                assert budget - 100 <= ctx.positions <= budget  # nothing idles while memory is left out
+                text = [s for s in ctx.segments if s.kind == "expanded"]
+                assert text and all(s.excerpt for s in text)
+                assert any(fact.answer in s.body for s in text)  # the turn that answers, as text
+                for page, tier in ctx.page_tiers().items():  # never sharper than its age allows
+                    assert order.index(tier) >= order.index(schedule_tier[page])

@@ -4,6 +4,7 @@ the keyword words (CJK included), and the memory's text path end to end."""
 import pytest
 
 from optmem import MemoryConfig, OpticalMemory
+from optmem.allocation import TextItem
 from optmem.retrieval.keywords import index_words, keywords
 from optmem.store import TurnRow
 from optmem.tokens import count_tokens
@@ -53,7 +54,7 @@ def test_a_textless_turn_is_offered_to_its_reader_and_its_cost_counted():
 
     def read(turn, left):
         offered.append((turn.seq, left))
-        return 30
+        return TextItem(30, 0.0, (turn.seq,), replaces_page=1)  # its page, read back
 
     runs = select_turns([4, 5, 6], turns.get, count_tokens, 60, textless=read)
     assert offered == [(4, 60)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_right
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -70,13 +71,15 @@ class IndexWork:
     pages: tuple[tuple[int, tuple[str, ...]], ...]  # (page number, chunks)
     turns: tuple[tuple[int, tuple[str, ...], str], ...]  # (turn id, parts, words)
     vectors: np.ndarray | None = None
+    embed_pages: bool = True  # False: the pages' chunks go to the keyword index only (pages ranked by turns)
 
     @property
     def empty(self) -> bool:
         return not self.pages and not self.turns
 
     def texts(self) -> list[str]:
-        return [c for _, chunks in self.pages for c in chunks] + [p for _, parts, _ in self.turns for p in parts]
+        chunks = [c for _, chunks in self.pages for c in chunks] if self.embed_pages else []
+        return chunks + [p for _, parts, _ in self.turns for p in parts]
 
     def embedded(self, embedder: Embedder) -> IndexWork:
         """The same work with its vectors: pure, safe on any thread (Embedder is)."""
@@ -92,11 +95,16 @@ def interleave(*rankings: Sequence[Hashable]) -> list[Hashable]:
 
 
 class Retriever:
-    """Embeds sealed pages (chunk by chunk) and answers queries over one conversation."""
+    """Embeds sealed pages (chunk by chunk) and answers queries over one conversation.
+
+    With ``pages_from_turns`` (a memory that ranks its turns) pages are not embedded: their chunks
+    go to the keyword index only, and a page's dense score is its best turn's, from the turn
+    vectors that are embedded anyway. Embedding the same text twice halved the ingest rate."""
 
     def __init__(self, store: Store, conversation: int, config: RetrievalConfig, *,
-                 archive: Literal["verbatim", "optical"], embedder: Embedder):
+                 archive: Literal["verbatim", "optical"], embedder: Embedder, pages_from_turns: bool = False):
         self._store = store
+        self.pages_from_turns = pages_from_turns
         self._conv = conversation
         self.config = config
         self._archive = archive
@@ -161,7 +169,7 @@ class Retriever:
         through = self._store.turn_units_through(self._conv) if turns else 0
         todo = [t for t in turns if t.seq > through and t.text is not None]
         turn_parts = tuple((t.seq, tuple(chunk_text(t.text, size)), index_words(t.text)) for t in todo)
-        return IndexWork(page_chunks, turn_parts)
+        return IndexWork(page_chunks, turn_parts, embed_pages=not self.pages_from_turns)
 
     def store_work(self, work: IndexWork) -> None:
         """Store embedded ``work``: of it, the pages still not embedded and the turns still not
@@ -170,7 +178,7 @@ class Retriever:
             return
         if work.vectors is None:
             raise ValueError("store_work takes embedded work (IndexWork.embedded)")
-        if work.pages and self._index is None:
+        if work.pages and work.embed_pages and self._index is None:
             # Made here, by the seal that embeds pages (before its vectors are stored, so that a
             # persisted index of the stored ones still fits), not by the first query: importing
             # faiss and loading the stored vectors took ~60 ms of that query's 90-100.
@@ -181,8 +189,8 @@ class Retriever:
             pending = {number for number, _ in self._store.unindexed_pages(self._conv)} if work.pages else set()
             offset = 0
             for number, chunks in work.pages:
-                vectors = work.vectors[offset: offset + len(chunks)]
-                offset += len(chunks)
+                vectors = work.vectors[offset: offset + len(chunks) if work.embed_pages else offset]
+                offset += len(vectors)
                 if number not in pending:
                     continue
                 # An optical archive's keyword index keeps each chunk's distinct words, not its prose.
@@ -304,6 +312,8 @@ class Retriever:
         """The k best pages for ``query``, each with the cosine of its best chunk."""
         if k < 1:
             return []
+        if self.pages_from_turns:
+            return self._pages_by_turns(query, k)
         vector, dense_chunks, found = self._search(query, k * 8, 4 * k)
         if not dense_chunks:
             return []
@@ -319,6 +329,30 @@ class Retriever:
             cosine.update(self._page_cosines(missing, vector))
         top_keyword = keyword[0] if keyword else None
         return [PageHit(page, cosine[page], page == top_keyword) for page in best]
+
+    def _pages_by_turns(self, query: str, k: int) -> list[PageHit]:
+        """pages() where pages are ranked by their turns: a page's cosine is its best turn part's."""
+        if self.config.embed_on_query:
+            self.index_pending()  # the keyword index of the pages sealed since
+        else:
+            self.finish_pending()
+        seqs, vectors = self._turn_vectors()
+        rows = self._store.pages(self._conv)
+        if not len(seqs) or not rows:
+            return []
+        vector, found = self._embedded_beside(
+            query, lambda: self._store.keyword_chunks(self._conv, keywords(query), 4 * k))
+        firsts = [r.first_turn for r in rows]
+        cosine: dict[int, float] = {}
+        for seq, score in zip(seqs.tolist(), (vectors @ vector).tolist()):
+            i = bisect_right(firsts, seq) - 1
+            if i >= 0 and seq <= rows[i].last_turn and score > cosine.get(rows[i].number, -2.0):
+                cosine[rows[i].number] = score
+        dense = sorted(cosine, key=lambda page: (-cosine[page], page))
+        keyword = list(dict.fromkeys(page for page, _ in found))[:k]
+        best = interleave(dense, keyword)[:k]
+        top_keyword = keyword[0] if keyword else None
+        return [PageHit(page, cosine.get(page, 0.0), page == top_keyword) for page in best]
 
     def chunks(self, query: str, n: int) -> list[ChunkHit]:
         """The n best chunks: dense and keyword hits in turns, as for pages. Dense hits need
