@@ -81,7 +81,7 @@ class ReexpandConfig(_Model):
     ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(
         default="auto", description="runtime for ppocr-strips; auto: OpenVINO when installed (faster), else onnxruntime")
     unit: Literal["page", "excerpt", "turns"] = Field(
-        default="page", description="page: a relevant page is replaced by its whole text; excerpt: the relevant "
+        default="turns", description="page: a relevant page is replaced by its whole text; excerpt: the relevant "
         "chunks of pages are added as text and the pages stay in context as images; turns: the turns retrieval "
         "ranks for the query (dense and keyword, turn by turn) go in as text beside the page images, the two "
         "sharing the budget by expected value per token (docs/design.md, Assembly)")

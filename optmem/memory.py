@@ -43,7 +43,7 @@ from optmem.retrieval import Embedder, IndexWork, Retriever, chunk_spans
 from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
-from optmem.turn_units import RankedTurns, fill
+from optmem.turn_units import MAX_MISSES_IN_A_ROW, RankedTurns, fill
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
 from renderers import (PageLayout, Tier, TurnInput, decode_page_image, downsample, draw_layout, encode_page_image,
                        encode_png, encoding_for_side, layout_pages, reader_image, sent_view)
@@ -85,7 +85,9 @@ class Recall:
     source: Literal["verbatim", "ocr"]
 
 
-TURNS_READ_TOGETHER = 32  # turns a text memory reads from the store at once
+RANKED_FOR_ALLOCATION = 1024  # past this rank a turn's prior is the tail's (6e-5): no need to rank it
+ALLOCATION_MISSES = 32  # turns in a row that do not fit before an allocation stops looking for text
+TURNS_READ_TOGETHER = 64  # turns a text memory reads from the store at once
 
 
 @lru_cache(maxsize=4096)
@@ -442,6 +444,8 @@ class OpticalMemory:
                 if not isinstance(turn, tuple) or len(turn) not in (2, 3):
                     raise InvalidArgument(f"add_many: turns[{i}] is not a (role, text[, timestamp]) tuple")
                 ids.append(self._add(*turn, embed_beside=True))
+            if self._ranks_turns and self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
+                self._index_memory_turns()  # the open page's, as add() would have
         finally:
             if self._retriever is not None:
                 self._retriever.finish_pending()
@@ -460,14 +464,16 @@ class OpticalMemory:
             # What exports made fast since (views below a page's tier, a decoder reader's bytes), a
             # few per add so that none waits long behind a context that showed many.
             self._sent.compact(limit=COMPACTED_PER_ADD)
-        if plan.sealed and self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
-            # Its own transactions, page by page: a crash here loses no turn, and what was not
-            # embedded yet is embedded on the next seal or query.
-            if turn_units:
+        if self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
+            # Their own transactions: a crash here loses no turn, and what was not embedded yet is
+            # embedded on the next seal or query. A turn that leaves the recent window is embedded
+            # by the add() that pushes it out, so a chat loop's query finds nothing to embed;
+            # add_many() embeds them a page at a time.
+            if turn_units and (plan.sealed or not embed_beside):
                 self._index_memory_turns()
-            if embed_beside:
+            if plan.sealed and embed_beside:
                 self._retrieval().index_pending_soon()
-            else:
+            elif plan.sealed:
                 self._retrieval().index_pending()
         return plan.turn.seq
 
@@ -844,7 +850,7 @@ class OpticalMemory:
         as_text = not self.reader.profile.takes_images or self._fits_as_text(open_page, budget - fixed)
         if as_text:
             # Every page, those out of context too: memory as text holds them all.
-            expansions = self._text_memory(query, rows, self._store.pages(self._conv), open_page, budget - fixed)
+            expansions = self._text_memory(query, rows, open_page, budget - fixed)
         elif query and retrieval.enabled and self.config.reexpand.unit == "excerpt":
             expansions = self._excerpts(query, rows)
         elif query and retrieval.enabled and self.config.reexpand.unit == "turns":
@@ -852,8 +858,7 @@ class OpticalMemory:
                 expansions, tiers = self._allocated_memory(query, rows, open_page, budget - fixed)
             else:
                 share = int(self.config.reexpand.text_share * (budget - fixed))
-                expansions = self._text_memory(query, rows, self._store.pages(self._conv), open_page, share,
-                                               newest=False)
+                expansions = self._text_memory(query, rows, open_page, share, newest=False)
         elif query and retrieval.enabled and self.config.reexpand.max_pages > 0:
             for hit in self._retrieval().pages(query, self.config.reexpand.max_pages):
                 if hit.score < retrieval.min_score and not hit.best_keyword_match:
@@ -887,8 +892,8 @@ class OpticalMemory:
             self._reader_tokens[number] = None if text is None else self.reader.count(text)
         return self._reader_tokens[number]
 
-    def _text_memory(self, query: str | None, rows: dict[int, PageRow], every: list[PageRow],
-                     open_page: MemoryPage | None, budget: int, *, newest: bool = True) -> list[Expansion]:
+    def _text_memory(self, query: str | None, rows: dict[int, PageRow], open_page: MemoryPage | None, budget: int,
+                     *, newest: bool = True) -> list[Expansion]:
         """Memory as text, as much of it as ``budget`` holds, in whole turns: those retrieval ranks
         for ``query`` first (turn by turn, dense and keyword), then (``newest``) the newest. A turn
         an optical archive keeps only as an image is read back with its page by OCR (at most
@@ -896,20 +901,22 @@ class OpticalMemory:
         last = self._store.last_turn(self._conv) - self.config.recent_turns
         if last < 1 or budget <= 0:
             return []
-        turns = _MemoryTurns(self, [*every, *([open_page] if open_page else [])], last)
-        if not turns.pages:
+        turns = _MemoryTurns(self, rows, open_page, last)
+        if turns.empty:
             return []
         ranked = self._ranked_memory_turns(query, last)
         stream = turns.stream([*ranked, *(range(last, 0, -1) if newest else ())])
         fill(stream, budget)
         return turns.expansions(stream, budget, rows)
 
-    def _ranked_memory_turns(self, query: str | None, last: int) -> list[int]:
+    def _ranked_memory_turns(self, query: str | None, last: int, limit: int | None = None) -> list[int]:
+        """The memory turns (through ``last``) ranked for ``query``, best first: the ``limit``
+        best (default: all)."""
         if not query or not self.config.retrieval.enabled:
             return []
         if self.config.retrieval.embed_on_query:
             self._index_memory_turns()
-        return [h.seq for h in self._retrieval().rank_turns(query, last) if h.seq <= last]
+        return [h.seq for h in self._retrieval().rank_turns(query, limit or last) if h.seq <= last]
 
     def _allocated_memory(self, query: str, rows: dict[int, PageRow], open_page: MemoryPage | None,
                           budget: int) -> tuple[list[Expansion], dict[int, str | None]]:
@@ -917,10 +924,12 @@ class OpticalMemory:
         per token (optmem.allocation): the expansions, and each in-context page's tier (None: out).
         ``rows`` gains the pages the turns are on."""
         last = self._store.last_turn(self._conv) - self.config.recent_turns
-        turns = _MemoryTurns(self, [*self._store.pages(self._conv), *([open_page] if open_page else [])], last)
-        if last < 1 or budget <= 0 or not turns.pages:
+        if last < 1 or budget <= 0:
             return [], {}
-        ranked = self._ranked_memory_turns(query, last)
+        turns = _MemoryTurns(self, rows, open_page, last)
+        if turns.empty:
+            return [], {}
+        ranked = self._ranked_memory_turns(query, last, RANKED_FOR_ALLOCATION)
         rank_of = {seq: i for i, seq in enumerate(ranked)}
         tail = evidence_prior(len(ranked))
 
@@ -933,7 +942,9 @@ class OpticalMemory:
         if open_page is not None and open_page.tier is not None:
             in_context.append(open_page)
         options = page_options(in_context, self.reader, self.config.ledger.enabled)
-        stream = turns.stream(ranked, value=value)
+        # Page steps take what text leaves: the ranking's tail is not searched as long for a turn
+        # that fits (each miss may be a store read).
+        stream = turns.stream(ranked, value=value, max_misses=ALLOCATION_MISSES)
         allocation = allocate(options, stream, budget, value)
         return turns.expansions(stream, budget - allocation.image_positions, rows), allocation.tiers
 
@@ -1044,31 +1055,50 @@ class _NewPage:
 
 
 class _MemoryTurns:
-    """The turns that left the recent window, as a text memory reads them: by id, a block of them
-    per store read, each with its page, and a textless turn's page read back whole by OCR (at
-    most ``max_pages`` pages per context)."""
+    """The turns that left the recent window, as a text memory reads them: in the order a stream
+    asks for them, a batch per store read, each with its page, and a textless turn's page read back
+    whole by OCR (at most ``max_pages`` pages per context)."""
 
-    def __init__(self, memory: OpticalMemory, pages: list[PageRow | MemoryPage], last: int):
-        self._memory, self.pages, self._last = memory, pages, last
-        self._firsts = [p.first_turn for p in pages]
-        self._blocks: dict[int, dict[int, TurnRow]] = {}
+    def __init__(self, memory: OpticalMemory, rows: dict[int, PageRow], open_page: MemoryPage | None, last: int):
+        self._memory, self._last, self._open = memory, last, open_page
+        self._spans = memory._store.page_spans(memory._conv)  # read whole only where a turn needs its page
+        if open_page is not None:
+            self._spans.append((open_page.number, open_page.first_turn, open_page.last_turn))
+        self._firsts = [first for _, first, _ in self._spans]
+        self._pages: dict[int, PageRow] = dict(rows)
+        self._rows: dict[int, TurnRow | None] = {}
+        self._order: list[int] = []
+        self._at: dict[int, int] = {}
         self._read: dict[int, Expansion] = {}  # pages read back, taken or not: each was an OCR read
 
+    @property
+    def empty(self) -> bool:
+        return not self._spans
+
     def page_of(self, seq: int) -> PageRow | MemoryPage:
-        return self.pages[max(0, bisect_right(self._firsts, seq) - 1)]
+        number = self._spans[max(0, bisect_right(self._firsts, seq) - 1)][0]
+        if self._open is not None and number == self._open.number:
+            return self._open
+        if number not in self._pages:
+            m = self._memory
+            self._pages[number] = m._store.page(m._conv, number)
+        return self._pages[number]
 
     def fetch(self, seq: int) -> TurnRow | None:
-        # A read per block of turns, not per turn: on PostgreSQL each read is a round trip, and
-        # the newest turns are asked for one after another.
-        block = (seq - 1) // TURNS_READ_TOGETHER
-        if block not in self._blocks:
-            first = block * TURNS_READ_TOGETHER + 1
+        # A read per batch of the turns asked for next, not per turn: on PostgreSQL each read is a
+        # round trip, and a ranking's turns are scattered over the conversation.
+        if seq not in self._rows:
+            at = self._at.get(seq)
+            batch = [s for s in (self._order[at:at + TURNS_READ_TOGETHER] if at is not None else [seq])
+                     if s not in self._rows and 1 <= s <= self._last]
             m = self._memory
-            read = m._store.turns(m._conv, first, min(first + TURNS_READ_TOGETHER - 1, self._last))
-            self._blocks[block] = {t.seq: t for t in read}
-        return self._blocks[block].get(seq)
+            found = {t.seq: t for t in m._store.turns_at(m._conv, batch)} if batch else {}
+            for s in batch:
+                self._rows[s] = found.get(s)
+        return self._rows.get(seq)
 
-    def stream(self, order: Iterable[int], *, value: Callable[[int], float] = lambda seq: 0.0) -> RankedTurns:
+    def stream(self, order: Iterable[int], *, value: Callable[[int], float] = lambda seq: 0.0,
+               max_misses: int = MAX_MISSES_IN_A_ROW) -> RankedTurns:
         def read_back(turn: TurnRow, left: int) -> TextItem | None:
             page, m = self.page_of(turn.seq), self._memory
             if (not isinstance(page, PageRow) or page.number in self._read
@@ -1080,7 +1110,10 @@ class _MemoryTurns:
             shown = tuple(range(page.first_turn, page.last_turn + 1))
             return TextItem(cost, sum(value(t) for t in shown), shown, replaces_page=page.number)
 
-        return RankedTurns(order, self.fetch, self._memory.reader.cost, value=value, textless=read_back)
+        self._order = list(dict.fromkeys(order))
+        self._at = {seq: i for i, seq in enumerate(self._order)}
+        return RankedTurns(self._order, self.fetch, self._memory.reader.cost, value=value, textless=read_back,
+                           max_misses=max_misses)
 
     def expansions(self, stream: RankedTurns, budget: int, rows: dict[int, PageRow]) -> list[Expansion]:
         """What ``stream`` took, as expansions within ``budget``: the pages read back, then the runs

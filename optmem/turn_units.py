@@ -80,12 +80,14 @@ class RankedTurns:
 
     ``fetch`` gives a turn by id (None: gone); ``value`` what a turn is worth as text. A turn whose
     text is None is passed to ``textless(turn, budget left)``, which offers something else for it
-    (its page read back whole) or None. After MAX_MISSES_IN_A_ROW offers in a row were skipped or
-    came to nothing, the ranking's tail is not looked at."""
+    (its page read back whole) or None. After ``max_misses`` offers in a row were skipped or came
+    to nothing, the ranking's tail is not looked at."""
 
     def __init__(self, order: Iterable[int], fetch: Callable[[int], TurnRow | None], cost: Callable[[str], int], *,
                  value: Callable[[int], float] = lambda seq: 0.0,
-                 textless: Callable[[TurnRow, int], TextItem | None] | None = None):
+                 textless: Callable[[TurnRow, int], TextItem | None] | None = None,
+                 max_misses: int = MAX_MISSES_IN_A_ROW):
+        self._max_misses = max_misses
         self._order = iter(dict.fromkeys(order))
         self._fetch, self._cost, self._value, self._textless = fetch, cost, value, textless
         self.chosen: dict[int, TurnRow] = {}
@@ -95,7 +97,7 @@ class RankedTurns:
         self._turns: dict[int, TurnRow] = {}
 
     def offer(self, left: int) -> TextItem | None:
-        while self._misses < MAX_MISSES_IN_A_ROW and left > 0:
+        while self._misses < self._max_misses and left > 0:
             seq = next(self._order, None)
             if seq is None:
                 return None

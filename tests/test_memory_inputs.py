@@ -77,7 +77,8 @@ def test_recall_k_is_checked(k, message):
 
 def test_a_corrupt_stored_vector_index_is_rebuilt_from_the_stored_vectors(tmp_path):
     path = tmp_path / "m.db"
-    with OpticalMemory.open(path, "a", SMALL_PAGES) as mem:
+    config = {**SMALL_PAGES, "reexpand": {"unit": "page"}}  # the unit whose queries search page vectors
+    with OpticalMemory.open(path, "a", config) as mem:
         for i in range(30):
             mem.add("user" if i % 2 else "assistant", f"turn {i}: the door code for room {i} is {4000 + i}. " * 8,
                     timestamp=1_700_000_000 + i)
@@ -87,7 +88,7 @@ def test_a_corrupt_stored_vector_index_is_rebuilt_from_the_stored_vectors(tmp_pa
     n = store.vector_index(conv)[0]
     store.put_vector_index(conv, n, b"\x00garbage, not a faiss index")
     store.close()
-    with OpticalMemory.open(path, "a", SMALL_PAGES) as mem:
+    with OpticalMemory.open(path, "a", config) as mem:
         assert [h.page for h in mem.recall("door code for room 3", k=2)] == before
     store = open_store(path)
     assert store.vector_index(store.conversation_id("a", create=False))[1] != b"\x00garbage, not a faiss index"

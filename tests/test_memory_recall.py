@@ -85,16 +85,17 @@ def test_reading_a_tiny_page_recovers_exact_ids():
 def test_index_is_persisted_and_rebuilt_when_missing(tmp_path, conversation):
     turns, facts = conversation
     path = tmp_path / "m.db"
-    with OpticalMemory.open(path, "a") as mem:
+    pages = MemoryConfig.model_validate({"reexpand": {"unit": "page"}})  # the unit that searches page vectors
+    with OpticalMemory.open(path, "a", pages) as mem:
         fill(mem, turns[:120])
         before = [h.page for h in mem.recall(facts[0][1].question, k=3)]
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM vector_indexes").fetchone()[0] == 1
-    with OpticalMemory.open(path, "a") as mem:
+    with OpticalMemory.open(path, "a", pages) as mem:
         assert [h.page for h in mem.recall(facts[0][1].question, k=3)] == before
     with sqlite3.connect(path) as raw:
         raw.execute("DELETE FROM vector_indexes")
-    with OpticalMemory.open(path, "a") as mem:
+    with OpticalMemory.open(path, "a", pages) as mem:
         assert [h.page for h in mem.recall(facts[0][1].question, k=3)] == before
 
 

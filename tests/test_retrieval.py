@@ -311,15 +311,20 @@ def test_a_query_is_embedded_on_a_worker_while_its_keyword_search_runs_here():
         assert retriever.pages("Oswin's memory", 4) == hits  # the same ranking however it ran
 
 
+# Pages are embedded where a query retrieves pages (reexpand.unit = "page" or "excerpt"); a memory that
+# ranks its turns embeds those instead (tests/test_memory_recall.py).
+PAGE_UNIT = {"reexpand": {"unit": "page"}}
+
+
 def test_the_seal_that_embeds_pages_makes_the_vector_index_and_queries_only_use_it():
     # The first query after an ingest used to import faiss and load every stored vector (~60 ms
     # of its 90-100 at 1k turns): the seal that embeds pages makes the index instead.
-    from optmem import MemoryConfig, OpticalMemory
+    from optmem import OpticalMemory
     from optmem.demo import build_conversation
     from optmem.retrieval import retriever as retriever_module
 
     turns, _ = build_conversation(80, seed=3)
-    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=HashEmbedder()) as mem:
+    with OpticalMemory.open(":memory:", "c", PAGE_UNIT, embedder=HashEmbedder()) as mem:
         for i, (role, text) in enumerate(turns):
             mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
         retriever = mem._retrieval()
@@ -365,14 +370,14 @@ def _add_until_sealed(mem, turns, start: int = 0) -> int:
 
 
 def test_add_many_embeds_a_seal_on_a_worker_beside_the_next_turns(tmp_path):
-    from optmem import MemoryConfig, OpticalMemory
+    from optmem import OpticalMemory
     from optmem.demo import build_conversation
 
     turns, _ = build_conversation(80, seed=3)
     embedder = _GatedEmbedder()
     embedder.gate.clear()  # the first seal's work stays in flight until the feed below opens it
     seen = {}
-    with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=embedder) as mem:
+    with OpticalMemory.open(tmp_path / "m.db", "c", PAGE_UNIT, embedder=embedder) as mem:
         store, conv = mem._store, mem._conv
 
         def feed():
@@ -380,7 +385,7 @@ def test_add_many_embeds_a_seal_on_a_worker_beside_the_next_turns(tmp_path):
                 if not seen and store.unindexed_pages(conv):  # sealed, its vectors not stored yet
                     seen["before"] = store.embedding_count(conv)
                     # Meanwhile another process's query embeds the same pages: the store stays the truth.
-                    with OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=HashEmbedder()) as other:
+                    with OpticalMemory.open(tmp_path / "m.db", "c", PAGE_UNIT, embedder=HashEmbedder()) as other:
                         assert other._retrieval().pages("Oswin's memory", 4)
                     seen["other"] = store.embedding_count(conv)
                     embedder.gate.set()
@@ -392,21 +397,41 @@ def test_add_many_embeds_a_seal_on_a_worker_beside_the_next_turns(tmp_path):
         assert store.unindexed_pages(conv) == []  # add_many returns with everything stored
         assert embedder.threads[0].startswith("optmem-worker")
         count = store.embedding_count(conv)
-    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=HashEmbedder()) as one_by_one:
+    with OpticalMemory.open(":memory:", "c", PAGE_UNIT, embedder=HashEmbedder()) as one_by_one:
         for i, (role, text) in enumerate(turns):
             one_by_one.add(role, text, timestamp=1_700_000_000 + 60 * i)
         assert one_by_one._store.embedding_count(one_by_one._conv) == count
         assert one_by_one._retrieval()._soon is None  # add() embeds before it returns
 
 
+def test_turns_leave_the_recent_window_embedded_by_add_and_by_add_many_alike():
+    # The default unit ranks turns: add() embeds the turn it pushes out of the recent window, so a
+    # chat loop's query embeds nothing; add_many() embeds them a page at a time and at its end.
+    from optmem import OpticalMemory
+    from optmem.demo import build_conversation
+
+    turns, _ = build_conversation(60, seed=3)
+    with OpticalMemory.open(":memory:", "c", {"recent_turns": 4}, embedder=HashEmbedder()) as one_by_one:
+        for i, (role, text) in enumerate(turns):
+            one_by_one.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            assert one_by_one._store.turn_units_through(one_by_one._conv) == max(0, i + 1 - 4)
+        assert one_by_one.index_work().empty
+        expected = one_by_one._store.turn_vectors(one_by_one._conv)
+    with OpticalMemory.open(":memory:", "c", {"recent_turns": 4}, embedder=HashEmbedder()) as bulk:
+        bulk.add_many((role, text, 1_700_000_000 + 60 * i) for i, (role, text) in enumerate(turns))
+        assert bulk.index_work().empty
+        seqs, vectors = bulk._store.turn_vectors(bulk._conv)
+    assert np.array_equal(seqs, expected[0]) and np.allclose(vectors, expected[1])
+
+
 def test_add_many_raises_a_failed_worker_embedding_after_storing_every_turn(tmp_path):
-    from optmem import MemoryConfig, OpticalMemory
+    from optmem import OpticalMemory
     from optmem.demo import build_conversation
 
     turns, _ = build_conversation(80, seed=3)
     embedder = _GatedEmbedder()
     embedder.fail = True
-    mem = OpticalMemory.open(tmp_path / "m.db", "c", MemoryConfig(), embedder=embedder)
+    mem = OpticalMemory.open(tmp_path / "m.db", "c", PAGE_UNIT, embedder=embedder)
     with pytest.raises(RuntimeError, match="embedder broke"):
         mem.add_many((role, text, 1_700_000_000 + 60 * i) for i, (role, text) in enumerate(turns))
     store, conv = mem._store, mem._conv
@@ -426,11 +451,11 @@ def test_add_many_raises_a_failed_worker_embedding_after_storing_every_turn(tmp_
 def test_work_a_forked_parent_left_in_flight_is_not_waited_for():
     from concurrent.futures import Future
 
-    from optmem import MemoryConfig, OpticalMemory
+    from optmem import OpticalMemory
     from optmem.demo import build_conversation
 
     turns, _ = build_conversation(80, seed=3)
-    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=HashEmbedder()) as mem:
+    with OpticalMemory.open(":memory:", "c", PAGE_UNIT, embedder=HashEmbedder()) as mem:
         _add_until_sealed(mem, turns)
         retriever = mem._retrieval()
         retriever.finish_pending()

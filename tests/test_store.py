@@ -41,6 +41,29 @@ def test_turns_are_numbered_per_conversation(store_factory):
     assert store.conversation_id("a", create=True) == a  # opening again finds the same one
 
 
+def test_turns_are_read_by_ids_in_id_order_within_one_conversation(store_factory):
+    store = store_factory()
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    for i in range(700):  # more ids than one SQLite statement binds at once
+        store.add_turn(a, "user", f"a{i}", float(i))
+    store.add_turn(b, "user", "b0", 0.0)
+    wanted = [650, 3, 3, 1, 2000, 0, 699, *range(100, 600)]
+    rows = store.turns_at(a, wanted)
+    assert [t.seq for t in rows] == sorted({s for s in wanted if 1 <= s <= 700})
+    assert all(t.text == f"a{t.seq - 1}" for t in rows)
+    assert [t.text for t in store.turns_at(b, [1, 2, 3])] == ["b0"] and store.turns_at(a, []) == []
+
+
+def test_page_spans_name_each_sealed_page_and_its_turns(store_factory):
+    store = store_factory()
+    a, b = store.conversation_id("a", create=True), store.conversation_id("b", create=True)
+    first = _page(store, a, first=TurnPos(1, 0), last=TurnPos(4, 10))
+    second = _page(store, a, first=TurnPos(4, 10), last=TurnPos(9, 0))
+    _page(store, b)
+    assert store.page_spans(a) == [(first, 1, 4), (second, 4, 9)]
+    assert store.page_spans(b) == [(1, 1, 2)]
+
+
 def test_dropped_turn_texts_read_as_none(store_factory):
     store = store_factory()
     conv = store.conversation_id("a", create=True)

@@ -59,6 +59,9 @@ def test_turn_text_edited_outside_optmem_is_detected(store_factory):
     with pytest.raises(TamperedData, match="conversation 'a', turn 2: stored text does not match its sha256"):
         reader.turns(conv)
     assert [t.text for t in reader.turns(conv, 3)] == ["three"]  # the untouched turns still read
+    with pytest.raises(TamperedData, match="conversation 'a', turn 2"):
+        reader.turns_at(conv, [3, 2])  # the read by ids checks the same way
+    assert [t.text for t in reader.turns_at(conv, [3, 1])] == ["one", "three"]
 
 
 # -- a full disk -----------------------------------------------------------------------------------

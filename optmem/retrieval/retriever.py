@@ -220,12 +220,16 @@ class Retriever:
         vector, keyword = self._embedded_beside(
             query, lambda: self._store.keyword_turns(self._conv, keywords(query), min(limit, KEYWORD_TURNS)))
         scores = vectors @ vector
-        best: dict[int, float] = {}
-        for seq, score in zip(seqs.tolist(), scores.tolist()):
-            if score > best.get(seq, -2.0):
-                best[seq] = score
-        dense = sorted(best, key=lambda seq: (-best[seq], -seq))[:limit]
-        return [TurnHit(seq, best.get(seq, 0.0)) for seq in interleave(dense, keyword)[:limit]]
+        # Each turn by its best part (the parts are stored in turn order), then the best turns,
+        # the newer first on a tie; in numpy, because at 10k turns a loop in Python took ~40 ms.
+        starts = np.flatnonzero(np.r_[True, seqs[1:] != seqs[:-1]])
+        turn_seqs, best = seqs[starts], np.maximum.reduceat(scores, starts)
+        top = np.lexsort((-turn_seqs, -best))[:limit]
+        dense = turn_seqs[top].tolist()
+        out = interleave(dense, keyword)[:limit]
+        at = np.searchsorted(turn_seqs, out)
+        return [TurnHit(seq, float(best[i]) if i < len(turn_seqs) and turn_seqs[i] == seq else 0.0)
+                for seq, i in zip(out, at.tolist())]
 
     def _turn_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """The conversation's turn vectors, reloaded only when another write changed them."""

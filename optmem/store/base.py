@@ -219,6 +219,11 @@ class Store(Protocol):
         """Turns ``first`` to ``last`` (default: the newest) in order, each text hash-checked."""
         ...
 
+    def turns_at(self, conv: int, seqs: Sequence[int]) -> list[TurnRow]:
+        """The turns with ids ``seqs`` that exist, in id order, each text hash-checked: one read
+        for turns scattered over the conversation (a ranking's best)."""
+        ...
+
     def drop_turn_texts(self, conv: int, first: int, last: int) -> None:
         """Forget the text of turns ``first`` to ``last`` (they live on in page images)."""
         ...
@@ -242,6 +247,11 @@ class Store(Protocol):
         ...
 
     def page(self, conv: int, number: int) -> PageRow: ...
+
+    def page_spans(self, conv: int) -> list[tuple[int, int, int]]:
+        """(number, first turn, last turn) of every sealed page, oldest first: which page shows a
+        turn, without reading the pages."""
+        ...
 
     def sealed_text_tokens(self, conv: int) -> int:
         """The DeepSeek tokens of the text on every sealed page, out of context ones included

@@ -272,6 +272,15 @@ class PostgresStore(OpenedStore):
         rows = self._sql(conv, "SELECT seq, role, text, timestamp, text_sha256 FROM turns "
                                "WHERE conversation_id = %s AND seq BETWEEN %s AND %s ORDER BY seq",
                          (conv, first, last)).fetchall()
+        return self._turn_rows(conv, rows)
+
+    def turns_at(self, conv: int, seqs: Sequence[int]) -> list[TurnRow]:
+        rows = self._sql(conv, "SELECT seq, role, text, timestamp, text_sha256 FROM turns "
+                               "WHERE conversation_id = %s AND seq = ANY(%s) ORDER BY seq",
+                         (conv, sorted({int(s) for s in seqs}))).fetchall()
+        return self._turn_rows(conv, rows)
+
+    def _turn_rows(self, conv: int, rows: list[tuple]) -> list[TurnRow]:
         out = []
         for seq, role, data, timestamp, digest in rows:
             if data is not None and _sha256(data) != digest:
@@ -324,6 +333,10 @@ class PostgresStore(OpenedStore):
 
     def page(self, conv: int, number: int) -> PageRow:
         return _page(self._page_row(conv, number, _PAGE_COLUMNS))
+
+    def page_spans(self, conv: int) -> list[tuple[int, int, int]]:
+        return [tuple(r) for r in self._sql(conv, "SELECT seq, first_turn, last_turn FROM pages WHERE "
+                                                  "conversation_id = %s ORDER BY seq", (conv,)).fetchall()]
 
     def sealed_text_tokens(self, conv: int) -> int:
         return int(self._sql(conv, "SELECT coalesce(sum(text_tokens), 0) FROM pages WHERE conversation_id = %s",

@@ -57,6 +57,7 @@ _SQLITE_READONLY = 8
 _SQLITE_CANTOPEN = 14
 _SQLITE_FULL = 13
 _SQLITE_NOTADB = 26
+_IDS_PER_QUERY = 500  # bound parameters per IN (...): SQLite's limit is 32766, older builds 999
 
 _PAGE_COLUMNS = ("seq, first_turn, first_char, last_turn, last_char, last_timestamp, "
                  "tier, pinned_tier, image_tier, text_tokens, ledger, indexed")
@@ -258,6 +259,19 @@ class SQLiteStore(OpenedStore):
         rows = self._conn.execute(
             "SELECT seq, role, text, timestamp, text_sha256 FROM turns "
             "WHERE conversation_id = ? AND seq BETWEEN ? AND ? ORDER BY seq", (conv, first, last)).fetchall()
+        return self._turn_rows(conv, rows)
+
+    def turns_at(self, conv: int, seqs: Sequence[int]) -> list[TurnRow]:
+        wanted = sorted({int(s) for s in seqs})
+        rows = []
+        for i in range(0, len(wanted), _IDS_PER_QUERY):
+            ids = wanted[i:i + _IDS_PER_QUERY]
+            rows += self._conn.execute(
+                "SELECT seq, role, text, timestamp, text_sha256 FROM turns WHERE conversation_id = ? AND seq IN "
+                f"({', '.join('?' * len(ids))}) ORDER BY seq", (conv, *ids)).fetchall()
+        return self._turn_rows(conv, rows)
+
+    def _turn_rows(self, conv: int, rows: list[tuple]) -> list[TurnRow]:
         out = []
         for seq, role, text, timestamp, digest in rows:
             if text is not None and _sha256(text) != digest:
@@ -306,6 +320,10 @@ class SQLiteStore(OpenedStore):
 
     def page(self, conv: int, number: int) -> PageRow:
         return _page(self._page_row(conv, number, _PAGE_COLUMNS))
+
+    def page_spans(self, conv: int) -> list[tuple[int, int, int]]:
+        return [tuple(r) for r in self._conn.execute(
+            "SELECT seq, first_turn, last_turn FROM pages WHERE conversation_id = ? ORDER BY seq", (conv,))]
 
     def sealed_text_tokens(self, conv: int) -> int:
         return self._conn.execute("SELECT coalesce(sum(text_tokens), 0) FROM pages WHERE conversation_id = ?",
