@@ -114,10 +114,10 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
     started = time.perf_counter()
     base_time = 1_700_000_000.0
     with OpticalMemory.open(db, conversation="demo", config=config, embedder=ShownEmbedder()) as mem:
-        say(f"\ningesting {turns} turns: each page is rendered once, embedded when it seals (the first seal "
-            "loads MiniLM), then resampled as it ages ...")
-        for i, (role, text) in enumerate(progress(conversation, desc="ingest", unit="turn")):
-            mem.add(role, text, timestamp=base_time + 60.0 * i)
+        say(f"\ningesting {turns} turns: each page is rendered once and its turns embedded when it seals "
+            "(the first seal loads MiniLM), then resampled as it ages ...")
+        mem.add_many((role, text, base_time + 60.0 * i)
+                     for i, (role, text) in enumerate(progress(conversation, desc="ingest", unit="turn")))
         ingest_s = time.perf_counter() - started
 
         full_tokens = sum(count_tokens(f"{role}: {text}\n") for role, text in conversation)
@@ -163,7 +163,11 @@ def run_demo(out_dir: Path, turns: int = 600, config: MemoryConfig | None = None
         question = facts[0][1].question if facts else "what did we decide?"
         step = time.perf_counter()
         query_ctx = mem.context(query=question, budget=config.budget)
-        say(f"\ncontext for {question!r}: {query_ctx.positions} positions, re-expanded pages {query_ctx.expanded_pages()} "
+        as_text = [s for s in query_ctx.segments if s.kind == "expanded"]
+        images = [s for s in query_ctx.segments if s.kind == "page"]
+        say(f"\ncontext for {question!r}: {query_ctx.positions} positions: {plural(len(as_text), 'run')} of "
+            f"retrieved turns as text ({sum(s.positions for s in as_text)} positions), "
+            f"{plural(len(images), 'page image')} ({sum(s.positions for s in images)}) "
             f"({time.perf_counter() - step:.1f} s)")
         say(f"\nwriting the viewer ({plural(len(pages), 'page')} as images) ...")
         step = time.perf_counter()
