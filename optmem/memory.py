@@ -43,7 +43,7 @@ from optmem.retrieval import Embedder, IndexWork, Retriever, chunk_spans
 from optmem.schedule import Clock, TierMove, age_of, plan_moves
 from optmem.store import PageRow, Store, TurnPos, TurnRow, open_store
 from optmem.tokens import count_tokens
-from optmem.turn_units import MAX_MISSES_IN_A_ROW, RankedTurns, fill
+from optmem.turn_units import MAX_MISSES_IN_A_ROW, RankedTurns, fill, turn_line
 from optmem.turns import InvalidTurn, Turn, check_role, check_timestamp, check_turn_text
 from renderers import (PageLayout, Tier, TurnInput, decode_page_image, downsample, draw_layout, encode_page_image,
                        encode_png, encoding_for_side, layout_pages, reader_image, sent_view)
@@ -953,6 +953,11 @@ class OpticalMemory:
         turns = self._unindexed_memory_turns()
         if turns:
             self._retrieval().index_turns(turns)
+            for turn in turns:
+                # Priced now, off the query path: a context prices every turn a query ranks, and
+                # counting them there was a third of a query's time at 10k turns.
+                if turn.text is not None:
+                    self.reader.cost(turn_line(turn) + "\n")
 
     def _unindexed_memory_turns(self) -> list[TurnRow]:
         """The turns that left the recent window and have no units yet."""

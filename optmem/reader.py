@@ -22,7 +22,8 @@ from optmem.tokens import IMAGE_PLACEHOLDER
 from renderers import RenderConfig, Tier, blank_edge
 
 OPENER = "Earlier conversation, oldest first:"
-LONG_COUNTS_KEPT = 8192  # token counts of long texts, by digest (a few hundred kB)
+LONG_COUNTS_KEPT = 65536  # token counts of texts past SHORT_TEXT chars, by digest (a few MB at most)
+SHORT_TEXT = 256  # labels, ledgers and headings: counted and kept by their text
 ESCAPED_IMAGE_PLACEHOLDER = "<\u200bimage>"
 
 
@@ -102,8 +103,9 @@ class Reader:
         self._image_tokens: dict[str, int | None] = {}
 
     def count(self, text: str) -> int:
-        # Labels, ledgers and short turns repeat from context to context, in thousands.
-        return self._count(text) if len(text) <= 2048 else self._long_count(text)
+        # Labels, ledgers and headings repeat from context to context, in thousands. Turns come
+        # back whenever a query ranks them (a conversation's every turn, in time), and pages read back.
+        return self._count(text) if len(text) <= SHORT_TEXT else self._long_count(text)
 
     @property
     def exact(self) -> bool:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -476,16 +477,22 @@ def test_warm_up_loads_the_embedder_and_the_index_and_stores_nothing():
             return super().encode(texts)
 
     turns, _ = build_conversation(60, seed=4)
-    with OpticalMemory.open(":memory:", "c", MemoryConfig(), embedder=Recording()) as mem:
-        for i, (role, text) in enumerate(turns):
-            mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
-        mem._retriever = None  # as in a fresh process: no index in memory yet
-        before = (mem._store.last_turn(mem._conv), [p.number for p in mem.pages()])
-        encoded.clear()
-        mem.warm_up()
-        assert ["warm up"] in encoded
-        assert mem._retriever._index is not None and len(mem._retriever._index) == mem._store.embedding_count(mem._conv)
-        assert (mem._store.last_turn(mem._conv), [p.number for p in mem.pages()]) == before
+    for unit in ("turns", "page"):  # what a query searches: the turn vectors, or the pages' faiss index
+        with OpticalMemory.open(":memory:", "c", {"reexpand": {"unit": unit}}, embedder=Recording()) as mem:
+            for i, (role, text) in enumerate(turns):
+                mem.add(role, text, timestamp=1_700_000_000 + 60 * i)
+            mem._retriever = None  # as in a fresh process: no index in memory yet
+            before = (mem._store.last_turn(mem._conv), [p.number for p in mem.pages()])
+            encoded.clear()
+            mem.warm_up()
+            assert ["warm up"] in encoded
+            retriever = mem._retriever
+            if unit == "turns":
+                stored = mem._store.turn_vectors(mem._conv)[0]
+                assert retriever._turns is not None and len(stored) and np.array_equal(retriever._turns[1], stored)
+            else:
+                assert retriever._index is not None and len(retriever._index) == mem._store.embedding_count(mem._conv)
+            assert (mem._store.last_turn(mem._conv), [p.number for p in mem.pages()]) == before
     with OpticalMemory.open(":memory:", "c", {"retrieval": {"enabled": False}}) as mem:
         mem.warm_up()  # no retrieval: the tokenizers and fonts only
         assert mem._retriever is None and mem._store.last_turn(mem._conv) == 0

@@ -421,6 +421,10 @@ def test_turns_leave_the_recent_window_embedded_by_add_and_by_add_many_alike():
         bulk.add_many((role, text, 1_700_000_000 + 60 * i) for i, (role, text) in enumerate(turns))
         assert bulk.index_work().empty
         seqs, vectors = bulk._store.turn_vectors(bulk._conv)
+        # The in-process vectors grew with each write: the first query reloads nothing.
+        held = bulk._retrieval()._turns
+        assert held is not None and held[0] == seqs[-1]
+        assert np.array_equal(held[1], seqs) and np.array_equal(held[2], vectors)
     assert np.array_equal(seqs, expected[0]) and np.allclose(vectors, expected[1])
 
 
