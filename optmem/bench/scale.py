@@ -164,11 +164,11 @@ COLUMNS = (("turns", "turns"), ("pages", "pages"), ("turns_per_s", "ingest turns
 
 NOTES = {
     "turns": "turns in the conversation", "pages": "pages sealed from them",
-    "turns_per_s": "turns added per wall-clock second (add_many() of them all: rendering, storing and embedding pages)",
+    "turns_per_s": "turns added per wall-clock second (add_many() of them all: rendering, storing and embedding)",
     "turns_per_cpu_s": "turns added per second of the process's CPU time (both threads)",
     "db_bytes": "size of the SQLite database file afterwards",
     "context_p50_ms": "median latency of context() without a query", "context_p95_ms": "its 95th percentile",
-    "query_first_ms": "the first context(query) after the ingest (each page was embedded as it sealed)",
+    "query_first_ms": "the first context(query) after the ingest (everything was embedded as pages sealed)",
     "query_p50_ms": "median latency of context(query) after the first", "query_p95_ms": "its 95th percentile",
     "rss_peak_mib": "peak resident memory of the benchmark process",
     "rss_growth_mib": "resident memory growth over the measurement",
@@ -179,8 +179,9 @@ def render_report(cfg: ScaleConfig, out: dict, report: Report) -> dict:
     rows = out["rows"]
     precision = "bfloat16 (this CPU has AMX)" if out.get("embedder_bfloat16") else "float32"
     report.add("Scaling", "context: `context()` without a query; query: `context(query)` after the first query "
-               "(shown apart). Ingest is `add_many()`: each page is embedded as it seals, on a worker beside the next turns' "
-               f"rendering; MiniLM ran in {precision}. RSS: resident set of the benchmark process.\n\n"
+               "(shown apart). Ingest is `add_many()`: what a query searches is embedded as each page seals (with "
+               "reexpand.unit = turns, the turns that left the recent window; with page or excerpt, the page, on a "
+               f"worker beside the next turns' rendering); MiniLM ran in {precision}. RSS: resident set of the benchmark process.\n\n"
                + md_table([h for _, h in COLUMNS], [[r[k] for k, _ in COLUMNS] for r in rows]))
     report.add("Columns", "\n".join(f"- **{h}**: {NOTES[k]}" for k, h in COLUMNS))
     from matplotlib.ticker import NullFormatter
