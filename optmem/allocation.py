@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 # P(a turn is a question's evidence | its rank in the fused dense + keyword turn ranking), fitted
@@ -100,7 +100,6 @@ class Allocation:
     text_positions: int
     image_positions: int
     value: float
-    taken_text: list[TextItem] = field(default_factory=list)
 
 
 def allocate(pages: Sequence[PageOption], text: TextStream, budget: int,
@@ -149,7 +148,6 @@ def allocate(pages: Sequence[PageOption], text: TextStream, budget: int,
         s = step(p)
         if s is not None:
             heapq.heappush(heap, (-s[0], p.number))
-    taken: list[TextItem] = []
     offer = text.offer(left)
     while left > 0 and (offer is not None or heap):
         # The best page step, re-priced: text taken since it was pushed may have lowered it.
@@ -184,7 +182,6 @@ def allocate(pages: Sequence[PageOption], text: TextStream, budget: int,
         if offer is None:
             break
         text.take(offer)
-        taken.append(offer)
         left -= offer.positions
         text_positions += offer.positions
         value += offer.value
@@ -198,4 +195,4 @@ def allocate(pages: Sequence[PageOption], text: TextStream, budget: int,
                 image_positions -= freed
         offer = text.offer(left)
     tiers = {p.number: (p.rungs[at[p.number]].tier if p.number in at else None) for p in pages}
-    return Allocation(tiers, text_positions, image_positions, value, taken)
+    return Allocation(tiers, text_positions, image_positions, value)

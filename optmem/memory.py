@@ -433,11 +433,11 @@ class OpticalMemory:
     def add_many(self, turns: Iterable[tuple]) -> list[int]:
         """Store (role, text) or (role, text, timestamp) turns in order, as ``add`` would; their ids.
 
-        For bulk ingest: a seal's pages are embedded on a worker while the next turns are rendered
-        (torch, Pillow and zlib let go of the GIL), not before the next turn, so on two cores the
-        embedding mostly hides behind the rendering. When it returns everything is stored as after
-        ``add`` one by one. ``add`` itself embeds before it returns, so a chat loop's next query
-        never waits for a seal's embedding."""
+        For bulk ingest: what a query searches is embedded a page at a time as pages seal (the turns
+        that left the recent window; with ``reexpand.unit`` page or excerpt, the pages, on a worker
+        while the next turns are rendered: torch, Pillow and zlib let go of the GIL). When it
+        returns everything is stored as after ``add`` one by one. ``add`` itself embeds before it
+        returns, so a chat loop's next query never waits for an embedding."""
         ids = []
         try:
             for i, turn in enumerate(turns):

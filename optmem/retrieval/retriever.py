@@ -361,17 +361,18 @@ class Retriever:
         else:
             self.finish_pending()
         seqs, vectors = self._turn_vectors()
-        rows = self._store.pages(self._conv)
-        if not len(seqs) or not rows:
+        spans = self._store.page_spans(self._conv)
+        if not len(seqs) or not spans:
             return []
         vector, found = self._embedded_beside(
             query, lambda: self._store.keyword_chunks(self._conv, keywords(query), 4 * k))
-        firsts = [r.first_turn for r in rows]
+        firsts = [first for _, first, _ in spans]
         cosine: dict[int, float] = {}
         for seq, score in zip(seqs.tolist(), (vectors @ vector).tolist()):
             i = bisect_right(firsts, seq) - 1
-            if i >= 0 and seq <= rows[i].last_turn and score > cosine.get(rows[i].number, -2.0):
-                cosine[rows[i].number] = score
+            number, _, last = spans[max(i, 0)]
+            if i >= 0 and seq <= last and score > cosine.get(number, -2.0):
+                cosine[number] = score
         dense = sorted(cosine, key=lambda page: (-cosine[page], page))
         keyword = list(dict.fromkeys(page for page, _ in found))[:k]
         best = interleave(dense, keyword)[:k]
