@@ -35,7 +35,7 @@ from optmem.excerpts import excerpt_turns, whole_turns
 from optmem.ledger import extract_exact_strings
 from optmem.pager import PAGE_CHARS_GUESS, OpenPageFill, Pager, SealedPage
 from optmem.profiles.tokenizers import tokenizer
-from optmem.reader import Reader
+from optmem.reader import LONG_COUNTS_KEPT, Reader
 from optmem.reexpand import ReexpandEngine
 from optmem.image_jobs import ImageJob
 from optmem.reexpander import Reexpander, open_image
@@ -88,6 +88,7 @@ class Recall:
 RANKED_FOR_ALLOCATION = 1024  # past this rank a turn's prior is the tail's (6e-5): no need to rank it
 ALLOCATION_MISSES = 32  # turns in a row that do not fit before an allocation stops looking for text
 TURNS_READ_TOGETHER = 64  # turns a text memory reads from the store at once
+TURNS_PRICED_TOGETHER = 1024  # turns warm_up() reads from the store at once to count them
 
 
 @lru_cache(maxsize=4096)
@@ -553,6 +554,8 @@ class OpticalMemory:
             self._retrieval().warm_up()
         _count("warm up")
         self.reader.count("warm up")
+        if self._ranks_turns:
+            self._price_memory_turns()
         throwaway = [TurnInput("user", "warm up: 0123456789 the quick brown fox 记忆"),
                      TurnInput("assistant", "warm up")]
         draw_layout(layout_pages(throwaway, self.config.render)[0])
@@ -956,6 +959,17 @@ class OpticalMemory:
             for turn in turns:
                 # Priced now, off the query path: a context prices every turn a query ranks, and
                 # counting them there was a third of a query's time at 10k turns.
+                if turn.text is not None:
+                    self.reader.cost(turn_line(turn) + "\n")
+
+    def _price_memory_turns(self) -> None:
+        """Count the lines of the newest memory turns the reader's counts can keep: a context prices
+        every turn a query ranks, and in a process that did not add them that was 15 ms of a
+        query's 55 at 10k turns (the first queries after a restart, until each turn was ranked once)."""
+        last = min(self._store.turn_units_through(self._conv), self._store.last_turn(self._conv) - self.config.recent_turns)
+        first = max(1, last - LONG_COUNTS_KEPT // 2 + 1)
+        for start in range(first, last + 1, TURNS_PRICED_TOGETHER):
+            for turn in self._store.turns(self._conv, start, min(last, start + TURNS_PRICED_TOGETHER - 1)):
                 if turn.text is not None:
                     self.reader.cost(turn_line(turn) + "\n")
 

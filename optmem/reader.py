@@ -23,7 +23,7 @@ from renderers import RenderConfig, Tier, blank_edge
 
 OPENER = "Earlier conversation, oldest first:"
 LONG_COUNTS_KEPT = 65536  # token counts of texts past SHORT_TEXT chars, by digest (a few MB at most)
-SHORT_TEXT = 256  # labels, ledgers and headings: counted and kept by their text
+SHORT_TEXT = 64  # labels and headings: counted and kept by their text (a chat turn's line is longer)
 ESCAPED_IMAGE_PLACEHOLDER = "<\u200bimage>"
 
 
@@ -103,8 +103,8 @@ class Reader:
         self._image_tokens: dict[str, int | None] = {}
 
     def count(self, text: str) -> int:
-        # Labels, ledgers and headings repeat from context to context, in thousands. Turns come
-        # back whenever a query ranks them (a conversation's every turn, in time), and pages read back.
+        # Labels and headings repeat from context to context, in thousands. Turns come back whenever
+        # a query ranks them (a conversation's every turn, in time), as do ledgers and pages read back.
         return self._count(text) if len(text) <= SHORT_TEXT else self._long_count(text)
 
     @property

@@ -490,6 +490,15 @@ def test_warm_up_loads_the_embedder_and_the_index_and_stores_nothing():
             if unit == "turns":
                 stored = mem._store.turn_vectors(mem._conv)[0]
                 assert retriever._turns is not None and len(stored) and np.array_equal(retriever._turns[1], stored)
+                # The memory turns' lines are priced too, so a query after a restart does not count them.
+                from optmem.turn_units import turn_line
+
+                mem.reader._long_count._kept.clear()
+                mem.warm_up()
+                kept = len(mem.reader._long_count._kept)
+                for turn in mem._store.turns(mem._conv, 1, int(stored.max())):
+                    mem.reader.cost(turn_line(turn) + "\n")
+                assert len(mem.reader._long_count._kept) == kept > 0  # none of them was new
             else:
                 assert retriever._index is not None and len(retriever._index) == mem._store.embedding_count(mem._conv)
             assert (mem._store.last_turn(mem._conv), [p.number for p in mem.pages()]) == before

@@ -286,3 +286,43 @@ def test_concurrent_first_opens_upgrade_once(old_db):
              for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert _assert_whole_version(old_db) == LATEST
+
+
+def _version_4_with_turn_words(path: Path) -> None:
+    """A file as optmem wrote it at schema 4: two conversations' turns and their words in turn_words."""
+    import optmem.store.sqlite as backend
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:4]:
+        backend._apply(conn, migration)
+    words = {"alice": ["garden roses", "garden shed door", "roses pruning", "kitchen tap"],
+             "bob": ["garden of bob", "database migration", "garden garden"]}
+    for conv, (name, texts) in enumerate(words.items(), start=1):
+        conn.execute("INSERT INTO conversations VALUES (?, ?, 0)", (conv, name))
+        for seq, text in enumerate(texts, start=1):
+            conn.execute("INSERT INTO turns VALUES (?, ?, 'user', ?, ?, 0)", (conv, seq, text, hashlib.sha256(text.encode()).hexdigest()))
+            conn.execute("INSERT INTO turn_words (words, conversation_id, seq) VALUES (?, ?, ?)", (text, conv, seq))
+    conn.close()
+
+
+def test_migration_5_keeps_every_turns_words_and_their_ranking(tmp_path):
+    path = tmp_path / "v4.db"
+    _version_4_with_turn_words(path)
+    queries = [["garden"], ["roses", "door"], ["database"], ["garden", "kitchen"], ["absent"]]
+    old = open_store(path, readonly=True)
+    assert old.schema_version == 4
+    before = {(name, tuple(q)): old.keyword_turns(old.conversation_id(name, create=False), q, 10)
+              for name in ("alice", "bob") for q in queries}
+    old.close()
+    assert before[("alice", ("garden",))] == [1, 2] and before[("bob", ("database",))] == [2]
+    store = open_store(path)
+    assert store.schema_version == LATEST and _version(path) == LATEST
+    after = {(name, tuple(q)): store.keyword_turns(store.conversation_id(name, create=False), q, 10)
+             for name in ("alice", "bob") for q in queries}
+    assert after == before
+    bob = store.conversation_id("bob", create=False)
+    store.delete_turn_units(bob, 1, 1)
+    assert store.keyword_turns(bob, ["garden"], 10) == [3]
+    assert store.keyword_turns(store.conversation_id("alice", create=False), ["garden"], 10) == [1, 2]
+    store.close()
+    assert "turn_words" not in {r[0] for r in _raw(path, "SELECT name FROM sqlite_master")}

@@ -44,7 +44,7 @@ class ScaleConfig(BenchConfig):
     seed: int = DEFAULT_SEED
     essays: Path = Field(default_factory=lambda: default_data("pg_essays"))
     memory_config: MemoryConfigField = MemoryConfig()
-    # MiniLM's matrix products: "auto" is bfloat16 on a CPU with AMX, float32 elsewhere
+    # MiniLM's matrix products: "auto" is bfloat16 on a CPU with AMX or AVX-512 BF16, float32 elsewhere
     embed_precision: Precision = "auto"
     min_turn_tokens: int = Field(default=20, ge=1)
     max_turn_tokens: int = Field(default=120, ge=1)
@@ -177,7 +177,7 @@ NOTES = {
 
 def render_report(cfg: ScaleConfig, out: dict, report: Report) -> dict:
     rows = out["rows"]
-    precision = "bfloat16 (this CPU has AMX)" if out.get("embedder_bfloat16") else "float32"
+    precision = "bfloat16 (this CPU multiplies bfloat16 in hardware)" if out.get("embedder_bfloat16") else "float32"
     report.add("Scaling", "context: `context()` without a query; query: `context(query)` after the first query "
                "(shown apart). Ingest is `add_many()`: what a query searches is embedded as each page seals (with "
                "reexpand.unit = turns, the turns that left the recent window; with page or excerpt, the page, on a "
@@ -215,7 +215,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="optmem MemoryConfig TOML")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--embed-precision", choices=get_args(Precision), default="auto",
-                   help="MiniLM's matrix products (auto: bfloat16 on a CPU with AMX, else float32)")
+                   help="MiniLM's matrix products (auto: bfloat16 on a CPU with AMX or AVX-512 BF16, else float32)")
     add_out_argument(p)
 
 

@@ -52,8 +52,10 @@ TOKENIZER_NAMES: tuple[str, ...] = get_args(TokenizerName)
 assert set(TOKENIZER_NAMES) == set(_BUILDERS)
 
 
-SPLIT_FROM_CHARS = 1024  # texts this long are counted line by line
-LINE_COUNTS_KEPT = 16384
+# Texts this long are counted line by line: a run of turns (a date heading, then turn lines) is
+# then the sum of lines already counted when each turn was priced, not a new text per query.
+SPLIT_FROM_CHARS = 256
+LINE_COUNTS_KEPT = 65536  # by digest: a few MB, shared by every memory of the process
 _NEWLINE_THEN_WORD = re.compile(r"\n(?=[^\W\d_])")
 
 

@@ -46,6 +46,8 @@ from optmem.store.sqlite_migrations import (
     MIGRATIONS,
     READABLE_FROM,
     TURN_UNITS_FROM,
+    TURN_KEYWORDS_FROM,
+    TURN_ROWID_SHIFT,
     VECTOR_INDEX_BY_NUMBER_FROM,
     Migration,
 )
@@ -218,8 +220,9 @@ class SQLiteStore(OpenedStore):
     def delete_conversation(self, conv: int) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM pages WHERE conversation_id = ?", (conv,))  # embeddings and cache cascade
-            for table in ("chunks_fts", "vector_indexes", "open_pages", "turn_vectors", "turn_words", "turns"):
+            for table in ("chunks_fts", "vector_indexes", "open_pages", "turn_vectors", "turns"):
                 conn.execute(f"DELETE FROM {table} WHERE conversation_id = ?", (conv,))
+            conn.execute("DELETE FROM turn_keywords WHERE rowid BETWEEN ? AND ?", _turn_rowids(conv, 1, _MAX_SEQ))
             conn.execute("DELETE FROM conversations WHERE id = ?", (conv,))
 
     def _conversation_name(self, conv: int) -> str:
@@ -244,8 +247,9 @@ class SQLiteStore(OpenedStore):
                                 (conv, seq)).fetchone()[0]
             check_poppable(self._conversation_name(conv), seq, page, self.open_page_start(conv))
             (row,) = self.turns(conv, seq, seq)
-            for table in ("turn_vectors", "turn_words", "turns"):
+            for table in ("turn_vectors", "turns"):
                 conn.execute(f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?", (conv, seq))
+            conn.execute("DELETE FROM turn_keywords WHERE rowid = ?", (_turn_rowids(conv, seq, seq)[0],))
             return row
 
     def last_turn(self, conv: int) -> int:
@@ -481,8 +485,8 @@ class SQLiteStore(OpenedStore):
             conn.executemany("INSERT OR REPLACE INTO turn_vectors VALUES (?, ?, ?, ?)",
                              [(conv, seq, part, np.ascontiguousarray(v, dtype=np.float32).tobytes())
                               for seq, part, v in vectors])
-            conn.executemany("INSERT INTO turn_words (words, conversation_id, seq) VALUES (?, ?, ?)",
-                             [(text, conv, seq) for seq, text in words])
+            conn.executemany("INSERT INTO turn_keywords (rowid, words) VALUES (?, ?)",
+                             [(_turn_rowids(conv, seq, seq)[0], text) for seq, text in words])
 
     def turn_vectors(self, conv: int) -> tuple[np.ndarray, np.ndarray]:
         if self._version < TURN_UNITS_FROM:
@@ -500,14 +504,21 @@ class SQLiteStore(OpenedStore):
         if not terms or self._version < TURN_UNITS_FROM:
             return []
         query = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        return [r[0] for r in self._conn.execute(
-            "SELECT seq FROM turn_words WHERE turn_words MATCH ? AND conversation_id = ? "
-            "ORDER BY bm25(turn_words), seq LIMIT ?", (query, conv, limit))]
+        if self._version < TURN_KEYWORDS_FROM:  # a read-only file of an older schema
+            return [r[0] for r in self._conn.execute(
+                "SELECT seq FROM turn_words WHERE turn_words MATCH ? AND conversation_id = ? "
+                "ORDER BY bm25(turn_words), seq LIMIT ?", (query, conv, limit))]
+        return [r[0] & _MAX_SEQ for r in self._conn.execute(
+            "SELECT rowid FROM turn_keywords WHERE turn_keywords MATCH ? AND rowid BETWEEN ? AND ? "
+            "ORDER BY bm25(turn_keywords), rowid LIMIT ?", (query, *_turn_rowids(conv, 1, _MAX_SEQ), limit))]
 
     def delete_turn_units(self, conv: int, first: int, last: int) -> None:
         with self._transaction() as conn:
-            for table in ("turn_vectors", "turn_words"):
-                conn.execute(f"DELETE FROM {table} WHERE conversation_id = ? AND seq BETWEEN ? AND ?", (conv, first, last))
+            first = max(first, 1)
+            if last < first:
+                return
+            conn.execute("DELETE FROM turn_vectors WHERE conversation_id = ? AND seq BETWEEN ? AND ?", (conv, first, last))
+            conn.execute("DELETE FROM turn_keywords WHERE rowid BETWEEN ? AND ?", _turn_rowids(conv, first, last))
 
     # -- re-expansion cache ----------------------------------------------------------------------
 
@@ -522,6 +533,20 @@ class SQLiteStore(OpenedStore):
         with self._transaction() as conn:
             rowid = self._rowid(conv, number)
             conn.execute("INSERT OR REPLACE INTO reexpand_cache VALUES (?, ?, ?, ?)", (rowid, tier, engine, text))
+
+
+# -- turn keyword rows -------------------------------------------------------------------------
+
+_MAX_SEQ = (1 << TURN_ROWID_SHIFT) - 1
+
+
+def _turn_rowids(conv: int, first: int, last: int) -> tuple[int, int]:
+    """The turn_keywords rowids of turns ``first``..``last`` of ``conv``: one conversation's are a
+    range, which FTS5 searches without reading any other row."""
+    if not (0 < conv < 1 << 31 and 0 < first <= last <= _MAX_SEQ):
+        raise ValueError(f"turn keyword rows hold conversation ids below 2^31 and turn ids 1..{_MAX_SEQ}; "
+                         f"got conversation {conv}, turns {first}..{last}")
+    return conv << TURN_ROWID_SHIFT | first, conv << TURN_ROWID_SHIFT | last
 
 
 # -- opening helpers ---------------------------------------------------------------------------
