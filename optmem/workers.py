@@ -34,6 +34,14 @@ _torch_lock = threading.Lock()
 _torch: ThreadPoolExecutor | None = None
 _torch_pid = 0
 _TORCH_THREAD = "optmem-torch"
+_local = threading.local()
+
+
+def run_torch_here() -> None:
+    """Let the calling thread run its torch work itself, not on the torch thread: for a background
+    thread of lower priority (optmem serve's offload), whose long encodes must neither queue a
+    request's query behind them on the torch thread nor run at the torch thread's priority."""
+    _local.torch_here = True
 
 
 def on_torch_thread(fn: Callable[[], Any]) -> Any:
@@ -43,7 +51,7 @@ def on_torch_thread(fn: Callable[[], Any]) -> Any:
     encoded, 10 ms once a second had (the ingest encodes on the caller's thread, a query on a
     worker). Run on the torch thread itself, ``fn`` runs at once."""
     global _torch, _torch_pid
-    if threading.current_thread().name.startswith(_TORCH_THREAD):
+    if getattr(_local, "torch_here", False) or threading.current_thread().name.startswith(_TORCH_THREAD):
         return fn()
     with _torch_lock:
         if _torch is None or _torch_pid != os.getpid():

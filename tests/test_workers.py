@@ -30,3 +30,14 @@ def test_the_embedder_encodes_on_the_torch_thread(monkeypatch):
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda t: Embedder().encode([t]), ["c", "d"]))
     assert len(seen) == 3 and all(name.startswith("optmem-torch") for name in seen)
+
+
+def test_a_thread_that_runs_torch_itself_is_not_queued_on_the_torch_thread():
+    def background():
+        workers.run_torch_here()
+        return workers.on_torch_thread(lambda: threading.current_thread().name)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="offload") as pool:
+        assert pool.submit(background).result().startswith("offload")
+    # Other threads still go to the torch thread.
+    assert workers.on_torch_thread(lambda: threading.current_thread().name).startswith("optmem-torch")

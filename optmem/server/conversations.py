@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from optmem import workers
 from optmem.assembler import Context
 from optmem.config import MemoryConfig
 from optmem.memory import CompactionWork, OpticalMemory, Turn
@@ -108,7 +109,10 @@ def _durations(names: tuple[str, ...], marks: list[float]) -> dict[str, float]:
 def _yield_cpu_to_requests() -> None:
     """Lower the calling thread's CPU priority (Linux: a thread is a task with its own nice value;
     elsewhere this would renice the whole process, so it does nothing there). Upkeep's long work
-    then runs on what the request threads leave of the cores instead of halving a request's share."""
+    then runs on what the request threads leave of the cores instead of halving a request's share.
+    Its MiniLM runs on this thread too, not on the process's torch thread, where a request's query
+    would wait behind it."""
+    workers.run_torch_here()
     if sys.platform.startswith("linux"):
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), OFFLOAD_NICENESS)
