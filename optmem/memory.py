@@ -963,7 +963,7 @@ class OpticalMemory:
                     self.reader.cost(turn_line(turn) + "\n")
 
     def _price_memory_turns(self) -> None:
-        """Count the lines of the newest memory turns the reader's counts can keep: a context prices
+        """Count the lines of the newest memory turns, as many as half the reader's counts keep: a context prices
         every turn a query ranks, and in a process that did not add them that was 15 ms of a
         query's 55 at 10k turns (the first queries after a restart, until each turn was ranked once)."""
         last = min(self._store.turn_units_through(self._conv), self._store.last_turn(self._conv) - self.config.recent_turns)
