@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -244,6 +245,15 @@ class _SentImages:
         self._bytes = 0
 
 
+# What add_many() keeps of the pixels it stores: every page a later move of the default schedule
+# resamples (2 Large, 4 Base and 10 Small pages, 11.6M px), so that no move decodes its PNG again.
+BULK_INGEST_PIXELS = 12 << 20
+# How many turns that left the recent window add_many() embeds together (a verbatim archive keeps
+# their text, so they need not be embedded before their page seals). Length-sorted batches of a
+# few hundred pad little: on 2 cores MiniLM took 11.6 ms a turn so, 16-17 in a page's 6.
+BULK_EMBED_TURNS = 256
+
+
 class _RecentPixels:
     """The pixels of the pages stored last (by conversation, page and stored tier), so that a view
     of one the budget shows below its tier, or gives DeepSeek-OCR's decoder, is made without
@@ -258,8 +268,21 @@ class _RecentPixels:
     def put(self, key: tuple, image: Image.Image) -> None:
         self._images[key] = image
         self._images.move_to_end(key)
+        self._trim()
+
+    def _trim(self) -> None:
         while len(self._images) > 1 and sum(i.width * i.height for i in self._images.values()) > self._max:
             self._images.popitem(last=False)
+
+    @contextmanager
+    def widened(self, max_pixels: int) -> Iterator[None]:
+        """Keep up to ``max_pixels`` meanwhile (a bulk ingest: the pages later moves resample)."""
+        kept, self._max = self._max, max(self._max, max_pixels)
+        try:
+            yield
+        finally:
+            self._max = kept
+            self._trim()
 
     def peek(self, key: tuple) -> Image.Image | None:
         return self._images.get(key)
@@ -434,26 +457,40 @@ class OpticalMemory:
     def add_many(self, turns: Iterable[tuple]) -> list[int]:
         """Store (role, text) or (role, text, timestamp) turns in order, as ``add`` would; their ids.
 
-        For bulk ingest: what a query searches is embedded a page at a time as pages seal (the turns
-        that left the recent window; with ``reexpand.unit`` page or excerpt, the pages, on a worker
-        while the next turns are rendered: torch, Pillow and zlib let go of the GIL). When it
-        returns everything is stored as after ``add`` one by one. ``add`` itself embeds before it
+        For bulk ingest: what a query searches is embedded as it goes: the turns that left the
+        recent window ``BULK_EMBED_TURNS`` at a time (an optical archive's, a page at a time, before
+        the page drops their text); with ``reexpand.unit`` page or excerpt, the pages as they seal,
+        on a worker while the next turns are rendered (torch, Pillow and zlib let go of the GIL).
+        Moved pages are resampled from the pixels it kept, not decoded again. When it returns
+        everything is stored, byte for byte, as after ``add`` one by one; after a crash what was
+        not embedded yet is embedded by the next write or query. ``add`` itself embeds before it
         returns, so a chat loop's next query never waits for an embedding."""
         ids = []
         try:
-            for i, turn in enumerate(turns):
-                if not isinstance(turn, tuple) or len(turn) not in (2, 3):
-                    raise InvalidArgument(f"add_many: turns[{i}] is not a (role, text[, timestamp]) tuple")
-                ids.append(self._add(*turn, embed_beside=True))
-            if self._ranks_turns and self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
-                self._index_memory_turns()  # the open page's, as add() would have
+            with self._pixels.widened(BULK_INGEST_PIXELS):
+                ids = self._add_each(turns)
+            if self._ranks_turns and self._embeds_on_seal:
+                self._index_memory_turns()  # the rest, as add() would have
         finally:
             if self._retriever is not None:
                 self._retriever.finish_pending()
         return ids
 
+    def _add_each(self, turns: Iterable[tuple]) -> list[int]:
+        ids = []
+        # A verbatim archive's turns are embedded BULK_EMBED_TURNS at a time; an optical archive's
+        # before their page seals and drops their text, as add() does.
+        together = self._ranks_turns and self.config.archive == "verbatim" and self._embeds_on_seal
+        for i, turn in enumerate(turns):
+            if not isinstance(turn, tuple) or len(turn) not in (2, 3):
+                raise InvalidArgument(f"add_many: turns[{i}] is not a (role, text[, timestamp]) tuple")
+            ids.append(self._add(*turn, embed_beside=True, index_turns=not together))
+            if together and len(ids) % BULK_EMBED_TURNS == 0:
+                self._index_memory_turns()
+        return ids
+
     def _add(self, role: str, text: str | bytes, timestamp: datetime | float | None = None, *,
-             embed_beside: bool) -> int:
+             embed_beside: bool, index_turns: bool = True) -> int:
         role = check_role(role)
         text = check_turn_text(text, self.config.max_turn_chars)
         ts = check_timestamp(timestamp)
@@ -465,12 +502,12 @@ class OpticalMemory:
             # What exports made fast since (views below a page's tier, a decoder reader's bytes), a
             # few per add so that none waits long behind a context that showed many.
             self._sent.compact(limit=COMPACTED_PER_ADD)
-        if self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
+        if self._embeds_on_seal:
             # Their own transactions: a crash here loses no turn, and what was not embedded yet is
             # embedded on the next seal or query. A turn that leaves the recent window is embedded
             # by the add() that pushes it out, so a chat loop's query finds nothing to embed;
-            # add_many() embeds them a page at a time.
-            if turn_units and (plan.sealed or not embed_beside):
+            # add_many() embeds them a page at a time, or a few hundred at a time (index_turns).
+            if turn_units and index_turns and (plan.sealed or not embed_beside):
                 self._index_memory_turns()
             if plan.sealed and embed_beside:
                 self._retrieval().index_pending_soon()
@@ -483,7 +520,7 @@ class OpticalMemory:
         is paged over the next adds)."""
         while self._write(None, max_seals=4 * MAX_SEALS_PER_ADD).sealed:
             pass
-        if self.config.retrieval.enabled and self.config.retrieval.embed_on_seal:
+        if self._embeds_on_seal:
             self._retrieval().index_pending()
 
     def index(self) -> None:
@@ -502,6 +539,10 @@ class OpticalMemory:
             return None
         turns = self._unindexed_memory_turns() if self._ranks_turns else []
         return self._retrieval().pending_work(turns)
+
+    @property
+    def _embeds_on_seal(self) -> bool:
+        return self.config.retrieval.enabled and self.config.retrieval.embed_on_seal
 
     @property
     def _ranks_turns(self) -> bool:
@@ -706,14 +747,20 @@ class OpticalMemory:
                       now=max(stamps, default=0.0))
         planned = []
         images = {r.number: r.sealed.image for r in new_rows}
+        stored_tiers = {r.number: r.image_tier for r in rows}
         for move in plan_moves(rows + new_rows, schedule, clock):
             png = image = None
             if move.resample:
-                source = images.get(move.number) or open_image(self._store.page_image(self._conv, move.number)[0])
+                source = images.get(move.number) or self._stored_pixels(move.number, stored_tiers[move.number])
                 image = downsample(source, move.tier.side)
                 png = encode_png(image)
             planned.append((move, png, image))
         return planned
+
+    def _stored_pixels(self, number: int, image_tier: str) -> Image.Image:
+        """A sealed page's stored image: from the pixels the last writes kept, else decoded."""
+        return self._pixels.peek((self._conv, number, Tier(image_tier).value)) or open_image(
+            self._store.page_image(self._conv, number)[0])
 
     def _apply(self, plan: _Plan) -> None:
         conv, store = self._conv, self._store

@@ -180,6 +180,42 @@ def test_pages_are_deterministic_across_runs(conversation):
     assert snapshot() == snapshot()
 
 
+def test_add_many_stores_what_add_stores_one_by_one(conversation, monkeypatch):
+    # add_many() resamples moved pages from the pixels it kept, not the stored PNGs, and embeds
+    # the turns that left the recent window BULK_EMBED_TURNS at a time: neither may change a byte.
+    import optmem.memory as memory_module
+
+    monkeypatch.setattr(memory_module, "BULK_EMBED_TURNS", 16)
+    turns, _ = conversation
+    cfg = config(retrieval={"enabled": True}, recent_turns=4)
+
+    class CountingEmbedder(HashEmbedder):
+        def __init__(self):
+            self.sizes = []
+
+        def encode(self, texts):
+            self.sizes.append(len(texts))
+            return super().encode(texts)
+
+    def snapshot(mem):
+        pages = [(p.number, p.tier, mem.page_image(p.number).tobytes()) for p in mem.pages() if p.sealed]
+        return pages, mem._store.turn_vectors(mem._conv)
+
+    with OpticalMemory.open(":memory:", "a", cfg, embedder=HashEmbedder()) as mem:
+        fill(mem, turns)
+        one_by_one = snapshot(mem)
+    embedder = CountingEmbedder()
+    with OpticalMemory.open(":memory:", "a", cfg, embedder=embedder) as mem:
+        mem.add_many((role, text, 1_700_000_000 + 60 * i) for i, (role, text) in enumerate(turns))
+        bulk = snapshot(mem)
+        assert mem.index_work().empty
+    assert len({tier for _, tier, _ in bulk[0]}) >= 3  # pages moved down the schedule
+    assert bulk[0] == one_by_one[0]
+    assert np.array_equal(bulk[1][0], one_by_one[1][0]) and np.allclose(bulk[1][1], one_by_one[1][1])
+    # Every 16 turns, those that left the 4-turn recent window (one part each: these turns are short).
+    assert [n for n in embedder.sizes if n] == [16 - 4] + [16] * (len(turns) // 16 - 1)
+
+
 def test_conversations_are_isolated(tmp_path, conversation):
     turns, _ = conversation
     path = tmp_path / "m.db"
