@@ -142,6 +142,9 @@ class Expansion:
     tier: str
     excerpt: tuple[int, int] | None = None
     heading: str | None = None  # the line that introduces it instead of the page's (a run of whole turns)
+    # A run's own heading, where ``heading`` is "" because the run before dates it: shown when
+    # that run is not in the context after all.
+    dated: str | None = None
 
 
 @dataclass
@@ -279,16 +282,24 @@ def assemble(*, pages: Sequence[MemoryPage], recent: Sequence[RecentTurn], expan
     excerpts: dict[int, list[ExpandedSegment]] = {}
     seen_excerpts: set[tuple[int, str]] = set()
     used = fixed
+    run_before = False  # whether the last run of whole turns before this one went in
     for e in expansions:
         page = by_number.get(e.page)
+        is_run = e.heading is not None
         if page is None or e.page in expanded or (e.page, e.text) in seen_excerpts:
+            run_before = run_before and not is_run
             continue
         first, last = e.excerpt or (page.first_turn, page.last_turn)
-        text = f"{e.heading}\n{e.text}\n" if e.heading else format_expanded(page.number, first, last, e.text,
-                                                                          excerpt=e.excerpt is not None)
+        if is_run:
+            heading = e.heading if run_before or not e.dated else e.dated
+            text = f"{heading}\n{e.text}\n" if heading else f"{e.text}\n"
+        else:
+            text = format_expanded(page.number, first, last, e.text, excerpt=e.excerpt is not None)
         cost = reader.cost(text)
         if used + cost > budget:
+            run_before = run_before and not is_run
             continue
+        run_before = run_before or is_run
         segment = ExpandedSegment(page.number, e.tier, first, last, e.text, e.source, text, cost,
                                   excerpt=e.excerpt is not None)
         used += cost

@@ -1195,5 +1195,5 @@ class _MemoryTurns:
                 rows.setdefault(page.number, page)
             tier = page.image_tier if isinstance(page, PageRow) else page.tier
             out.append(Expansion(page.number, run.body, "verbatim", tier, excerpt=(run.first, run.last),
-                                 heading=run.heading))
+                                 heading=run.heading, dated=run.dated))
         return out

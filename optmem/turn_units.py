@@ -2,15 +2,19 @@
 
 A chosen turn goes in as one line, ``role: text``, and consecutive chosen turns share one heading
 that gives their dates, so a run of turns costs little more than the turns themselves
-(a heading per turn would cost more than most LoCoMo turns do). Selection is greedy in rank
-order with each turn priced by what it adds: its line, plus a heading when it starts a run of
-its own, minus one when it joins two runs. The exact cost of the final runs is then checked and,
-where token merges at the joins make it dearer, the lowest-ranked turns are dropped until it fits.
+(a heading per turn would cost more than most LoCoMo turns do). A run of one day that follows a
+run ending that day goes without one: the heading above still dates it (whatever lies between
+the two in the context lies between them in time), and at 16384 positions a LoCoMo context
+carried ~80 runs over ~19 days. Selection is greedy in rank order with each turn priced by what
+it adds: its line, and the headings it makes, drops or changes (its own run's, and the next
+run's, which now follows it). The exact cost of the final runs is then checked and, where token
+merges at the joins make it dearer, the lowest-ranked turns are dropped until it fits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -24,16 +28,19 @@ MAX_MISSES_IN_A_ROW = 256
 
 @dataclass(frozen=True)
 class TurnRun:
-    """Consecutive chosen turns, as they go into the context."""
+    """Consecutive chosen turns, as they go into the context. ``heading`` is "" when the run before
+    dates it (``dated`` is its own heading all the same, for a context that leaves that run out)."""
 
     first: int
     last: int
     heading: str
     body: str
+    dated: str = ""
 
     @property
     def text(self) -> str:
-        return f"{self.heading}\n{self.body}\n"  # as the assembler frames an expansion with a heading
+        # as the assembler frames an expansion with a heading
+        return f"{self.heading}\n{self.body}\n" if self.heading else f"{self.body}\n"
 
 
 @lru_cache(maxsize=4096)  # asked for every turn a context prices; a conversation has few distinct days
@@ -55,6 +62,13 @@ def run_heading(first: TurnRow, last: TurnRow) -> str:
     return f"[{start}]" if start == end else f"[{start} to {end}]"
 
 
+def shown_heading(first: TurnRow, last: TurnRow, before: TurnRow | None) -> str:
+    """The heading a run shows after the run ending with ``before``: none when both lie in one day."""
+    if before is not None and _date(first.timestamp) == _date(last.timestamp) == _date(before.timestamp):
+        return ""
+    return run_heading(first, last)
+
+
 def turn_runs(turns: Iterable[TurnRow]) -> list[TurnRun]:
     """The turns (with text) grouped into runs of consecutive ids, oldest first."""
     runs: list[list[TurnRow]] = []
@@ -63,16 +77,80 @@ def turn_runs(turns: Iterable[TurnRow]) -> list[TurnRun]:
             runs[-1].append(turn)
         else:
             runs.append([turn])
-    return [TurnRun(run[0].seq, run[-1].seq, run_heading(run[0], run[-1]), "\n".join(turn_line(t) for t in run))
-            for run in runs]
+    return [TurnRun(run[0].seq, run[-1].seq, shown_heading(run[0], run[-1], runs[i - 1][-1] if i else None),
+                    "\n".join(turn_line(t) for t in run), run_heading(run[0], run[-1]))
+            for i, run in enumerate(runs)]
 
 
-def turn_price(turn: TurnRow, chosen: Container[int], cost: Callable[[str], int]) -> int:
-    """What ``turn`` adds to the runs of ``chosen``: its line, plus a heading when it starts a run
-    of its own, minus one when it joins two runs."""
-    joins = (turn.seq - 1 in chosen) + (turn.seq + 1 in chosen)
-    heading = cost(run_heading(turn, turn) + "\n") if joins != 1 else 0
-    return cost(turn_line(turn) + "\n") + (heading if joins == 0 else -heading)
+class ChosenTurns:
+    """Chosen turns by id, in order, with their runs' ends, pricing what one more would add."""
+
+    def __init__(self, cost: Callable[[str], int]):
+        self._cost = cost
+        self.turns: dict[int, TurnRow] = {}
+        self._seqs: list[int] = []
+        self._end_of: dict[int, int] = {}  # a run's first id -> its last
+        self._start_of: dict[int, int] = {}  # a run's last id -> its first
+
+    def add(self, turn: TurnRow) -> None:
+        seq = turn.seq
+        start = self._start_of.pop(seq - 1, seq)
+        end = self._end_of.pop(seq + 1, seq)
+        self._end_of.pop(start, None)
+        self._start_of.pop(end, None)
+        self._end_of[start], self._start_of[end] = end, start
+        self.turns[seq] = turn
+        insort(self._seqs, seq)
+
+    def remove(self, seq: int) -> None:
+        """Leave ``seq`` out again (rare: the runs' exact cost came out over the estimates)."""
+        del self.turns[seq]
+        del self._seqs[bisect_left(self._seqs, seq)]
+        self._end_of.clear()
+        self._start_of.clear()
+        for run in turn_runs(self.turns.values()):
+            self._end_of[run.first], self._start_of[run.last] = run.last, run.first
+
+    def _before(self, seq: int) -> TurnRow | None:
+        """The chosen turn just before ``seq`` (chosen or not)."""
+        i = bisect_left(self._seqs, seq)
+        return self.turns[self._seqs[i - 1]] if i else None
+
+    def _after(self, seq: int) -> TurnRow | None:
+        i = bisect_left(self._seqs, seq + 1)
+        return self.turns[self._seqs[i]] if i < len(self._seqs) else None
+
+    def _run_end(self, first: int) -> TurnRow:
+        return self.turns[self._end_of[first]]
+
+    def _run_start(self, last: int) -> TurnRow:
+        return self.turns[self._start_of[last]]
+
+    def _heading_cost(self, first: TurnRow, last: TurnRow, before: TurnRow | None) -> int:
+        heading = shown_heading(first, last, before)
+        return self._cost(heading + "\n") if heading else 0
+
+    def price(self, turn: TurnRow) -> int:
+        """What ``turn`` adds: its line, and the change in headings of its run and the next."""
+        seq, runs_before, runs_after = turn.seq, 0, 0
+        left = self._run_start(seq - 1) if seq - 1 in self.turns else None
+        first = left or turn
+        before_first = self._before(first.seq)
+        if left is not None:
+            runs_before += self._heading_cost(left, self.turns[seq - 1], before_first)
+        nxt = self._after(seq)
+        if nxt is not None and nxt.seq == seq + 1:  # joins the run after: one run, dated once
+            last = self._run_end(nxt.seq)
+            runs_before += self._heading_cost(nxt, last, self.turns[seq - 1] if left else before_first)
+            runs_after += self._heading_cost(first, last, before_first)
+        else:
+            runs_after += self._heading_cost(first, turn, before_first)
+            if nxt is not None:  # the next run now follows this turn
+                last = self._run_end(nxt.seq)
+                prior = self.turns[seq - 1] if left else before_first
+                runs_before += self._heading_cost(nxt, last, prior)
+                runs_after += self._heading_cost(nxt, last, turn)
+        return self._cost(turn_line(turn) + "\n") + runs_after - runs_before
 
 
 class RankedTurns:
@@ -90,7 +168,7 @@ class RankedTurns:
         self._max_misses = max_misses
         self._order = iter(dict.fromkeys(order))
         self._fetch, self._cost, self._value, self._textless = fetch, cost, value, textless
-        self.chosen: dict[int, TurnRow] = {}
+        self._chosen = ChosenTurns(cost)
         self._rank: list[int] = []
         self.elsewhere: list[TextItem] = []  # the textless offers taken
         self._misses = 0
@@ -111,7 +189,7 @@ class RankedTurns:
                     continue
                 return item
             self._turns[seq] = turn
-            return TextItem(turn_price(turn, self.chosen, self._cost), self._value(seq), (seq,))
+            return TextItem(self._chosen.price(turn), self._value(seq), (seq,))
         return None
 
     def take(self, item: TextItem) -> None:
@@ -120,7 +198,7 @@ class RankedTurns:
             self.elsewhere.append(item)
             return
         seq = item.turns[0]
-        self.chosen[seq] = self._turns.pop(seq)
+        self._chosen.add(self._turns.pop(seq))
         self._rank.append(seq)
 
     def skip(self, item: TextItem) -> None:
@@ -133,9 +211,13 @@ class RankedTurns:
         ``budget``: where token merges at the joins made the estimate short, the lowest-ranked turns go."""
         runs = turn_runs(self.chosen.values())
         while self._rank and sum(self._cost(r.text) for r in runs) + sum(i.positions for i in self.elsewhere) > budget:
-            del self.chosen[self._rank.pop()]
+            self._chosen.remove(self._rank.pop())
             runs = turn_runs(self.chosen.values())
         return runs
+
+    @property
+    def chosen(self) -> dict[int, TurnRow]:
+        return self._chosen.turns
 
 
 def select_turns(order: Iterable[int], fetch: Callable[[int], TurnRow | None], cost: Callable[[str], int],

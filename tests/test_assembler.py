@@ -75,6 +75,21 @@ def test_excerpts_follow_their_page_image_and_count_in_the_budget():
     assert tight.positions <= bare.positions  # the excerpt is paid for by blurring a page
 
 
+def test_a_run_dated_by_the_run_before_it_gets_its_own_date_when_that_one_is_left_out():
+    pages = _pages(["tiny", None], ledger=())
+    runs = [Expansion(2, "user: an early turn " + "word " * 400, "verbatim", "tiny", excerpt=(12, 12),
+                      heading="[2023-05-08]", dated="[2023-05-08]"),
+            Expansion(2, "user: a later turn the same day", "verbatim", "tiny", excerpt=(15, 15),
+                      heading="", dated="[2023-05-08]")]
+    roomy = assemble(pages=pages, recent=RECENT, budget=8192, ledger=False, expansions=runs)
+    assert "[2023-05-08]\nuser: an early turn" in roomy.to_text()
+    assert "\nuser: a later turn the same day\n" in roomy.to_text() and roomy.to_text().count("[2023-05-08]") == 1
+    bare = assemble(pages=pages, recent=RECENT, budget=8192, ledger=False, expansions=[])
+    tight = assemble(pages=pages, recent=RECENT, budget=bare.positions + 40, ledger=False, expansions=runs)
+    assert [s.first_turn for s in tight.segments if s.kind == "expanded"] == [15]  # the long one does not fit
+    assert "[2023-05-08]\nuser: a later turn the same day" in tight.to_text()
+
+
 def test_expansion_that_does_not_fit_is_skipped_not_cut():
     base = assemble(pages=_pages(["tiny"]), recent=RECENT, budget=8192, ledger=False, expansions=[])
     ctx = assemble(pages=_pages(["tiny"]), recent=RECENT, budget=base.positions + 3, ledger=False,

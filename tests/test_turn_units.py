@@ -2,13 +2,14 @@
 the keyword words (CJK included), and the memory's text path end to end."""
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from optmem import MemoryConfig, OpticalMemory
 from optmem.allocation import TextItem
 from optmem.retrieval.keywords import index_words, keywords
 from optmem.store import TurnRow
 from optmem.tokens import count_tokens
-from optmem.turn_units import run_heading, select_turns, turn_runs
+from optmem.turn_units import ChosenTurns, run_heading, select_turns, turn_runs
 
 DAY = 86_400.0
 
@@ -32,6 +33,49 @@ def test_runs_group_consecutive_turns_under_one_heading_with_their_dates():
     assert runs[0].body == "user: turn number 1 says something\nassistant: turn number 2 says something\n" \
                            "user: turn number 3 says something"
     assert run_heading(turns[1], turns[5]) == "[2023-11-15 to 2023-11-16]"
+
+
+def test_a_run_of_the_day_the_run_before_ended_goes_without_a_heading():
+    turns = _turns(12)  # four turns a day: 1-4 on 2023-11-15, 5-8 on the 16th, 9-12 on the 17th
+    runs = turn_runs([turns[i] for i in (1, 3, 4, 5, 7, 8, 11, 12)])
+    assert [(r.first, r.heading, r.dated) for r in runs] == [
+        (1, "[2023-11-15]", "[2023-11-15]"),
+        (3, "[2023-11-15 to 2023-11-16]", "[2023-11-15 to 2023-11-16]"),  # spans a day: dated again
+        (7, "", "[2023-11-16]"),  # the 16th, as the run above ended
+        (11, "[2023-11-17]", "[2023-11-17]"),
+    ]
+    assert runs[2].text == "user: turn number 7 says something\nassistant: turn number 8 says something\n"
+
+
+def _words(text: str) -> int:
+    return len(text.split())  # additive over lines, as the tokenizers' counts are between turn lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=2, max_size=30), st.data())
+def test_a_turns_price_is_what_it_adds_to_the_runs_exactly(day_steps, data):
+    # Turn i+1 lies day_steps[i] quarter days after turn i: runs cross days, or stay within one.
+    stamps, t = [], 1_700_000_000.0
+    for step in day_steps:
+        t += step * DAY / 4
+        stamps.append(t)
+    turns = {i + 1: TurnRow(i + 1, "user", f"turn {i + 1} " + "word " * (i % 3), ts) for i, ts in enumerate(stamps)}
+    order = data.draw(st.permutations(list(turns)))
+    chosen = ChosenTurns(_words)
+    for seq in order:
+        price = chosen.price(turns[seq])
+        before = sum(_words(r.text) for r in turn_runs(chosen.turns.values()))
+        chosen.add(turns[seq])
+        assert price == sum(_words(r.text) for r in turn_runs(chosen.turns.values())) - before
+    for seq in order[: len(order) // 2]:  # leaving turns out again keeps the runs' ends right
+        chosen.remove(seq)
+    rest = sorted(set(turns) - set(order[: len(order) // 2]))
+    if rest:
+        gone = turns[order[0]]
+        before = sum(_words(r.text) for r in turn_runs(chosen.turns.values()))
+        price = chosen.price(gone)
+        chosen.add(gone)
+        assert price == sum(_words(r.text) for r in turn_runs(chosen.turns.values())) - before
 
 
 @pytest.mark.parametrize("budget", [0, 5, 40, 100, 333, 10_000])

@@ -140,9 +140,10 @@ def run(cfg: LocomoConfig) -> dict:
                     rec["systems"][system.name] = res
                     if system.paged and "retrieval" in held:
                         # Plain retrieval given only the positions this system spent on text: is
-                        # its choice of text as good, position for position?
+                        # its choice of text as good, position for position? A page's ledger rides
+                        # with its image (the allocation buys them together) and is no turn's text.
                         res["text_positions"] = v.positions - sum(s["positions"] for s in v.segments
-                                                                  if s["kind"] == "page")
+                                                                  if s["kind"] in IMAGE_SEGMENTS)
                         same = held["retrieval"].context(q["question"], res["text_positions"])
                         rec["systems"][same_text_name(system.name)] = _result(same, ev, str(answer), q["category"])
                 questions.append(rec)
@@ -151,6 +152,11 @@ def run(cfg: LocomoConfig) -> dict:
                 h.close()
     paged = [s.name for s in runners if s.paged]
     return {"conversations": convs, "questions": questions, "summary": summarise(questions, paged, seed=cfg.seed)}
+
+
+# The segments a context spends on its page images: the image itself, and the ledger of exact
+# strings that rides with it (priced with the page: optmem.allocation.PageOption.positions).
+IMAGE_SEGMENTS = ("page", "ledger")
 
 
 def same_text_name(system: str) -> str:
@@ -268,7 +274,8 @@ def render_report(cfg: LocomoConfig, out: dict, report: Report) -> dict:
     if same_text:
         report.add("Paired against plain retrieval given the same text positions (categories 1–4)",
                    "retrieval@<system> text: plain retrieval asked, question by question, for only the positions "
-                   "<system>'s context spent on text (all of it but its page images, the query included). "
+                   "<system>'s context spent on text (all of it but its page images and their ledgers, the query "
+                   "included). "
                    "difference: mean of (system − that retrieval) evidence as text, in points; 95 % interval as "
                    "above.\n\n"
                    + md_table(["system", "questions", "difference (points)", "95 % interval"],
