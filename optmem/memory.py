@@ -121,7 +121,7 @@ class _Plan:
     open_start: TurnPos | None  # where the open page starts after the seals
     fill: OpenPageFill | None
     # each move with its resampled image (PNG and pixels) where it needs one
-    moves: list[tuple[TierMove, bytes | None, Image.Image | None]]
+    moves: list[tuple[TierMove, int, bytes | None, Image.Image | None]]  # with the page's last turn
     sent: list[tuple[tuple, int, int, bytes]]  # (page key, side, crop, bytes) the reader will be sent
     moves_planned: bool  # False: the schedule's moves were left for settle() (tier_moves = "later")
 
@@ -298,15 +298,23 @@ class _RecentPixels:
         self._images.clear()
 
 
+def pixels_key(conversation: int, number: int, last_turn: int, tier: str) -> tuple:
+    """A stored page's key in _RecentPixels. Its last turn is in it because a page number comes
+    back once every page was evicted, maybe by another instance this one never hears from, and
+    the new page ends on a later turn: its moves must not resample the old page's pixels."""
+    return conversation, number, last_turn, Tier(tier).value
+
+
 class _StoredImage:
     """A sealed page's image at a side: the stored bytes when it is stored at that side."""
 
     def __init__(self, store: Store, conversation: int, row: PageRow, sent: _SentImages, pixels: _RecentPixels):
         self._store, self._conv, self._row, self._sent, self._pixels = store, conversation, row, sent, pixels
-        self._key = (conversation, row.number, row.image_tier)
+        self._key = (conversation, row.number, row.image_tier)  # in _SentImages
+        self._pixels_key = pixels_key(conversation, row.number, row.last_turn, row.image_tier)
 
     def _stored(self) -> Image.Image:
-        return self._pixels.get(self._key, lambda: open_image(self._store.page_image(self._conv, self._row.number)[0]))
+        return self._pixels.get(self._pixels_key, lambda: open_image(self._store.page_image(self._conv, self._row.number)[0]))
 
     def png(self, side: int, crop: int = 0) -> bytes:
         got = self.png_job(side, crop)
@@ -320,7 +328,7 @@ class _StoredImage:
         data = self._sent.cached(self._key, side, crop)
         if data is not None:
             return data
-        image = self._pixels.peek(self._key)
+        image = self._pixels.peek(self._pixels_key)
         stored = None if image is not None else self._store.page_image(self._conv, self._row.number)[0]
         sent = self._sent
 
@@ -329,7 +337,7 @@ class _StoredImage:
             return pixels, sent.make(pixels, side, crop, fast=True)
 
         def finish(made: tuple[Image.Image, bytes]) -> bytes:
-            self._pixels.put(self._key, made[0])
+            self._pixels.put(self._pixels_key, made[0])
             return sent.made(self._key, side, crop, made[1], fast=True)
 
         return ImageJob(make, finish)
@@ -703,7 +711,7 @@ class OpticalMemory:
         if self.reader.decoder:
             return []
         new_images = {state.last_page + i + 1: (page.tier, page.image) for i, page in enumerate(sealed)}
-        for move, _, image in moves:
+        for move, _, _, image in moves:
             if move.delete:
                 new_images.pop(move.number, None)
             elif image is not None:
@@ -736,7 +744,7 @@ class OpticalMemory:
         return packed.sealed, packed.next_start, packed.fill
 
     def _plan_moves(self, state: _State, turn: TurnRow | None,
-                    sealed: list[SealedPage]) -> list[tuple[TierMove, bytes | None, Image.Image | None]]:
+                    sealed: list[SealedPage]) -> list[tuple[TierMove, int, bytes | None, Image.Image | None]]:
         schedule = self.config.schedule
         if schedule.age_unit == "pages" and not sealed and not self._replan:
             return []  # ages in pages only move when a page is sealed
@@ -747,20 +755,21 @@ class OpticalMemory:
                       now=max(stamps, default=0.0))
         planned = []
         images = {r.number: r.sealed.image for r in new_rows}
-        stored_tiers = {r.number: r.image_tier for r in rows}
+        stored = {r.number: r for r in rows}
+        last_turns = {r.number: r.last_turn for r in rows + new_rows}
         for move in plan_moves(rows + new_rows, schedule, clock):
             png = image = None
             if move.resample:
-                source = images.get(move.number) or self._stored_pixels(move.number, stored_tiers[move.number])
+                source = images.get(move.number) or self._stored_pixels(stored[move.number])
                 image = downsample(source, move.tier.side)
                 png = encode_png(image)
-            planned.append((move, png, image))
+            planned.append((move, last_turns[move.number], png, image))
         return planned
 
-    def _stored_pixels(self, number: int, image_tier: str) -> Image.Image:
+    def _stored_pixels(self, row: PageRow) -> Image.Image:
         """A sealed page's stored image: from the pixels the last writes kept, else decoded."""
-        return self._pixels.peek((self._conv, number, Tier(image_tier).value)) or open_image(
-            self._store.page_image(self._conv, number)[0])
+        return self._pixels.peek(pixels_key(self._conv, row.number, row.last_turn, row.image_tier)) or open_image(
+            self._store.page_image(self._conv, row.number)[0])
 
     def _apply(self, plan: _Plan) -> None:
         conv, store = self._conv, self._store
@@ -773,7 +782,7 @@ class OpticalMemory:
                            layout_json=page.layout_json, source_text=page.source_text if keep_source else None,
                            text_tokens=page.text_tokens, ledger=page.ledger, png=page.png, image_tier=page.tier)
         for i, page in enumerate(plan.sealed):
-            self._pixels.put((conv, plan.state.last_page + i + 1, Tier(page.tier).value), page.image)
+            self._pixels.put(pixels_key(conv, plan.state.last_page + i + 1, page.last.turn, page.tier), page.image)
         if plan.open_start != plan.state.open_start:
             store.set_open_page_start(conv, plan.open_start)
             old = plan.state.open_start or TurnPos(1, 0)
@@ -781,14 +790,14 @@ class OpticalMemory:
                 # Turns wholly on sealed pages now live only in the images (earlier ones already do).
                 store.drop_turn_texts(conv, old.turn, plan.open_start.turn - 1)
         deleted = False
-        for move, png, image in plan.moves:
+        for move, last_turn, png, image in plan.moves:
             if move.delete:
                 store.delete_page(conv, move.number)
                 deleted = True
             elif png is not None:
                 store.set_page_tier(conv, move.number, move.tier, png, move.tier)
                 self._sent.forget((conv, move.number))
-                self._pixels.put((conv, move.number, Tier(move.tier).value), image)
+                self._pixels.put(pixels_key(conv, move.number, last_turn, move.tier), image)
             else:
                 store.set_page_tier(conv, move.number, move.tier)
         if deleted:

@@ -216,6 +216,28 @@ def test_add_many_stores_what_add_stores_one_by_one(conversation, monkeypatch):
     assert [n for n in embedder.sizes if n] == [16 - 4] + [16] * (len(turns) // 16 - 1)
 
 
+def test_a_move_never_resamples_the_kept_pixels_of_another_page_of_that_number(conversation):
+    # A page number comes back once every page was evicted, maybe by another instance: the kept
+    # pixels are keyed by the page's last turn too, so the new page's moves decode its own image.
+    from PIL import Image
+
+    import optmem.memory as memory_module
+
+    turns, _ = conversation
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        fill(mem, turns[:120])
+        honest = [(p.number, p.tier, mem.page_image(p.number).tobytes()) for p in mem.pages() if p.sealed]
+    with OpticalMemory.open(":memory:", "a", config()) as mem:
+        fill(mem, turns[:60])
+        mem._pixels._max = 1 << 40  # keep every planted image
+        for row in mem._store.pages(mem._conv):  # black pixels of pages that ended on other turns
+            key = memory_module.pixels_key(mem._conv, row.number, row.last_turn + 1000, row.image_tier)
+            side = tier_side(row.image_tier)
+            mem._pixels.put(key, Image.new("L", (side, side), 0))
+        fill(mem, turns[60:120], start=60)
+        assert [(p.number, p.tier, mem.page_image(p.number).tobytes()) for p in mem.pages() if p.sealed] == honest
+
+
 def test_conversations_are_isolated(tmp_path, conversation):
     turns, _ = conversation
     path = tmp_path / "m.db"
