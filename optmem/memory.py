@@ -121,7 +121,7 @@ class _Plan:
     open_start: TurnPos | None  # where the open page starts after the seals
     fill: OpenPageFill | None
     # each move with its resampled image (PNG and pixels) where it needs one
-    moves: list[tuple[TierMove, int, bytes | None, Image.Image | None]]  # with the page's last turn
+    moves: list[tuple[TierMove, bytes | None, Image.Image | None]]
     sent: list[tuple[tuple, int, int, bytes]]  # (page key, side, crop, bytes) the reader will be sent
     moves_planned: bool  # False: the schedule's moves were left for settle() (tier_moves = "later")
 
@@ -711,7 +711,7 @@ class OpticalMemory:
         if self.reader.decoder:
             return []
         new_images = {state.last_page + i + 1: (page.tier, page.image) for i, page in enumerate(sealed)}
-        for move, _, _, image in moves:
+        for move, _, image in moves:
             if move.delete:
                 new_images.pop(move.number, None)
             elif image is not None:
@@ -744,7 +744,7 @@ class OpticalMemory:
         return packed.sealed, packed.next_start, packed.fill
 
     def _plan_moves(self, state: _State, turn: TurnRow | None,
-                    sealed: list[SealedPage]) -> list[tuple[TierMove, int, bytes | None, Image.Image | None]]:
+                    sealed: list[SealedPage]) -> list[tuple[TierMove, bytes | None, Image.Image | None]]:
         schedule = self.config.schedule
         if schedule.age_unit == "pages" and not sealed and not self._replan:
             return []  # ages in pages only move when a page is sealed
@@ -756,14 +756,13 @@ class OpticalMemory:
         planned = []
         images = {r.number: r.sealed.image for r in new_rows}
         stored = {r.number: r for r in rows}
-        last_turns = {r.number: r.last_turn for r in rows + new_rows}
         for move in plan_moves(rows + new_rows, schedule, clock):
             png = image = None
             if move.resample:
                 source = images.get(move.number) or self._stored_pixels(stored[move.number])
                 image = downsample(source, move.tier.side)
                 png = encode_png(image)
-            planned.append((move, last_turns[move.number], png, image))
+            planned.append((move, png, image))
         return planned
 
     def _stored_pixels(self, row: PageRow) -> Image.Image:
@@ -790,14 +789,17 @@ class OpticalMemory:
                 # Turns wholly on sealed pages now live only in the images (earlier ones already do).
                 store.drop_turn_texts(conv, old.turn, plan.open_start.turn - 1)
         deleted = False
-        for move, last_turn, png, image in plan.moves:
+        # Each planned page's last turn, which keys the pixels kept of a moved one (pixels_key)
+        last_turns = {r.number: r.last_turn for r in plan.state.in_context}
+        last_turns.update((plan.state.last_page + i + 1, page.last.turn) for i, page in enumerate(plan.sealed))
+        for move, png, image in plan.moves:
             if move.delete:
                 store.delete_page(conv, move.number)
                 deleted = True
             elif png is not None:
                 store.set_page_tier(conv, move.number, move.tier, png, move.tier)
                 self._sent.forget((conv, move.number))
-                self._pixels.put(pixels_key(conv, move.number, last_turn, move.tier), image)
+                self._pixels.put(pixels_key(conv, move.number, last_turns[move.number], move.tier), image)
             else:
                 store.set_page_tier(conv, move.number, move.tier)
         if deleted:
