@@ -29,6 +29,17 @@ class HashEmbedder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+class RecordingEmbedder(HashEmbedder):
+    """HashEmbedder that keeps the texts of each encode call, in order, in ``calls``."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts):
+        self.calls.append([texts] if isinstance(texts, str) else list(texts))
+        return super().encode(texts)
+
+
 class JSONHandler(BaseHTTPRequestHandler):
     """A request handler that answers JSON and logs nothing."""
 

@@ -18,7 +18,7 @@ from optmem.store import open_store
 from optmem.modes import tier_side
 from optmem.tokens import count_tokens
 from optmem.store import UnknownConversation
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, RecordingEmbedder
 
 NO_RETRIEVAL = {"retrieval": {"enabled": False}}
 # These tests are about pages: a small history that fits the budget as text would go in as text.
@@ -189,14 +189,6 @@ def test_add_many_stores_what_add_stores_one_by_one(conversation, monkeypatch):
     turns, _ = conversation
     cfg = config(retrieval={"enabled": True}, recent_turns=4)
 
-    class CountingEmbedder(HashEmbedder):
-        def __init__(self):
-            self.sizes = []
-
-        def encode(self, texts):
-            self.sizes.append(len(texts))
-            return super().encode(texts)
-
     def snapshot(mem):
         pages = [(p.number, p.tier, mem.page_image(p.number).tobytes()) for p in mem.pages() if p.sealed]
         return pages, mem._store.turn_vectors(mem._conv)
@@ -204,7 +196,7 @@ def test_add_many_stores_what_add_stores_one_by_one(conversation, monkeypatch):
     with OpticalMemory.open(":memory:", "a", cfg, embedder=HashEmbedder()) as mem:
         fill(mem, turns)
         one_by_one = snapshot(mem)
-    embedder = CountingEmbedder()
+    embedder = RecordingEmbedder()
     with OpticalMemory.open(":memory:", "a", cfg, embedder=embedder) as mem:
         mem.add_many((role, text, 1_700_000_000 + 60 * i) for i, (role, text) in enumerate(turns))
         bulk = snapshot(mem)
@@ -213,7 +205,7 @@ def test_add_many_stores_what_add_stores_one_by_one(conversation, monkeypatch):
     assert bulk[0] == one_by_one[0]
     assert np.array_equal(bulk[1][0], one_by_one[1][0]) and np.allclose(bulk[1][1], one_by_one[1][1])
     # Every 16 turns, those that left the 4-turn recent window (one part each: these turns are short).
-    assert [n for n in embedder.sizes if n] == [16 - 4] + [16] * (len(turns) // 16 - 1)
+    assert [len(c) for c in embedder.calls if c] == [16 - 4] + [16] * (len(turns) // 16 - 1)
 
 
 def test_a_move_never_resamples_the_kept_pixels_of_another_page_of_that_number(conversation):

@@ -36,7 +36,7 @@ from optmem.store import open_store
 from renderers import decode_page_image, encode_page_image, encoding_for_side
 from optmem.server.tenants import KeyFileError, Tenants, load_keys
 from optmem.server.upstream import StreamedReply
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, RecordingEmbedder
 
 KEY_A = "key-a-0123456789abcdef"
 KEY_A2 = "key-a2-0123456789abcdef"
@@ -317,15 +317,7 @@ def test_conversations_on_several_workers_keep_their_turns_even_when_they_move(d
 
 
 def test_the_server_loads_its_embedder_before_the_first_request(serve):
-    class Recording(HashEmbedder):
-        def __init__(self):
-            self.calls = []
-
-        def encode(self, texts):
-            self.calls.append(list(texts))
-            return super().encode(texts)
-
-    embedder = Recording()
+    embedder = RecordingEmbedder()
     serve(memory={**SMALL, "retrieval": {"enabled": True}}, embedder=embedder)
     assert embedder.calls == [["warm up"]]
 
